@@ -1,0 +1,26 @@
+"""The `logtide` command: one entry point; each subcommand is defined beside the code it drives.
+
+Subcommand modules keep heavy imports (Faust, scikit-learn, Kafka clients) inside their functions,
+so `logtide --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from logtide import __version__
+from logtide.config_command import config
+from logtide.topics_admin import topics
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="logtide")
+def main() -> None:
+    """logtide: ship, stream, detect and sink logs and metrics."""
+
+
+main.add_command(config)
+main.add_command(topics)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The event contracts every stage speaks.
+
+Field names follow the Elastic Common Schema where one exists, so that Kibana and ECS-aware tools
+read our documents as they are. Every event carries a stable `event.id` (the Elasticsearch `_id`
+and the ClickHouse dedup key) and `logtide.schema`/`logtide.version`, so a consumer can tell what
+it holds before it trusts it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class _Part(BaseModel):
+    """A nested ECS group: unknown keys are rejected so typos surface as errors."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", allow_inf_nan=False)
+
+
+class Severity(StrEnum):
+    """Normalised log levels (syslog order, lowest number most severe)."""
+
+    emergency = "emergency"
+    alert = "alert"
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    notice = "notice"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+    unknown = "unknown"
+
+
+class LogFile(_Part):
+    path: str
+
+
+class LogInfo(_Part):
+    level: str | None = None
+    logger: str | None = None
+    file: LogFile | None = None
+    offset: NonNegativeInt | None = Field(default=None, description="Byte offset of the line in its file.")
+
+
+class Host(_Part):
+    name: str
+    hostname: str | None = None
+    ip: list[str] | None = None
+
+
+class Service(_Part):
+    name: str
+    environment: str | None = None
+    version: str | None = None
+
+
+class Trace(_Part):
+    id: str
+
+
+class EventInfo(_Part):
+    id: str = Field(description="Stable id: the same source record always gets the same id.")
+    original: str | None = Field(default=None, description="The record as read, before parsing.")
+    ingested: AwareDatetime | None = None
+    dataset: str | None = None
+    kind: Literal["event", "metric", "alert", "pipeline_error"] = "event"
+    duration: int | None = Field(default=None, description="Nanoseconds, as in ECS.")
+
+
+class Meta(_Part):
+    """Which contract a document follows, and the processing flags it picked up on the way."""
+
+    schema_: str = Field(alias="schema")
+    version: int = SCHEMA_VERSION
+    flags: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Processing flags, e.g. parse_failure, invalid_utf8, truncated, ts_missing, ts_unparsed, "
+            "clock_skew."
+        ),
+    )
+    parse_error: str | None = None
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", allow_inf_nan=False)
+    KIND: ClassVar[str]
+
+    timestamp: AwareDatetime = Field(alias="@timestamp")
+    event: EventInfo
+    logtide: Meta
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _schema_matches(self) -> _Event:
+        if self.logtide.schema_ != self.KIND:
+            raise ValueError(f"logtide.schema is {self.logtide.schema_!r}, expected {self.KIND!r}")
+        return self
+
+    @classmethod
+    def meta(cls, flags: list[str] | None = None) -> Meta:
+        """The `logtide` block for a new event of this kind."""
+        return Meta(schema=cls.KIND, flags=flags or [])
+
+    @property
+    def id(self) -> str:
+        return self.event.id
+
+
+class LogEvent(_Event):
+    """One log record. ECS groups not modelled here (http, url, source, user_agent, ...) pass through."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow", allow_inf_nan=False)
+    KIND: ClassVar[str] = "log_event"
+
+    message: str
+    log: LogInfo | None = None
+    host: Host | None = None
+    service: Service | None = None
+    trace: Trace | None = None
+    tags: list[str] = Field(default_factory=list)
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="Fields a parser extracted that have no ECS home."
+    )
+
+
+class MetricType(StrEnum):
+    gauge = "gauge"
+    counter = "counter"
+    histogram = "histogram"
+    summary = "summary"
+
+
+class Metric(_Part):
+    name: str = Field(min_length=1)
+    value: float
+    type: MetricType = MetricType.gauge
+    unit: str | None = None
+
+
+class MetricSample(_Event):
+    """One observation of one series (host metric or Prometheus sample)."""
+
+    KIND: ClassVar[str] = "metric_sample"
+
+    metric: Metric
+    host: Host | None = None
+    service: Service | None = None
+
+
+class Series(_Part):
+    """Which series a value belongs to; `key` is canonical and used for partitioning and state."""
+
+    metric: str
+    key: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Window(_Part):
+    start: AwareDatetime
+    end: AwareDatetime
+    size_seconds: float = Field(gt=0)
+    step_seconds: float = Field(gt=0)
+
+
+class Stats(_Part):
+    count: NonNegativeInt
+    sum: float
+    min: float
+    max: float
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+
+
+class WindowAggregate(_Event):
+    """A closed event-time window of one series."""
+
+    KIND: ClassVar[str] = "window_aggregate"
+
+    series: Series
+    window: Window
+    stats: Stats
+
+
+class Band(_Part):
+    lower: float
+    upper: float
+
+
+class Detector(_Part):
+    name: str
+    threshold: float = Field(ge=0, le=1)
+
+
+class ContextPoint(_Part):
+    timestamp: AwareDatetime = Field(alias="@timestamp")
+    value: float
+
+
+class AnomalySeverity(StrEnum):
+    info = "info"
+    warning = "warning"
+    critical = "critical"
+
+
+class Anomaly(_Event):
+    """Public contract on the `anomalies` topic: other teams subscribe to it."""
+
+    KIND: ClassVar[str] = "anomaly"
+
+    message: str
+    series: Series
+    window: Window | None = None
+    value: float
+    expected: float
+    band: Band
+    score: float = Field(ge=0, le=1)
+    severity: AnomalySeverity
+    detector: Detector
+    context: list[ContextPoint] = Field(default_factory=list, description="Recent points, oldest first.")
+
+
+class AlertStatus(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+
+
+class AlertNotification(_Event):
+    """What a webhook receives: grouped anomalies, Alertmanager-like."""
+
+    KIND: ClassVar[str] = "alert"
+
+    status: AlertStatus
+    severity: AnomalySeverity
+    fingerprint: str = Field(description="Stable key of the alert group.")
+    summary: str
+    description: str = ""
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+    anomaly_ids: list[str] = Field(default_factory=list)
+
+
+class ErrorInfo(_Part):
+    type: str = Field(description="Machine-readable reason, e.g. invalid_json, validation, too_large.")
+    message: str
+    field: str | None = Field(default=None, description="Dotted path of the offending field, if any.")
+
+
+class DeadLetterSource(_Part):
+    stage: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    expected_schema: str | None = None
+
+
+class DeadLetterInfo(_Part):
+    original_base64: str = Field(description="The exact bytes received (possibly capped), base64.")
+    original_size: NonNegativeInt
+    truncated: bool = False
+
+
+class DeadLetter(_Event):
+    """What could not be decoded or validated, kept with the reason and the original bytes."""
+
+    KIND: ClassVar[str] = "dead_letter"
+
+    error: ErrorInfo
+    source: DeadLetterSource
+    dead_letter: DeadLetterInfo
+
+
+MODELS: dict[str, type[_Event]] = {
+    m.KIND: m for m in (LogEvent, MetricSample, WindowAggregate, Anomaly, AlertNotification, DeadLetter)
+}
