@@ -91,9 +91,10 @@ class TopicsConfig(_Section):
     partitions: PositiveInt = 6
     replication_factor: PositiveInt = 1
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
-    overrides: dict[Literal["logs.raw", "metrics.raw", "logs.enriched", "metrics.agg", "anomalies", "deadletter"], TopicSettings] = Field(
-        default_factory=dict
-    )
+    overrides: dict[
+        Literal["logs.raw", "metrics.raw", "logs.enriched", "metrics.agg", "anomalies", "deadletter"],
+        TopicSettings,
+    ] = Field(default_factory=dict)
 
     def settings(self, short: str) -> tuple[int, int, int]:
         """(partitions, replication factor, retention ms) for one topic, overrides applied."""
@@ -148,8 +149,14 @@ def _format_errors(exc: ValidationError) -> list[str]:
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "<root>"
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        if err["type"] not in ("extra_forbidden", "missing") and "input" in err and not isinstance(err["input"], dict):
-            shown = "<secret>" if any(s in loc for s in ("password", "secret", "token")) else repr(err["input"])
+        if (
+            err["type"] not in ("extra_forbidden", "missing")
+            and "input" in err
+            and not isinstance(err["input"], dict)
+        ):
+            shown = (
+                "<secret>" if any(s in loc for s in ("password", "secret", "token")) else repr(err["input"])
+            )
             msg = f"{msg} (got {shown[:80]})"
         lines.append(f"{loc}: {msg}")
     return lines
@@ -187,5 +194,7 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> C
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
-        raise ConfigError(str(path), [f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}"]) from None
+        raise ConfigError(
+            str(path), [f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}"]
+        ) from None
     return parse_config(data, str(path), env)

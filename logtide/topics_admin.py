@@ -42,9 +42,16 @@ async def ensure_topics(cfg: Config, timeout_s: float = 30.0) -> list[TopicResul
                 results.append(TopicResult(name, status, detail))
                 continue
             wanted.append(
-                NewTopic(name, parts, rf, topic_configs={"retention.ms": str(retention), "cleanup.policy": "delete"})
+                NewTopic(
+                    name,
+                    parts,
+                    rf,
+                    topic_configs={"retention.ms": str(retention), "cleanup.policy": "delete"},
+                )
             )
-            results.append(TopicResult(name, "created", f"{parts} partitions, rf {rf}, retention {retention} ms"))
+            results.append(
+                TopicResult(name, "created", f"{parts} partitions, rf {rf}, retention {retention} ms")
+            )
         if wanted:
             resp = await admin.create_topics(wanted)
             for name, code, message in getattr(resp, "topic_errors", []) or []:

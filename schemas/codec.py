@@ -71,7 +71,7 @@ def _depth_exceeds(obj: Any, limit: int) -> bool:
 
 
 def parse_json(raw: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Any:
-    """orjson.loads with size, depth and UTF-8 checks (orjson itself refuses NaN and inf); raises DecodeError."""
+    """orjson.loads with size, depth and UTF-8 checks (orjson refuses NaN and inf); raises DecodeError."""
     size = len(raw)
     if size > limits.max_bytes:
         raise DecodeError("too_large", f"{size} bytes exceeds the limit of {limits.max_bytes}")
@@ -86,7 +86,9 @@ def parse_json(raw: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Any:
         text = str(exc)
         if "depth limit" in text:
             raise DecodeError("too_deep", "nesting exceeds the JSON parser's limit") from None
-        if "infinity" in text or _NONFINITE_LITERAL.search(raw if isinstance(raw, str) else raw.decode("utf-8")):
+        if "infinity" in text or _NONFINITE_LITERAL.search(
+            raw if isinstance(raw, str) else raw.decode("utf-8")
+        ):
             raise DecodeError("non_finite", f"NaN or infinite number ({text})") from None
         raise DecodeError("invalid_json", text) from None
     if _depth_exceeds(obj, limits.max_depth):
