@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates .venv and installs logtide with its test dependencies; installs the Debian tools the
+# tests call (kcat). Safe to repeat: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if [ ! -x .venv/bin/uv ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check uv
+fi
+.venv/bin/uv pip install --python .venv/bin/python -q -e ".[test${EXTRAS:+,$EXTRAS}]"
+
+if [ "${SKIP_APT:-}" != "1" ] && ! command -v kcat >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+  else
+    echo "setup: kcat is missing; install Debian's kcat (sudo apt-get install kcat)" >&2
+  fi
+fi

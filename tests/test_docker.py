@@ -1,0 +1,59 @@
+"""No Docker engine runs here: the compose stack is validated by parsing it and checking what it refers to."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from logtide.config import load_config
+
+DOCKER = Path(__file__).parent.parent / "docker"
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def test_compose_runs_the_full_stack() -> None:
+    services = _compose()["services"]
+    for name in ("kafka", "elasticsearch", "kibana", "clickhouse", "grafana", "topics"):
+        assert name in services, name
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert services["elasticsearch"]["environment"]["discovery.type"] == "single-node"
+
+
+def test_compose_references_resolve() -> None:
+    compose = _compose()
+    services = compose["services"]
+    volumes = set(compose.get("volumes") or {})
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    stages = set(re.findall(r"(?im)^FROM\s+\S+\s+AS\s+(\S+)", dockerfile))
+    for name, svc in services.items():
+        deps = svc.get("depends_on") or []
+        for dep in deps if isinstance(deps, list) else deps.keys():
+            assert dep in services, f"{name} depends on unknown {dep}"
+        for vol in svc.get("volumes") or []:
+            src = vol.split(":", 1)[0]
+            if src.startswith("."):
+                assert (DOCKER / src).exists(), f"{name} mounts missing {src}"
+            else:
+                assert src in volumes, f"{name} uses undeclared volume {src}"
+        build = svc.get("build")
+        if build:
+            assert build["target"] in stages, f"{name} builds unknown stage {build['target']}"
+        if "image" in svc and not build:
+            assert re.fullmatch(r"[\w./-]+:[\w.-]+", svc["image"]), f"{name}: pin an image tag"
+
+
+def test_compose_logtide_config_is_valid() -> None:
+    cfg = load_config(DOCKER / "logtide.compose.yaml")
+    assert cfg.kafka.bootstrap_servers == ["kafka:19092"]
+
+
+def test_grafana_provisioning_parses() -> None:
+    ds = yaml.safe_load((DOCKER / "grafana/provisioning/datasources/logtide.yaml").read_text())
+    assert {d["type"] for d in ds["datasources"]} == {"grafana-clickhouse-datasource", "elasticsearch"}
+    dash = yaml.safe_load((DOCKER / "grafana/provisioning/dashboards/logtide.yaml").read_text())
+    assert dash["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
