@@ -27,7 +27,10 @@ async def ensure_topics(cfg: Config, timeout_s: float = 30.0) -> list[TopicResul
     admin = AIOKafkaAdminClient(**connection_kwargs(cfg.kafka), request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
-        existing = await admin.describe_topics([topics.name(t) for t in ALL])
+        # Describe only topics that exist: a metadata request for a missing topic may auto-create it
+        # with broker defaults when the broker allows auto-creation.
+        present = set(await admin.list_topics()) & {topics.name(t) for t in ALL}
+        existing = await admin.describe_topics(sorted(present)) if present else []
         partitions_of = {
             d["topic"]: len(d.get("partitions") or []) for d in existing if d.get("error_code", 0) == 0
         }
