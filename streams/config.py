@@ -1,0 +1,161 @@
+"""Configuration of the stream operators (the `streams` section of the logtide YAML file).
+
+Validated at start like every other section: unknown keys are errors, so a typo in a rule or a window
+setting is reported with its key path instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServiceRule(_Section):
+    """Map events to a `service.name`: match one of host (glob), log file path (glob) or message regex.
+
+    Rules are tried in order; the first match wins. An event that already names its service keeps it
+    unless `override` is set.
+    """
+
+    service: str = Field(min_length=1)
+    host: str | None = None
+    path: str | None = None
+    regex: str | None = None
+    environment: str | None = None
+    override: bool = False
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> ServiceRule:
+        given = [m for m in (self.host, self.path, self.regex) if m is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of host, path or regex")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from None
+        return self
+
+
+class WindowConfig(_Section):
+    """Event-time windows: tumbling when `step_seconds` is unset, hopping otherwise.
+
+    `size_seconds` must be a whole multiple of `step_seconds` (windows are built from step-wide panes
+    merged at close, which is what makes hopping windows cheap with a mergeable sketch).
+    """
+
+    size_seconds: PositiveFloat = 60.0
+    step_seconds: PositiveFloat | None = None
+    lateness_seconds: float = Field(default=10.0, ge=0)
+    group_by: list[str] = Field(
+        default_factory=lambda: ["service", "host"],
+        description="Series dimensions: service, host and any label name. The metric is always one.",
+    )
+    relative_accuracy: float = Field(default=0.01, gt=0, lt=0.5, description="Quantile sketch accuracy.")
+
+    @model_validator(mode="after")
+    def _multiple(self) -> WindowConfig:
+        step = self.step_seconds or self.size_seconds
+        size_ms, step_ms = round(self.size_seconds * 1000), round(step * 1000)
+        if step_ms > size_ms:
+            raise ValueError("step_seconds cannot exceed size_seconds")
+        if size_ms % step_ms:
+            raise ValueError("size_seconds must be a whole multiple of step_seconds")
+        return self
+
+    @property
+    def size_ms(self) -> int:
+        return round(self.size_seconds * 1000)
+
+    @property
+    def step_ms(self) -> int:
+        return round((self.step_seconds or self.size_seconds) * 1000)
+
+    @property
+    def lateness_ms(self) -> int:
+        return round(self.lateness_seconds * 1000)
+
+
+Stat = Literal["count", "sum", "min", "max", "mean", "p50", "p90", "p99"]
+
+
+class DetectRule(_Section):
+    """Which statistic of which metric's windows a detector watches (metric is a glob)."""
+
+    metric: str
+    stat: Stat = "mean"
+
+
+def _default_rules() -> list[DetectRule]:
+    return [
+        DetectRule(metric="log.error_ratio", stat="mean"),
+        DetectRule(metric="http.request.duration_ms", stat="p90"),
+        DetectRule(metric="log.events", stat="count"),
+        DetectRule(metric="*", stat="mean"),
+    ]
+
+
+class DetectConfig(_Section):
+    """The detector each aggregated series runs through, and when a score becomes an anomaly."""
+
+    enabled: bool = True
+    detector: str = Field(default="default", description="A name registered in detectors/.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Detector configuration overrides.")
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    critical_score: float = Field(default=0.8, ge=0, le=1)
+    context_points: int = Field(default=10, ge=0, le=1000)
+    rules: list[DetectRule] = Field(default_factory=_default_rules)
+
+
+class DeriveConfig(_Section):
+    """Metrics derived from logs (per service and level counts, error ratio, status classes, latency)."""
+
+    enabled: bool = True
+    latency_fields: list[str] = Field(
+        default_factory=lambda: ["http.request.duration_ms", "event.duration", "attributes.duration_ms"]
+    )
+
+
+class StreamsConfig(_Section):
+    """The `streams` section: operators, windows, detection, and the Faust worker around them."""
+
+    app_id: str = "logtide-streams"
+    max_future_skew_seconds: float = Field(default=300.0, ge=0)
+    max_past_skew_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+    services: list[ServiceRule] = Field(default_factory=list)
+    static_labels: dict[str, str] = Field(default_factory=dict)
+    trace_id_patterns: list[str] = Field(
+        default_factory=lambda: [r"\btrace[_-]?id[=:\s\"]+([0-9a-fA-F]{16,32})\b", r"\btraceparent[=:\s\"]+00-([0-9a-f]{32})-"]
+    )
+    geoip_db: Path | None = Field(default=None, description="MaxMind GeoLite2-City .mmdb path (optional).")
+    derive: DeriveConfig = Field(default_factory=DeriveConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    max_series_per_metric: PositiveInt = Field(
+        default=10_000, description="Cardinality cap per metric (per partition of the points topic)."
+    )
+    # Faust worker
+    state_dir: Path = Path("./data/streams")
+    store: str = "rocksdict://"
+    partitions: PositiveInt = Field(default=6, description="Partitions of internal topics (points, changelog).")
+    batch_size: PositiveInt = 1000
+    batch_within_seconds: PositiveFloat = 0.05
+    metrics_port: int = Field(default=9108, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
+    web_port: int = Field(default=6066, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _patterns(self) -> StreamsConfig:
+        for p in self.trace_id_patterns:
+            try:
+                if re.compile(p).groups < 1:
+                    raise ValueError(f"trace_id_patterns: {p!r} needs one capture group")
+            except re.error as exc:
+                raise ValueError(f"trace_id_patterns: {p!r} does not compile: {exc}") from None
+        return self

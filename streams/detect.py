@@ -1,0 +1,150 @@
+"""Detect: run each aggregated series through its detector; high scores become `Anomaly` events.
+
+One detector per series (built from `detectors/` by name), fed one statistic of each closed window
+(the rule's stat: the mean of an error ratio, the p90 of a latency, the count of events). The anomaly
+carries what its receiver needs to judge it without a query: the value, what was expected and the
+band, the score and severity, the window, and the last few points of the series.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from schemas import (
+    Anomaly,
+    AnomalySeverity,
+    Band,
+    ContextPoint,
+    Detector,
+    EventInfo,
+    WindowAggregate,
+    stable_id,
+)
+from streams.config import DetectConfig
+
+
+class ScoreLike(Protocol):
+    score: float
+    expected: float
+    lower: float
+    upper: float
+
+
+class DetectorLike(Protocol):
+    """What streams needs of a detector (the `detectors/` interface)."""
+
+    def update(self, ts: float, value: float) -> ScoreLike: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
+def build_detector(name: str, params: dict[str, Any]) -> DetectorLike:
+    """A fresh detector from the registry in `detectors/` ('default' is its production default)."""
+    import detectors
+
+    return detectors.build(detectors.DEFAULT if name == "default" else name, dict(params) or None)
+
+
+def restore_detector(blob: bytes) -> DetectorLike:
+    import detectors
+
+    return detectors.from_bytes(blob)
+
+
+def _finite(x: float, fallback: float) -> float:
+    return x if math.isfinite(x) else fallback
+
+
+class SeriesDetector:
+    """A series' detector and its recent context; state is plain data for tables."""
+
+    __slots__ = ("context", "det")
+
+    def __init__(self, det: DetectorLike, context: int, points: list[list[float]] | None = None) -> None:
+        self.det = det
+        self.context: deque[tuple[int, float]] = deque(
+            ((int(t), float(v)) for t, v in (points or [])), maxlen=context or 1
+        )
+
+    def to_plain(self) -> list[Any]:
+        return [self.det.to_bytes().decode("utf-8"), [list(p) for p in self.context]]
+
+    @classmethod
+    def from_plain(cls, d: list[Any], context: int) -> SeriesDetector:
+        return cls(restore_detector(d[0].encode("utf-8")), context, d[1])
+
+
+class Detection:
+    """Detection policy: which stat per metric, threshold, severity, and the Anomaly it builds."""
+
+    def __init__(self, cfg: DetectConfig) -> None:
+        self.cfg = cfg
+        self._stat_cache: dict[str, str | None] = {}
+
+    def stat_for(self, metric: str) -> str | None:
+        """The statistic the first matching rule watches (None: this metric is not watched)."""
+        if metric not in self._stat_cache:
+            self._stat_cache[metric] = next(
+                (r.stat for r in self.cfg.rules if fnmatch.fnmatchcase(metric, r.metric)), None
+            )
+        return self._stat_cache[metric]
+
+    def new(self) -> SeriesDetector:
+        return SeriesDetector(build_detector(self.cfg.detector, self.cfg.params), self.cfg.context_points)
+
+    def restore(self, plain: list[Any]) -> SeriesDetector:
+        return SeriesDetector.from_plain(plain, self.cfg.context_points)
+
+    def observe(self, sd: SeriesDetector, agg: WindowAggregate) -> Anomaly | None:
+        """Feed one closed window; an Anomaly when the score reaches the threshold."""
+        stat = self.stat_for(agg.series.metric)
+        if stat is None:
+            return None
+        value = float(getattr(agg.stats, stat))
+        end = agg.window.end
+        t = end.timestamp()
+        s = sd.det.update(t, value)
+        context = list(sd.context)
+        sd.context.append((int(t * 1000), value))
+        score = min(1.0, max(0.0, _finite(s.score, 0.0)))
+        if score < self.cfg.threshold:
+            return None
+        expected = _finite(s.expected, value)
+        lower, upper = _finite(s.lower, expected), _finite(s.upper, expected)
+        severity = AnomalySeverity.critical if score >= self.cfg.critical_score else AnomalySeverity.warning
+        direction = "above" if value > upper else "below" if value < lower else "outside"
+        return Anomaly(
+            timestamp=end,
+            event=EventInfo(
+                id=stable_id("anomaly", agg.series.key, stat, agg.window.start.isoformat(), agg.window.end.isoformat()),
+                kind="alert",
+                dataset="logtide.anomalies",
+            ),
+            logtide=Anomaly.meta(),
+            labels={**agg.labels, "stat": stat},
+            message=(
+                f"{agg.series.key} {stat}={value:.6g} is {direction} the expected band "
+                f"[{lower:.6g}, {upper:.6g}] (expected {expected:.6g}, score {score:.2f})"
+            ),
+            series=agg.series,
+            window=agg.window,
+            value=value,
+            expected=expected,
+            band=Band(lower=min(lower, upper), upper=max(lower, upper)),
+            score=score,
+            severity=severity,
+            detector=Detector(name=self.cfg.detector, threshold=self.cfg.threshold),
+            context=[
+                ContextPoint(timestamp=datetime.fromtimestamp(ts / 1000, UTC), value=v) for ts, v in context
+            ],
+        )
+
+
+def format_anomaly(a: Anomaly) -> str:
+    """One readable line for a terminal."""
+    w = f"{a.window.start:%H:%M:%S}-{a.window.end:%H:%M:%S}" if a.window else f"{a.timestamp:%H:%M:%S}"
+    return f"[{a.severity.value.upper():8}] {w} {a.message}"

@@ -1,0 +1,218 @@
+"""Enrich: make log events comparable across sources before anything counts them.
+
+UTC timestamps, one severity vocabulary, a `service.name` for every event (from host, path or message
+rules), static labels, and derived fields that windows and dashboards group by: HTTP status class,
+durations in milliseconds, trace ids found in the text, and GeoIP when a MaxMind database is given.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from datetime import UTC
+from typing import Any, Protocol
+
+from schemas import LogEvent, Service, Severity, Trace
+from streams.config import StreamsConfig
+
+_SEVERITY = {
+    "emerg": Severity.emergency, "emergency": Severity.emergency, "panic": Severity.emergency,
+    "alert": Severity.alert,
+    "crit": Severity.critical, "critical": Severity.critical, "fatal": Severity.critical,
+    "severe": Severity.critical,
+    "err": Severity.error, "error": Severity.error, "eror": Severity.error,
+    "warn": Severity.warning, "warning": Severity.warning,
+    "notice": Severity.notice,
+    "info": Severity.info, "information": Severity.info, "informational": Severity.info,
+    "debug": Severity.debug, "dbg": Severity.debug, "fine": Severity.debug,
+    "trace": Severity.trace, "finer": Severity.trace, "finest": Severity.trace,
+}
+# syslog numeric levels 0..7
+_SYSLOG = [Severity.emergency, Severity.alert, Severity.critical, Severity.error,
+           Severity.warning, Severity.notice, Severity.info, Severity.debug]
+ERROR_SEVERITIES = frozenset({Severity.emergency, Severity.alert, Severity.critical, Severity.error})
+
+# Fields seen in parsed access/app logs, with the factor that turns them into milliseconds.
+_DURATION_FIELDS: tuple[tuple[str, float], ...] = (
+    ("duration_ms", 1.0), ("latency_ms", 1.0), ("response_time_ms", 1.0), ("elapsed_ms", 1.0),
+    ("request_time", 1000.0), ("upstream_response_time", 1000.0), ("duration_s", 1000.0),
+    ("duration_us", 1e-3), ("duration_ns", 1e-6),
+)
+_STATUS_FIELDS = ("status", "status_code", "http_status", "response_code")
+
+
+def normalise_severity(level: Any) -> Severity:
+    """Map the many spellings of a level (names, syslog numbers, upper case) onto `Severity`."""
+    if level is None:
+        return Severity.unknown
+    if isinstance(level, int) or (isinstance(level, str) and level.strip().isdigit()):
+        n = int(level)
+        return _SYSLOG[n] if 0 <= n < len(_SYSLOG) else Severity.unknown
+    return _SEVERITY.get(str(level).strip().lower(), Severity.unknown)
+
+
+def status_class(code: Any) -> str | None:
+    """'2xx'..'5xx' for an HTTP status code, None when it is not one."""
+    try:
+        n = int(code)
+    except (TypeError, ValueError):
+        return None
+    return f"{n // 100}xx" if 100 <= n <= 599 else None
+
+
+class GeoReader(Protocol):
+    """What enrichment needs of a MaxMind reader (`maxminddb.Reader`)."""
+
+    def get(self, ip: str) -> Any: ...
+
+
+def open_geoip(path: str) -> GeoReader:
+    """Open a MaxMind database; needs the `maxminddb` package (optional dependency)."""
+    try:
+        import maxminddb
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError("streams.geoip_db is set but the maxminddb package is not installed") from exc
+    return maxminddb.open_database(path)
+
+
+def _get_path(doc: dict[str, Any], dotted: str) -> Any:
+    node: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+class Enricher:
+    """Compiled enrichment rules; `__call__` enriches one event in place and returns it."""
+
+    def __init__(self, cfg: StreamsConfig, geo: GeoReader | None = None) -> None:
+        self.cfg = cfg
+        self._rules = [
+            (r, re.compile(r.regex) if r.regex else None) for r in cfg.services
+        ]
+        self._trace = [re.compile(p) for p in cfg.trace_id_patterns]
+        self._static = dict(cfg.static_labels)
+        self._geo = geo if geo is not None else (open_geoip(str(cfg.geoip_db)) if cfg.geoip_db else None)
+
+    def service_for(self, ev: LogEvent) -> tuple[str, str | None] | None:
+        """(service, environment) of the first matching rule, or None."""
+        host = ev.host.name if ev.host else None
+        path = ev.log.file.path if ev.log and ev.log.file else None
+        for rule, rx in self._rules:
+            if rule.host is not None:
+                hit = host is not None and fnmatch.fnmatchcase(host, rule.host)
+            elif rule.path is not None:
+                hit = path is not None and fnmatch.fnmatchcase(path, rule.path)
+            else:
+                hit = rx is not None and rx.search(ev.message) is not None
+            if hit and (ev.service is None or rule.override):
+                return rule.service, rule.environment
+            if hit:
+                return None
+        return None
+
+    def __call__(self, ev: LogEvent) -> LogEvent:
+        """Enrich `ev` in place (it is the caller's freshly decoded copy) and return it."""
+        if ev.timestamp.tzinfo is not UTC:
+            ev.timestamp = ev.timestamp.astimezone(UTC)
+        # severity
+        original = ev.log.level if ev.log else None
+        sev = normalise_severity(original)
+        if ev.log is None:
+            from schemas.models import LogInfo
+
+            ev.log = LogInfo()
+        ev.log.level = sev.value
+        if original is not None and original != sev.value:
+            ev.attributes.setdefault("log.level.original", original)
+        # service
+        mapped = self.service_for(ev)
+        if mapped is not None:
+            ev.service = Service(name=mapped[0], environment=mapped[1])
+        # labels: the event's own win over static ones
+        if self._static:
+            ev.labels = {**self._static, **ev.labels}
+        extra = ev.__pydantic_extra__ or {}
+        attrs = ev.attributes
+        # HTTP status class
+        code = _get_path(extra, "http.response.status_code")
+        if code is None:
+            code = next((attrs[f] for f in _STATUS_FIELDS if f in attrs), None)
+        cls = status_class(code)
+        if cls is not None:
+            attrs["http.status_class"] = cls
+            attrs.setdefault("http.status_code", int(code))
+        # durations in ms
+        ms = self._duration_ms(ev, extra)
+        if ms is not None:
+            attrs["duration_ms"] = ms
+        # trace id
+        if ev.trace is None:
+            tid = attrs.get("trace_id") or attrs.get("traceId")
+            if not isinstance(tid, str):
+                tid = None
+                for rx in self._trace:
+                    m = rx.search(ev.message)
+                    if m:
+                        tid = m.group(1)
+                        break
+            if tid:
+                ev.trace = Trace(id=tid.lower())
+        # GeoIP
+        if self._geo is not None:
+            self._add_geo(ev, extra)
+        return ev
+
+    @staticmethod
+    def _duration_ms(ev: LogEvent, extra: dict[str, Any]) -> float | None:
+        v = _get_path(extra, "http.request.duration_ms")
+        if v is not None:
+            return _num(v, 1.0)
+        if ev.event.duration is not None:
+            return ev.event.duration / 1e6
+        for name, factor in _DURATION_FIELDS:
+            if name in ev.attributes:
+                ms = _num(ev.attributes[name], factor)
+                if ms is not None:
+                    return ms
+        return None
+
+    def _add_geo(self, ev: LogEvent, extra: dict[str, Any]) -> None:
+        ip = _get_path(extra, "source.ip") or _get_path(extra, "client.ip") or ev.attributes.get("remote_addr")
+        if not isinstance(ip, str):
+            return
+        try:
+            rec = self._geo.get(ip) if self._geo else None
+        except ValueError:
+            return
+        if not rec:
+            return
+        geo: dict[str, Any] = {}
+        if (c := rec.get("country")) and c.get("iso_code"):
+            geo["country_iso_code"] = c["iso_code"]
+        if (c := rec.get("city")) and (n := c.get("names", {}).get("en")):
+            geo["city_name"] = n
+        if (loc := rec.get("location")) and "latitude" in loc:
+            geo["location"] = {"lat": loc["latitude"], "lon": loc["longitude"]}
+        if geo:
+            src = extra.get("source") if isinstance(extra.get("source"), dict) else {"ip": ip}
+            src = {**src, "geo": geo}
+            setattr(ev, "source", src)  # noqa: B010 - pydantic extra field
+
+
+def _num(v: Any, factor: float) -> float | None:
+    try:
+        x = float(v) * factor
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def is_error(ev: LogEvent) -> bool:
+    """An error-or-worse event, or a 5xx response."""
+    if ev.log is not None and normalise_severity(ev.log.level) in ERROR_SEVERITIES:
+        return True
+    return ev.attributes.get("http.status_class") == "5xx"

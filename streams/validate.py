@@ -1,0 +1,70 @@
+"""Validate: raw bytes to a typed event, or a dead letter that keeps the bytes and the reason.
+
+Clock skew is flagged (`clock_skew` in `logtide.flags`) and counted by the caller, never corrected:
+re-timing an event would hide a broken clock and put the event in the wrong window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from schemas import DeadLetter, DeadLetterSource, LogEvent, MetricSample, decode
+
+SKEW_FLAG = "clock_skew"
+T = TypeVar("T", LogEvent, MetricSample)
+
+
+@dataclass(frozen=True, slots=True)
+class SkewPolicy:
+    """How far from `now` an event time may be before it is flagged."""
+
+    future_s: float = 300.0
+    past_s: float = 7 * 24 * 3600.0
+
+
+def skew_of(ts: datetime, now: datetime, policy: SkewPolicy) -> str | None:
+    """'future' or 'past' when `ts` lies outside the tolerated skew, else None."""
+    delta = (ts - now).total_seconds()
+    if delta > policy.future_s:
+        return "future"
+    if -delta > policy.past_s:
+        return "past"
+    return None
+
+
+def validate(
+    raw: bytes,
+    model: type[T],
+    now: datetime,
+    policy: SkewPolicy = SkewPolicy(),
+    source: DeadLetterSource | None = None,
+) -> tuple[T | DeadLetter, str | None]:
+    """Decode one record; returns (event or dead letter, skew direction or None).
+
+    A skewed event keeps its timestamp and gains the `clock_skew` flag, so downstream stages can
+    keep it out of windows and every store can still find it.
+    """
+    ev = decode(raw, model, source=source or DeadLetterSource(stage="validate"))
+    if isinstance(ev, DeadLetter):
+        return ev, None
+    skew = skew_of(ev.timestamp, now, policy)
+    if skew is not None and SKEW_FLAG not in ev.logtide.flags:
+        ev.logtide.flags.append(SKEW_FLAG)
+    return ev, skew
+
+
+def validate_log(raw: bytes, now: datetime, policy: SkewPolicy = SkewPolicy(), **kw: object) -> tuple:
+    """`validate` for `logs.raw` records."""
+    return validate(raw, LogEvent, now, policy, **kw)  # type: ignore[arg-type]
+
+
+def validate_metric(raw: bytes, now: datetime, policy: SkewPolicy = SkewPolicy(), **kw: object) -> tuple:
+    """`validate` for `metrics.raw` records."""
+    return validate(raw, MetricSample, now, policy, **kw)  # type: ignore[arg-type]
+
+
+def is_skewed(ev: LogEvent | MetricSample) -> bool:
+    """Whether validation flagged the event's clock (such events stay out of windows)."""
+    return SKEW_FLAG in ev.logtide.flags

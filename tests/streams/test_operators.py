@@ -1,0 +1,292 @@
+"""Validate, enrich, derive, cardinality, detect and the wired pipeline, as plain unit/property tests."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from schemas import Anomaly, DeadLetter, LogEvent, WindowAggregate, decode
+from streams.cardinality import CardinalityGuard
+from streams.config import StreamsConfig
+from streams.derive import COUNTER, CounterRates, Point, counter_rate, series_key
+from streams.enrich import Enricher, normalise_severity, status_class
+from streams.pipeline import Stateful, Stateless
+from streams.validate import SKEW_FLAG, SkewPolicy, validate_log
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def log_doc(ts: datetime, message: str = "hello", **extra) -> dict:
+    doc = {
+        "@timestamp": ts.isoformat(),
+        "event": {"id": f"id-{message}-{ts.timestamp()}"},
+        "logtide": {"schema": "log_event"},
+        "message": message,
+    }
+    doc.update(extra)
+    return doc
+
+
+def raw(doc: dict) -> bytes:
+    return orjson.dumps(doc)
+
+
+# --- validate ------------------------------------------------------------------------------------
+
+
+def test_invalid_input_becomes_dead_letter_with_original_bytes() -> None:
+    for bad, reason in [(b"{not json", "invalid_json"), (b'{"message": "x"}', "missing_field"), (b"[1]", "validation")]:
+        ev, skew = validate_log(bad, NOW)
+        assert isinstance(ev, DeadLetter) and skew is None
+        assert ev.error.type == reason
+        import base64
+
+        assert base64.b64decode(ev.dead_letter.original_base64) == bad
+
+
+def test_skew_is_flagged_not_retimed() -> None:
+    policy = SkewPolicy(future_s=60, past_s=3600)
+    fut = NOW + timedelta(minutes=5)
+    ev, skew = validate_log(raw(log_doc(fut)), NOW, policy)
+    assert skew == "future" and SKEW_FLAG in ev.logtide.flags and ev.timestamp == fut
+    ev, skew = validate_log(raw(log_doc(NOW - timedelta(hours=2))), NOW, policy)
+    assert skew == "past"
+    ev, skew = validate_log(raw(log_doc(NOW - timedelta(seconds=30))), NOW, policy)
+    assert skew is None and ev.logtide.flags == []
+
+
+def test_skewed_events_are_forwarded_but_not_aggregated() -> None:
+    sl = Stateless(StreamsConfig(max_future_skew_seconds=10))
+    r = sl.log(raw(log_doc(NOW + timedelta(hours=1))), NOW)
+    assert r.event is not None and r.points == [] and r.skew == "future"
+
+
+# --- enrich --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("level", "want"),
+    [("ERROR", "error"), ("warn", "warning"), ("Fatal", "critical"), (3, "error"), ("6", "info"), ("?", "unknown"),
+     (None, "unknown")],
+)
+def test_normalise_severity(level, want) -> None:
+    assert normalise_severity(level).value == want
+
+
+def test_status_class() -> None:
+    assert status_class(503) == "5xx" and status_class("404") == "4xx" and status_class("x") is None
+    assert status_class(999) is None
+
+
+def test_enrich_full() -> None:
+    cfg = StreamsConfig.model_validate({
+        "services": [
+            {"host": "web-*", "service": "frontend", "environment": "prod"},
+            {"path": "/var/log/nginx/*", "service": "nginx"},
+            {"regex": r"^payments:", "service": "payments"},
+        ],
+        "static_labels": {"dc": "eu1", "team": "core"},
+    })
+    enrich = Enricher(cfg)
+    tz = timezone(timedelta(hours=2))
+    doc = log_doc(
+        datetime(2026, 11, 26, 14, 0, tzinfo=tz),
+        "GET /api 502 trace_id=4BF92F3577B34DA6A3CE929D0E0E4736",
+        log={"level": "ERR"},
+        host={"name": "web-3"},
+        labels={"team": "own"},
+        http={"response": {"status_code": 502}, "request": {"duration_ms": 12.5}},
+    )
+    ev = enrich(decode(raw(doc), LogEvent))
+    assert ev.timestamp == datetime(2026, 11, 26, 12, 0, tzinfo=UTC) and ev.timestamp.tzinfo is UTC
+    assert ev.log.level == "error" and ev.attributes["log.level.original"] == "ERR"
+    assert ev.service.name == "frontend" and ev.service.environment == "prod"
+    assert ev.labels == {"dc": "eu1", "team": "own"}
+    assert ev.attributes["http.status_class"] == "5xx" and ev.attributes["duration_ms"] == 12.5
+    assert ev.trace.id == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    ev = enrich(decode(raw(log_doc(NOW, "x", log={"file": {"path": "/var/log/nginx/access.log"}},
+                                   attributes={"status": "200", "request_time": "0.25"})), LogEvent))
+    assert ev.service.name == "nginx" and ev.attributes["duration_ms"] == 250.0
+    ev = enrich(decode(raw(log_doc(NOW, "payments: charge ok", service={"name": "given"})), LogEvent))
+    assert ev.service.name == "given"  # an event's own service wins unless override
+    ev = enrich(decode(raw(log_doc(NOW, "x", event={"id": "a", "duration": 3_000_000})), LogEvent))
+    assert ev.attributes["duration_ms"] == 3.0
+
+
+def test_enrich_geoip_with_reader() -> None:
+    class Reader:
+        def get(self, ip: str):
+            return {"country": {"iso_code": "FR"}, "city": {"names": {"en": "Lyon"}},
+                    "location": {"latitude": 45.7, "longitude": 4.8}} if ip == "1.2.3.4" else None
+
+    ev = Enricher(StreamsConfig(), geo=Reader())(decode(raw(log_doc(NOW, "x", source={"ip": "1.2.3.4"})), LogEvent))
+    doc = orjson.loads(__import__("schemas").encode(ev))
+    assert doc["source"]["geo"] == {"country_iso_code": "FR", "city_name": "Lyon", "location": {"lat": 45.7, "lon": 4.8}}
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValidationError):
+        StreamsConfig.model_validate({"window": {"size_seconds": 60, "step_seconds": 25}})
+    with pytest.raises(ValidationError):
+        StreamsConfig.model_validate({"services": [{"service": "a", "host": "h", "path": "p"}]})
+    with pytest.raises(ValidationError):
+        StreamsConfig.model_validate({"windows": {}})
+
+
+# --- derive --------------------------------------------------------------------------------------
+
+
+def test_points_from_access_log() -> None:
+    sl = Stateless(StreamsConfig())
+    r = sl.log(raw(log_doc(NOW, "GET / 500", host={"name": "h1"}, service={"name": "api"},
+                           attributes={"status": 500, "duration_ms": 40})), NOW)
+    got = {(p.metric, p.value) for p in r.points}
+    assert got == {("log.events", 1.0), ("log.error_ratio", 1.0), ("http.responses", 1.0),
+                   ("http.request.duration_ms", 40.0)}
+    keys = {p.key for p in r.points}
+    assert "log.events{host=h1,level=unknown,service=api}" in keys
+    assert "http.responses{host=h1,service=api,status_class=5xx}" in keys
+
+
+def test_counter_rate_and_resets() -> None:
+    prev, rate, reset = counter_rate(None, 0, 100.0)
+    assert rate is None
+    prev, rate, reset = counter_rate(prev, 10_000, 150.0)
+    assert rate == 5.0 and not reset
+    prev, rate, reset = counter_rate(prev, 20_000, 20.0)  # restarted
+    assert rate == 2.0 and reset
+    same, rate, _ = counter_rate(prev, 15_000, 30.0)  # out of order: ignored
+    assert rate is None and same == prev
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=2, max_size=50))
+def test_counter_rates_integrate_to_total_increase(increments) -> None:
+    """Sum of rate*dt equals the total increase, resets included (counter restarts from zero).
+
+    A reset is only visible when the restarted counter is below the last value; the test resets then.
+    """
+    rates = CounterRates()
+    value, total, integral = 0.0, 0.0, 0.0
+    rnd = random.Random(len(increments))
+    for i, inc in enumerate(increments):
+        if rnd.random() < 0.2 and inc < value:
+            value = inc  # reset to zero, then the increment
+        else:
+            value += inc
+        total += inc
+        out = rates.apply(Point("k", "m:rate", {}, i * 1000, value, COUNTER, "m"))
+        if i == 0:
+            assert out is None
+            total = 0.0
+        else:
+            integral += out.value * 1.0
+    assert math.isclose(integral, total, rel_tol=1e-9, abs_tol=1e-6)
+
+
+def test_cardinality_guard_overflow() -> None:
+    g = CardinalityGuard(cap=2)
+    pts = [Point(series_key("m", {"u": str(i)}), "m", {"u": str(i)}, 0, 1.0) for i in range(5)]
+    out = [g.admit(p).key for p in pts]
+    assert out[:2] == [pts[0].key, pts[1].key]
+    assert out[2:] == ["m{overflow=true}"] * 3 and g.overflowed == {"m": 3}
+    assert g.admit(pts[0]).key == pts[0].key and g.series_count() == 2
+
+
+# --- stateful pipeline: windows + detect ------------------------------------------------------------
+
+
+def small_cfg(**kw) -> StreamsConfig:
+    base = {
+        "max_future_skew_seconds": 1e9,
+        "window": {"size_seconds": 10, "lateness_seconds": 2, "group_by": ["service"]},
+        "detect": {"detector": "test_z", "params": {"warmup": 20}, "threshold": 0.5,
+                   "rules": [{"metric": "log.error_ratio", "stat": "mean"}]},
+    }
+    base.update(kw)
+    return StreamsConfig.model_validate(base)
+
+
+def incident_stream(seed: int = 1, minutes: int = 20, incident_at: int = 15):
+    """One log every 100 ms for `minutes`; ~2 % errors, 60 % errors during one minute from `incident_at`."""
+    rnd = random.Random(seed)
+    t0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    for i in range(minutes * 600):
+        ts = t0 + timedelta(milliseconds=100 * i)
+        burst = incident_at * 60 <= i / 10 < (incident_at + 1) * 60
+        err = rnd.random() < (0.6 if burst else 0.02)
+        yield raw(log_doc(ts, f"m{i}", log={"level": "error" if err else "info"}, service={"name": "api"},
+                          event={"id": f"e{i}"}))
+
+
+def run_pipeline(cfg: StreamsConfig, records, restart_every: int | None = None):
+    sl, sf = Stateless(cfg), Stateful(cfg)
+    aggs: list[WindowAggregate] = []
+    anomalies: list[Anomaly] = []
+    late = 0
+    for i, rec in enumerate(records):
+        r = sl.log(rec, NOW.replace(year=2026, month=11, day=26, hour=10))
+        for p in r.points:
+            if sf.add(p) is not None:
+                late += 1
+        a, n = sf.advance()
+        aggs += a
+        anomalies += n
+        if restart_every and i % restart_every == restart_every - 1:
+            fresh = Stateful(cfg)
+            for k in sf.series:
+                fresh.restore(k, sf.export(k))
+            sf = fresh
+    a, n = sf.flush()
+    return aggs + a, anomalies + n, late
+
+
+def test_pipeline_detects_error_burst_and_survives_restarts() -> None:
+    cfg = small_cfg()
+    aggs, anomalies, late = run_pipeline(cfg, incident_stream())
+    assert late == 0
+    ratio = [a for a in aggs if a.series.metric == "log.error_ratio"]
+    assert len(ratio) == 120 and all(a.stats.count == 100 for a in ratio)
+    assert anomalies, "error burst not detected"
+    first = anomalies[0]
+    assert first.window.start >= datetime(2026, 11, 26, 10, 15, tzinfo=UTC)
+    assert first.window.end <= datetime(2026, 11, 26, 10, 16, tzinfo=UTC)
+    assert first.value > first.band.upper and first.series.metric == "log.error_ratio"
+    assert len(first.context) == 10
+    # the same with state exported and restored every 777 records: identical output
+    aggs2, anomalies2, _ = run_pipeline(cfg, incident_stream(), restart_every=777)
+    assert [a.model_dump() for a in aggs2] == [a.model_dump() for a in aggs]
+    assert [a.model_dump() for a in anomalies2] == [a.model_dump() for a in anomalies]
+
+
+def test_pipeline_counts_exact_per_window() -> None:
+    cfg = small_cfg()
+    aggs, _, _ = run_pipeline(cfg, incident_stream(minutes=2, incident_at=99))
+    events = [a for a in aggs if a.series.metric == "log.events"]
+    assert sum(a.stats.count for a in events) == 1200
+    assert {a.window.end - a.window.start for a in events} == {timedelta(seconds=10)}
+
+
+def test_late_points_are_returned() -> None:
+    sf = Stateful(small_cfg())
+    t = 1_000_000_000_000
+    assert sf.add(Point("m", "m", {}, t, 1.0)) is None
+    assert sf.add(Point("m", "m", {}, t + 20_000, 1.0)) is None
+    late = Point("m", "m", {}, t, 2.0)
+    assert sf.add(late) is late and sf.late == 1
+
+
+def test_production_default_detector_runs_and_round_trips() -> None:
+    """The registry default (`detect.detector: default`) builds, scores windows and restores from bytes."""
+    cfg = small_cfg(detect={"detector": "default", "rules": [{"metric": "log.error_ratio", "stat": "mean"}]})
+    aggs, anomalies, _ = run_pipeline(cfg, incident_stream(minutes=3, incident_at=99), restart_every=500)
+    assert [a for a in aggs if a.series.metric == "log.error_ratio"]
+    assert all(0 <= a.score <= 1 for a in anomalies)
