@@ -1,0 +1,209 @@
+"""The common detector interface, the score record and the state codec.
+
+Every detector consumes one point at a time, ``update(ts, value) -> Score``, and judges the point
+against what it learned from the past only, then learns from it. State is plain data (floats, ints,
+lists, dicts) so that it can live in a Faust table: ``to_bytes()`` / ``from_bytes()`` round-trip it
+exactly, and a restored detector produces bit-identical subsequent scores.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from array import array
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+NAN = math.nan
+INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One verdict: ``score`` in [0, 1] (0.5 = tail probability 1e-4 with the default scale), the value
+    expected from the past and the band ``[lower, upper]`` the value was expected in."""
+
+    score: float
+    expected: float
+    lower: float
+    upper: float
+
+
+def surprise_to_score(p: float, scale: float) -> float:
+    """Map a tail probability to [0, 1] on a log scale: ``-log10(p) / scale``, clipped.
+
+    A log scale keeps scores readable: with ``scale=8`` a score of 0.5 means "this happens once in
+    10,000 normal points" whatever the series' unit, level or noise.
+    """
+    if not p < 1.0:  # also NaN
+        return 0.0
+    if p <= 0.0:
+        return 1.0
+    s = -math.log10(p) / scale
+    return 1.0 if s > 1.0 else s
+
+
+def normal_tail(z: float) -> float:
+    """Two-sided tail probability of a standard normal deviation ``z``."""
+    return math.erfc(abs(z) * 0.7071067811865476)
+
+
+class Detector:
+    """Base class: configuration in a dataclass ``Config``, state as plain data.
+
+    Subclasses implement ``update``, ``get_state`` and ``set_state``; the rest (construction from a
+    dict, serialisation) is shared.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        if config is None:
+            config = self.Config()
+        elif isinstance(config, dict):
+            config = self.Config(**config)
+        if overrides:
+            config = self.Config(**{**asdict(config), **overrides})
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything learned (configuration is kept)."""
+        raise NotImplementedError
+
+    def update(self, ts: float, value: float) -> Score:
+        """Score the point against the past, then learn from it."""
+        raise NotImplementedError
+
+    def get_state(self) -> dict[str, Any]:
+        """The learned state as plain data."""
+        raise NotImplementedError
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned."""
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """Detector name, configuration and state, encoded compactly and exactly."""
+        return encode({"d": self.name, "c": asdict(self.config), "s": self.get_state()})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Detector:
+        """Rebuild a detector from ``to_bytes`` output (any registered detector)."""
+        from detectors import REGISTRY
+
+        doc = decode(data)
+        klass = REGISTRY[doc["d"]]
+        det = klass(config_from_dict(klass.Config, doc["c"]))
+        det.set_state(doc["s"])
+        return det
+
+
+def config_from_dict(config_cls: type, data: dict[str, Any]) -> Any:
+    """Build a config dataclass from a dict, ignoring unknown keys (forward compatibility)."""
+    names = {f.name for f in fields(config_cls)}
+    return config_cls(**{k: v for k, v in data.items() if k in names})
+
+
+# --- codec: JSON for structure, float lists packed as little-endian doubles (exact and compact) ---
+
+
+def _pack(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _pack(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        if len(obj) >= 4 and all(type(v) is float for v in obj):
+            a = array("d", obj)
+            if a.itemsize == 8 and __import__("sys").byteorder == "big":
+                a.byteswap()
+            return {"~d": base64.b64encode(a.tobytes()).decode("ascii")}
+        return [_pack(v) for v in obj]
+    if type(obj) is float and not math.isfinite(obj):
+        return {"~f": repr(obj)}
+    return obj
+
+
+def _unpack(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if "~d" in obj and len(obj) == 1:
+            a = array("d")
+            a.frombytes(base64.b64decode(obj["~d"]))
+            if __import__("sys").byteorder == "big":
+                a.byteswap()
+            return a.tolist()
+        if "~f" in obj and len(obj) == 1:
+            return float(obj["~f"])
+        return {k: _unpack(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unpack(v) for v in obj]
+    return obj
+
+
+def encode(obj: Any) -> bytes:
+    """Plain data to bytes; floats survive exactly (including NaN and infinities)."""
+    return json.dumps(_pack(obj), separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(data: bytes) -> Any:
+    """Inverse of ``encode``."""
+    return _unpack(json.loads(data))
+
+
+@dataclass
+class CommonConfig:
+    """Settings every detector shares.
+
+    ``warmup``: points learned before any score is given (no alarm before a baseline exists).
+    ``score_scale``: decades of tail probability mapped onto [0, 1] (score = -log10(p) / scale).
+    ``alarm``: the score at which an alarm opens; ``min_duration``: consecutive points at or above
+    ``alarm`` needed to open it (against one-point blips); ``refractory``: points after an alarm
+    during which scores are damped by ``damp`` (one incident, one alarm: against flapping).
+    """
+
+    warmup: int = 100
+    score_scale: float = 8.0
+    alarm: float = 0.5
+    min_duration: int = 1
+    refractory: int = 0
+    damp: float = 0.5
+
+
+class Gate:
+    """Warm-up, minimum duration and refractory period applied to a raw score stream."""
+
+    __slots__ = ("_alarm", "_damp", "_min", "_n", "_quiet", "_refr", "_run", "_warm")
+
+    def __init__(self, cfg: CommonConfig) -> None:
+        self._warm = cfg.warmup
+        self._alarm = cfg.alarm
+        self._min = cfg.min_duration
+        self._refr = cfg.refractory
+        self._damp = cfg.damp
+        self._n = 0
+        self._run = 0
+        self._quiet = 0
+
+    def __call__(self, s: float) -> float:
+        self._n += 1
+        if self._n <= self._warm:
+            return 0.0
+        if s >= self._alarm:
+            self._run += 1
+            if self._run < self._min:
+                s = s * self._damp
+        else:
+            self._run = 0
+        if self._quiet > 0:
+            self._quiet -= 1
+            return s * self._damp
+        if s >= self._alarm and self._refr > 0:
+            self._quiet = self._refr
+        return s
+
+    def get_state(self) -> list[int]:
+        return [self._n, self._run, self._quiet]
+
+    def set_state(self, state: list[int]) -> None:
+        self._n, self._run, self._quiet = (int(v) for v in state)

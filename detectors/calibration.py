@@ -1,0 +1,129 @@
+"""Calibration: turn a raw anomaly statistic into a tail probability, per series.
+
+Raw statistics (a z-score, a CUSUM sum, an isolation depth) mean different things on different
+series: a 4-sigma deviation is routine on a heavy-tailed ad-exchange price and unheard of on a
+thermometer. ``TailCalibrator`` learns, online, the upper tail of the statistic's own history with
+the peaks-over-threshold method of extreme value theory (as in SPOT/DSPOT, Siffer et al., KDD 2017):
+a running high threshold ``u`` (the ``q`` quantile of a log-normal fitted to the recent
+statistics, which adapts as fast up as down), the running rate ``r`` at which it is exceeded, and a
+generalised Pareto fit (method of moments) of the excesses over ``u``. The tail probability of a new
+value is then ``r * (1 + xi * (x - u) / sigma) ** (-1 / xi)``, which extrapolates smoothly beyond
+anything seen so far. One threshold on that probability means the same rate of false alarms on every series.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+_TINY = 1e-300
+
+
+@dataclass
+class TailConfig:
+    """``z_q``: the threshold sits ``z_q`` log-standard deviations above the log-mean (1.645: the
+    95th percentile of a log-normal); ``memory``: statistics (for the threshold) and excesses (for the
+    tail fit) remembered, with exponential forgetting; ``xi_max``: cap on the tail heaviness;
+    ``warmup``: statistics seen before probabilities are trusted (p = 1 before)."""
+
+    z_q: float = 1.645
+    memory: float = 500.0
+    memory_tail: float = 200.0
+    xi_max: float = 0.5
+    warmup: int = 30
+
+
+_LOG_FLOOR = math.log(1e-3)
+
+
+class TailCalibrator:
+    """Online generalised-Pareto tail model of a non-negative statistic; see module docstring."""
+
+    __slots__ = ("_a", "_at", "_cfg", "_ex", "_ex2", "_l1", "_l2", "_n", "_ne", "_rate", "_sig", "_u", "_xi")
+
+    def __init__(self, config: TailConfig | None = None) -> None:
+        self._cfg = config or TailConfig()
+        self._n = 0  # statistics seen
+        self._ne = 0  # excesses seen
+        self._l1 = 0.0  # mean of log statistic
+        self._l2 = 0.0  # mean of squared log statistic
+        self._u = 0.0  # threshold
+        self._rate = 0.05  # rate of exceedance of the threshold
+        self._ex = 0.0  # mean excess over u
+        self._ex2 = 0.0  # mean squared excess over u
+        self._xi = 0.0
+        self._sig = 1.0
+        self._a = 1.0 / self._cfg.memory
+        self._at = 1.0 / self._cfg.memory_tail
+
+    @property
+    def ready(self) -> bool:
+        return self._n >= self._cfg.warmup and self._ne >= 3
+
+    def tail(self, x: float) -> float:
+        """Probability that the statistic is at least ``x``, judged on the past only."""
+        if self._n < self._cfg.warmup or self._ne < 3:
+            return 1.0
+        u = self._u
+        r = self._rate
+        if x <= u:
+            # Below the modelled tail: interpolate log-linearly towards p = 1 at x = 0.
+            return 1.0 if x <= 0.0 else r ** (x / u)
+        y = (x - u) / self._sig
+        xi = self._xi
+        p = (r * math.exp(-y) if y < 700 else 0.0) if xi < 1e-6 else r * (1.0 + xi * y) ** (-1.0 / xi)
+        return p if p > _TINY else _TINY
+
+    def inverse(self, p: float) -> float:
+        """The statistic value whose tail probability is ``p`` (for expected bands)."""
+        if not self.ready:
+            return math.inf
+        u = self._u
+        r = self._rate
+        if p >= r:
+            return u * math.log(p) / math.log(r) if p < 1.0 else 0.0
+        xi = self._xi
+        if xi < 1e-6:
+            return u + self._sig * math.log(r / p)
+        return u + self._sig / xi * ((p / r) ** (-xi) - 1.0)
+
+    def learn(self, x: float) -> None:
+        """Add one statistic to the history."""
+        n = self._n + 1
+        self._n = n
+        lx = math.log(x) if x > 1e-3 else _LOG_FLOOR
+        a = self._a if n * self._a > 1.0 else 1.0 / n
+        u = self._u
+        over = x > u and n > 1
+        self._rate += a * ((1.0 if over else 0.0) - self._rate)
+        if over:
+            e = x - u
+            ne = self._ne + 1
+            self._ne = ne
+            at = self._at if ne * self._at > 1.0 else 1.0 / ne
+            self._ex += at * (e - self._ex)
+            self._ex2 += at * (e * e - self._ex2)
+            m = self._ex
+            v = self._ex2 - m * m
+            if v > 1e-300 and m > 0.0:
+                xi = 0.5 * (1.0 - m * m / v)
+                xi = 0.0 if xi < 0.0 else min(xi, self._cfg.xi_max)
+                self._xi = xi
+                self._sig = max(m * (1.0 - xi), 1e-12 * (u + 1e-12))
+            elif m > 0.0:
+                self._xi = 0.0
+                self._sig = m
+        self._l1 += a * (lx - self._l1)
+        self._l2 += a * (lx * lx - self._l2)
+        var = self._l2 - self._l1 * self._l1
+        self._u = math.exp(self._l1 + self._cfg.z_q * math.sqrt(var if var > 0.0 else 0.0))
+
+    def get_state(self) -> list[Any]:
+        return [self._n, self._ne, self._l1, self._l2, self._u, self._rate, self._ex, self._ex2, self._xi,
+                self._sig]
+
+    def set_state(self, state: list[Any]) -> None:
+        self._n, self._ne = int(state[0]), int(state[1])
+        (self._l1, self._l2, self._u, self._rate, self._ex, self._ex2, self._xi,
+         self._sig) = (float(v) for v in state[2:10])

@@ -1,0 +1,177 @@
+"""The ensemble: one forecaster, several tests on its residuals, one calibrated score.
+
+This is the detector logtide runs in production (``detectors.DEFAULT``). Per point it
+
+1. forecasts the value from the past with the seasonal/level ``Baseline`` (online model selection);
+2. standardises the residual by the baseline's recent error, and runs three tests on it:
+   - *point*: the size of the residual (spikes, dips, the first points of any change);
+   - *shift*: a two-sided CUSUM of the residuals (level shifts, slow drift); a confirmed shift
+     re-anchors the baseline on the new level;
+   - *spread*: the log ratio of the recent residual variance to the long-run one (variance changes,
+     a flatline after activity);
+3. calibrates each test statistic into a tail probability on the series' own history (extreme value
+   fit, ``calibration``), takes the smallest with a Bonferroni correction, and maps it onto [0, 1]
+   on a log scale (score 0.5 = once in 10,000 normal points with the default scale);
+4. gates the score: nothing during warm-up, then one alarm per incident (refractory period).
+
+Everything is plain floats: about 30 numbers of state plus the seasonal profile.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
+from detectors.calibration import TailCalibrator, TailConfig
+from detectors.changepoint import Cusum
+from detectors.seasonal import Baseline, baseline_config
+
+_finite = math.isfinite
+
+
+@dataclass
+class EnsembleConfig(CommonConfig):
+    """Baseline settings (see ``seasonal.BaselineConfig``), the tests to run and their settings.
+
+    ``tests``: any of "point", "shift", "spread"; ``k``/``h``: CUSUM allowance and decision level;
+    ``alpha_short``: weight of the short-term residual variance of the spread test; ``smooth``: points
+    averaged into the point statistic (1 = the point alone)."""
+
+    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 48]])
+    alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
+    alpha_hw: float = 0.05
+    gamma: float = 0.2
+    alpha_err: float = 0.02
+    alpha_sel: float = 0.005
+    clip: float = 4.0
+    mode: str = "auto"
+    tests: list[str] = field(default_factory=lambda: ["point", "shift", "spread"])
+    k: float = 0.5
+    h: float = 8.0
+    alpha_short: float = 0.1
+    lik_window: int = 10
+    lik_memory: float = 2000.0
+    tail_z: float = 1.645
+    tail_memory: float = 500.0
+    warmup: int = 200
+    refractory: int = 150
+
+
+class EnsembleDetector(Detector):
+    """Seasonal/level forecast, point + shift + spread tests, calibrated and combined."""
+
+    name = "ensemble"
+    Config = EnsembleConfig
+
+    def reset(self) -> None:
+        c = self.config
+        self._base = Baseline(baseline_config(c))
+        tc = TailConfig(z_q=c.tail_z, memory=c.tail_memory)
+        self._use = (("point" in c.tests), ("shift" in c.tests), ("spread" in c.tests))
+        self._use_lik = "likelihood" in c.tests
+        self._cal = [TailCalibrator(tc) for _ in range(3)]
+        self._bonf = float(max(1, sum(self._use) + self._use_lik))
+        self._lik_ring = [0.0] * c.lik_window
+        self._lik_pos = 0
+        self._lik_sum = 0.0
+        self._lik_n = 0
+        self._lik_m = 0.0
+        self._lik_v = 0.0
+        self._cs = Cusum(c.k, c.h)
+        self._vs = 1.0  # short-term mean squared standardised residual
+        self._gate = Gate(c)
+        self._p_band = 10.0 ** (-c.alarm * c.score_scale) / self._bonf
+        self.last_raw = 0.0
+        self.last_p = (1.0, 1.0, 1.0)
+
+    def update(self, ts: float, value: float) -> Score:
+        base = self._base
+        if not (_finite(value) and _finite(ts)):
+            e = base.expected
+            return Score(0.0, e, e, e)
+        exp = base.forecast(ts)
+        if base._n == 0:
+            base.learn(ts, value)
+            self._gate(0.0)
+            return Score(0.0, value, value, value)
+        c = self.config
+        scale = base.scale
+        z = (value - exp) / scale
+        if z > 1e6:
+            z = 1e6
+        elif z < -1e6:
+            z = -1e6
+        use_point, use_shift, use_spread = self._use
+        cal = self._cal
+        p = 1.0
+        half = math.inf
+        if use_point:
+            za = abs(z)
+            c0 = cal[0]
+            p = c0.tail(za)
+            half = c0.inverse(self._p_band) * scale
+            c0.learn(za)
+        shift = 0.0
+        if use_shift:
+            stat, shift = self._cs.step(z)
+            c1 = cal[1]
+            p1 = c1.tail(stat)
+            c1.learn(stat)
+            p = min(p, p1)
+        if use_spread:
+            zc = z if -10.0 < z < 10.0 else (10.0 if z > 0 else -10.0)
+            a = c.alpha_short
+            vs = self._vs + a * (zc * zc - self._vs)
+            self._vs = vs
+            stat = abs(math.log(vs)) if vs > 1e-20 else 46.0
+            c2 = cal[2]
+            p2 = c2.tail(stat)
+            c2.learn(stat)
+            p = min(p, p2)
+        if self._use_lik:
+            # Numenta's anomaly likelihood: is the recent average of point surprises unusually high
+            # for this series? Catches sustained changes no single point reveals.
+            praw = 1.0 - cal[0].tail(abs(z)) if use_point else 0.0
+            ring = self._lik_ring
+            pos = self._lik_pos
+            self._lik_sum += praw - ring[pos]
+            ring[pos] = praw
+            self._lik_pos = (pos + 1) % len(ring)
+            avg = self._lik_sum / len(ring)
+            ln = self._lik_n + 1
+            self._lik_n = ln
+            am = 1.0 / c.lik_memory if ln > c.lik_memory else 1.0 / ln
+            if ln > 2 * len(ring):
+                sd = math.sqrt(self._lik_v) if self._lik_v > 1e-12 else 1e-6
+                pl = 0.5 * math.erfc((avg - self._lik_m) / sd * 0.7071067811865476)
+                p = min(p, pl)
+            d = avg - self._lik_m
+            self._lik_m += am * d
+            self._lik_v = (1.0 - am) * (self._lik_v + am * d * d)
+        p *= self._bonf
+        base.learn(ts, value)
+        if shift:
+            base.relearn(exp + shift * scale)
+        raw = surprise_to_score(p, c.score_scale)
+        self.last_raw = raw
+        s = self._gate(raw)
+        return Score(s, exp, exp - half, exp + half)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"b": self._base.get_state(), "cal": [k.get_state() for k in self._cal],
+                "cs": self._cs.get_state(), "vs": self._vs, "g": self._gate.get_state(),
+                "lk": [self._lik_ring, self._lik_pos, self._lik_sum, self._lik_n, self._lik_m, self._lik_v]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._base.set_state(state["b"])
+        for k, s in zip(self._cal, state["cal"], strict=True):
+            k.set_state(s)
+        self._cs.set_state(state["cs"])
+        self._vs = float(state["vs"])
+        lk = state["lk"]
+        self._lik_ring = [float(v) for v in lk[0]]
+        self._lik_pos, self._lik_sum, self._lik_n = int(lk[1]), float(lk[2]), int(lk[3])
+        self._lik_m, self._lik_v = float(lk[4]), float(lk[5])
+        self._gate.set_state(state["g"])

@@ -1,0 +1,276 @@
+"""Seasonal baseline: daily (and optionally weekly) profiles, so a normal morning peak is expected.
+
+``Baseline`` is an online forecaster that runs a few cheap candidate models side by side and uses
+whichever has been forecasting best lately (online model selection on the exponentially weighted
+absolute error):
+
+- two level models (exponentially weighted means, slow and fast), for series without a rhythm;
+- one additive Holt-Winters model per configured period (daily by default, weekly on request):
+  a level plus a seasonal profile of ``buckets`` values indexed by the time of day (or week) of the
+  timestamp, linearly interpolated between buckets so irregular sampling is fine.
+
+A seasonal model is only eligible once a full period has been seen, and only wins when its error
+is lower than the level models': that is the detection of seasonality. ``mode="always"`` forces the
+first seasonal model, ``mode="never"`` disables them. Learning is winsorised at ``clip`` spreads so
+that an anomaly does not become the new normal; ``relearn`` re-anchors the level after a confirmed
+level shift (see ``changepoint``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
+from detectors.calibration import TailCalibrator, TailConfig
+from detectors.ewma import scale_floor
+
+_SD_PER_MAE = 1.2533141373155  # standard deviation / mean absolute deviation for Gaussian noise
+
+_finite = math.isfinite
+
+
+@dataclass
+class BaselineConfig:
+    """``periods``: seasonal periods in seconds with their bucket counts; ``alphas``: level-model
+    weights; ``alpha_hw``/``gamma``: Holt-Winters level and profile weights; ``alpha_err``: weight of
+    the error average used both to pick the model and as the spread; ``clip``: winsorisation."""
+
+    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 48]])
+    alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
+    alpha_hw: float = 0.05
+    gamma: float = 0.2
+    alpha_err: float = 0.02
+    alpha_sel: float = 0.005
+    clip: float = 4.0
+    mode: str = "auto"
+
+
+class Baseline:
+    """Online forecaster with model selection; ``forecast(ts)`` then ``learn(value)``."""
+
+    __slots__ = (
+        "_ae",
+        "_ahw",
+        "_al",
+        "_asel",
+        "_buck",
+        "_clip",
+        "_err",
+        "_f",
+        "_g",
+        "_i",
+        "_lev",
+        "_mode",
+        "_n",
+        "_nl",
+        "_per",
+        "_pred",
+        "_prof",
+        "_sel",
+        "_t0",
+        "_tl",
+        "best",
+        "expected",
+        "scale",
+    )
+
+    def __init__(self, cfg: BaselineConfig | None = None) -> None:
+        cfg = cfg or BaselineConfig()
+        self._al = [float(a) for a in cfg.alphas]
+        self._per = [float(p[0]) for p in cfg.periods]
+        self._buck = [int(p[1]) for p in cfg.periods]
+        self._ahw = cfg.alpha_hw
+        self._g = cfg.gamma
+        self._ae = cfg.alpha_err
+        self._asel = cfg.alpha_sel
+        self._clip = cfg.clip
+        self._mode = cfg.mode
+        self._nl = len(self._al)
+        m = self._nl + len(self._per)
+        self._n = 0
+        self._t0 = math.nan
+        self._tl = math.nan
+        self._lev = [0.0] * m  # level of every model
+        self._prof = [[0.0] * b for b in self._buck]
+        self._err = [0.0] * m
+        self._sel = [0.0] * m  # long-memory mean squared error, for the model choice
+        self._pred = [0.0] * m
+        self._i = [0] * len(self._per)
+        self._f = [0.0] * len(self._per)
+        self.best = 0
+        self.expected = math.nan
+        self.scale = math.nan
+
+    def forecast(self, ts: float) -> float:
+        """Expected value at ``ts`` from the past; also sets ``expected``, ``scale`` and ``best``."""
+        nl = self._nl
+        lev = self._lev
+        pred = self._pred
+        for k in range(nl):
+            pred[k] = lev[k]
+        for j, per in enumerate(self._per):
+            b = self._buck[j]
+            ph = (ts % per) / per * b
+            i = int(ph)
+            if i >= b:
+                i = b - 1
+            f = ph - i
+            self._i[j] = i
+            self._f[j] = f
+            prof = self._prof[j]
+            pred[nl + j] = lev[nl + j] + (1.0 - f) * prof[i] + f * prof[(i + 1) % b]
+        sel = self._sel
+        best = 0
+        be = sel[0]
+        for k in range(1, nl):
+            if sel[k] < be:
+                best, be = k, sel[k]
+        if self._mode != "never" and self._n > 0:
+            span = ts - self._t0
+            for j, per in enumerate(self._per):
+                if span >= per and (sel[nl + j] < be or (self._mode == "always" and j == 0)):
+                    best, be = nl + j, sel[nl + j]
+                    if self._mode == "always":
+                        break
+        self.best = best
+        self.expected = pred[best]
+        self.scale = max(self._err[best] * _SD_PER_MAE, scale_floor(pred[best]))
+        return self.expected
+
+    def learn(self, ts: float, value: float) -> None:
+        """Learn ``value`` (call after ``forecast``), winsorised around each model's forecast."""
+        n = self._n
+        lev = self._lev
+        pred = self._pred
+        err = self._err
+        if n == 0:
+            for k in range(len(lev)):
+                lev[k] = value
+            self._t0 = ts
+            self._n = 1
+            return
+        lim = self._clip * self.scale if n > 10 else math.inf
+        ae = self._ae if n * self._ae > 1.0 else 1.0 / (n + 1)
+        asel = self._asel if n * self._asel > 1.0 else 1.0 / (n + 1)
+        sel = self._sel
+        nl = self._nl
+        for k in range(len(lev)):
+            e = value - pred[k]
+            ea = abs(e)
+            if ea > lim:
+                e = lim if e > 0 else -lim
+                ea = lim
+            err[k] += ae * (ea - err[k])
+            sel[k] += asel * (ea * ea - sel[k])
+            if k < nl:
+                a = self._al[k]
+                if n * a < 1.0:
+                    a = 1.0 / (n + 1)
+                lev[k] += a * e
+            else:
+                # profile of absolute values per bucket (split between the two neighbours) plus a
+                # fast offset that follows the day-to-day level: pred = profile + offset
+                j = k - nl
+                a = self._ahw if n * self._ahw > 1.0 else 1.0 / (n + 1)
+                lev[k] += a * e
+                prof = self._prof[j]
+                i = self._i[j]
+                f = self._f[j]
+                i2 = (i + 1) % self._buck[j]
+                g = self._g
+                x = pred[k] + e - lev[k]  # the (winsorised) value, net of the new offset
+                prof[i] += g * (1.0 - f) * (x - prof[i])
+                prof[i2] += g * f * (x - prof[i2])
+        self._n = n + 1
+
+    def relearn(self, level: float) -> None:
+        """Re-anchor every model on a new level after a confirmed shift (profiles are kept)."""
+        nl = self._nl
+        for k in range(len(self._lev)):
+            if k < nl:
+                self._lev[k] = level
+            else:
+                j = k - nl
+                prof = self._prof[j]
+                i, f = self._i[j], self._f[j]
+                s = (1.0 - f) * prof[i] + f * prof[(i + 1) % self._buck[j]]
+                self._lev[k] = level - s
+
+    def get_state(self) -> list[Any]:
+        return [self._n, self._t0, list(self._lev), [list(p) for p in self._prof], list(self._err),
+                list(self._sel)]
+
+    def set_state(self, state: list[Any]) -> None:
+        self._n = int(state[0])
+        self._t0 = float(state[1])
+        self._lev = [float(v) for v in state[2]]
+        self._prof = [[float(v) for v in p] for p in state[3]]
+        self._err = [float(v) for v in state[4]]
+        self._sel = [float(v) for v in state[5]]
+
+
+@dataclass
+class SeasonalConfig(CommonConfig):
+    """Baseline settings (see ``BaselineConfig``) plus the calibration of the deviation."""
+
+    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 48]])
+    alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
+    alpha_hw: float = 0.05
+    gamma: float = 0.2
+    alpha_err: float = 0.02
+    alpha_sel: float = 0.005
+    clip: float = 4.0
+    mode: str = "auto"
+    tail_z: float = 1.645
+    tail_memory: float = 500.0
+
+
+def baseline_config(c: Any) -> BaselineConfig:
+    """The ``BaselineConfig`` part of a detector config."""
+    return BaselineConfig(periods=c.periods, alphas=c.alphas, alpha_hw=c.alpha_hw, gamma=c.gamma,
+                          alpha_err=c.alpha_err, alpha_sel=c.alpha_sel, clip=c.clip, mode=c.mode)
+
+
+class SeasonalDetector(Detector):
+    """Deviation from the best of the level and seasonal forecasts, in units of its recent error."""
+
+    name = "seasonal"
+    Config = SeasonalConfig
+
+    def reset(self) -> None:
+        c = self.config
+        self._base = Baseline(baseline_config(c))
+        self._cal = TailCalibrator(TailConfig(z_q=c.tail_z, memory=c.tail_memory))
+        self._gate = Gate(c)
+        self._p_band = 10.0 ** (-c.alarm * c.score_scale)
+
+    def update(self, ts: float, value: float) -> Score:
+        base = self._base
+        if not (_finite(value) and _finite(ts)):
+            e = base.expected
+            return Score(0.0, e, e, e)
+        exp = base.forecast(ts)
+        if base._n == 0:
+            base.learn(ts, value)
+            self._gate(0.0)
+            return Score(0.0, value, value, value)
+        scale = base.scale
+        z = abs(value - exp) / scale
+        z = min(z, 1e9)
+        cal = self._cal
+        p = cal.tail(z)
+        half = cal.inverse(self._p_band) * scale
+        cal.learn(z)
+        base.learn(ts, value)
+        s = self._gate(surprise_to_score(p, self.config.score_scale))
+        return Score(s, exp, exp - half, exp + half)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"b": self._base.get_state(), "cal": self._cal.get_state(), "g": self._gate.get_state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._base.set_state(state["b"])
+        self._cal.set_state(state["cal"])
+        self._gate.set_state(state["g"])
