@@ -10,6 +10,7 @@ import click
 
 from logtide import __version__
 from logtide.config_command import config
+from logtide.ship_command import ship
 from logtide.services import services
 from logtide.topics_admin import topics
 
@@ -22,6 +23,7 @@ def main() -> None:
 
 main.add_command(config)
 main.add_command(topics)
+main.add_command(ship)
 main.add_command(services)
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
 
+from shippers.config import ShipperConfig
+
 _REF = re.compile(r"\$\{([^}]+)\}")
 
 
@@ -117,6 +119,7 @@ class Config(_Section):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    shipper: ShipperConfig = Field(default_factory=ShipperConfig)
 
 
 def _resolve_ref(ref: str, env: dict[str, str], path: str) -> str:

@@ -1,0 +1,100 @@
+"""`logtide ship`: tail files (and host metrics, Prometheus scrapes) into Kafka, losing nothing.
+
+The wiring lives here (it may import everything): the config file or flags become a
+`ShipperConfig`, `producer_kwargs` builds the aiokafka producer (TLS, SASL, acks=all, idempotence),
+and `shippers.Shipper` runs until SIGTERM/SIGINT, or until every file is read with `--once`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from logtide.config import ConfigError, load_config
+
+
+@click.command("ship")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file (YAML).")
+@click.option("--path", "paths", multiple=True, help="Glob of files to ship (repeatable); adds a plain input.")
+@click.option("--exclude", "excludes", multiple=True, help="Glob to exclude from --path (repeatable).")
+@click.option("--parser", type=click.Choice(["plain", "json", "logfmt", "access_log", "syslog"]), default="plain",
+              show_default=True, help="Parser for --path files.")  # fmt: skip
+@click.option("--bootstrap", help="Kafka bootstrap servers HOST:PORT[,HOST:PORT] (overrides the config).")
+@click.option("--topic", help="Log topic (default: <topics.prefix>logs.raw).")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Where the registry of read offsets lives.")
+@click.option("--from-beginning", is_flag=True, help="Read files found at start without a checkpoint from the start.")
+@click.option("--once", is_flag=True, help="Read every matched file to its end, wait for acks, checkpoint, exit.")
+@click.option("--metrics-listen", help="Serve the shipper's /metrics on HOST:PORT.")
+@click.option("--compression", type=click.Choice(["lz4", "zstd", "gzip", "snappy", "none"]), help="Override.")
+@click.option("-v", "--verbose", count=True, help="More logging.")
+def ship(
+    config_path: str | None,
+    paths: tuple[str, ...],
+    excludes: tuple[str, ...],
+    parser: str,
+    bootstrap: str | None,
+    topic: str | None,
+    state_dir: str | None,
+    from_beginning: bool,
+    once: bool,
+    metrics_listen: str | None,
+    compression: str | None,
+    verbose: int,
+) -> None:
+    """Ship log files and metrics to Kafka (at-least-once; the registry resumes after any crash)."""
+    from shippers.config import LogInputConfig, ParserConfig
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose or cfg.logging.level == "INFO" else None
+    logging.basicConfig(level=level or getattr(logging, cfg.logging.level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.getLogger("aiokafka").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+    sc = cfg.shipper
+    updates: dict[str, object] = {}
+    if paths:
+        inp = LogInputConfig(paths=list(paths), exclude=list(excludes), parser=ParserConfig(type=parser))  # type: ignore[arg-type]
+        updates["inputs"] = [*sc.inputs, inp]
+    if from_beginning:
+        inputs = updates.get("inputs", sc.inputs)
+        updates["inputs"] = [i.model_copy(update={"start_position": "beginning"}) for i in inputs]  # type: ignore[attr-defined]
+    if state_dir:
+        updates["state_dir"] = Path(state_dir)
+    if topic:
+        updates["topic"] = topic
+    if metrics_listen:
+        updates["metrics_listen"] = metrics_listen
+    sc = sc.model_copy(update=updates)
+    kafka = cfg.kafka
+    if bootstrap:
+        kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap.split(",")})
+    if compression:
+        kafka = kafka.model_copy(update={"producer": kafka.producer.model_copy(update={"compression": compression})})
+    if not sc.inputs and not sc.host_metrics.enabled and not sc.prometheus_scrapes:
+        click.echo("nothing to ship: give --path GLOB or inputs in the config's shipper section", err=True)
+        raise SystemExit(2)
+    raise SystemExit(asyncio.run(_run(cfg, kafka, sc, once)))
+
+
+async def _run(cfg, kafka, sc, once: bool) -> int:  # type: ignore[no-untyped-def]
+    from logtide.kafka_client import producer_kwargs
+    from schemas import Topics
+    from shippers.kafka_output import KafkaOutput
+    from shippers.shipper import Shipper
+
+    topics = Topics(cfg.topics.prefix)
+    output = KafkaOutput(producer_kwargs(kafka))
+    shipper = Shipper(sc, output, log_topic=topics.logs_raw, metrics_topic=topics.metrics_raw, once=once)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shipper.request_stop)
+    await shipper.run()
+    return 0

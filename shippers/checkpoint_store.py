@@ -1,0 +1,83 @@
+"""The registry: one JSON file of per-file read positions, replaced atomically.
+
+Write to a temp file, fsync it, rename over the old one, fsync the directory: a crash at any moment
+leaves either the old or the new registry, never a torn one. Offsets in it are only ever ones that
+Kafka acknowledged (the harvester guarantees that), so a restart resumes without loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
+
+log = logging.getLogger(__name__)
+REGISTRY_VERSION = 1
+
+
+@dataclass
+class FileState:
+    """What we know of one file; `offset` is acknowledged bytes (the resume point)."""
+
+    key: str
+    path: str
+    dev: int
+    ino: int
+    head_len: int
+    head_hash: str
+    fp_id: str
+    offset: int = 0
+    input: str = ""
+    updated: float = field(default_factory=time.time)
+
+
+class CheckpointStore:
+    """Loads and atomically saves the registry in `state_dir/registry.json`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / "registry.json"
+        self.last_write = 0.0
+
+    def load(self) -> dict[str, FileState]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            doc = orjson.loads(raw)
+            return {k: FileState(**v) for k, v in doc["files"].items()}
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            # A registry we cannot read must not stop shipping; keep it aside for inspection.
+            bad = self.path.with_suffix(f".corrupt-{int(time.time())}")
+            log.error("registry %s unreadable (%s); moved to %s, starting without it", self.path, exc, bad)
+            with contextlib.suppress(OSError):
+                self.path.rename(bad)
+            return {}
+
+    def save(self, states: dict[str, FileState]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        doc = {"version": REGISTRY_VERSION, "files": {k: asdict(s) for k, s in states.items()}}
+        data = orjson.dumps(doc)
+        tmp = self.state_dir / f".registry.json.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dfd = os.open(self.state_dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self.last_write = time.time()

@@ -1,0 +1,174 @@
+"""The `shipper` configuration section: what to read, how to parse it and where it goes.
+
+Validated at start like every other section (`extra="forbid"`, so a typo is an error, not a silent
+default). Defaults follow Filebeat/Vector where users already have expectations.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+class MultilineConfig(_Section):
+    """How lines group into one event (stack traces, tracebacks, indented continuations).
+
+    `start`: a line matching `pattern` begins a new event; other lines continue the current one.
+    `continuation`: a line matching `pattern` continues the previous event; others begin one.
+    `negate` inverts the match, as in Filebeat.
+    """
+
+    mode: Literal["start", "continuation"] = "start"
+    pattern: str
+    negate: bool = False
+    flush_timeout_s: PositiveFloat = 2.0
+    max_lines: PositiveInt = 500
+    max_bytes: PositiveInt = 1 << 20
+
+    _re = field_validator("pattern")(_check_regex)
+
+
+class ParserConfig(_Section):
+    """How one line becomes fields. `regex` needs `pattern` with named groups."""
+
+    type: Literal["plain", "json", "logfmt", "access_log", "syslog", "regex"] = "plain"
+    pattern: str | None = None
+    timestamp_field: str | None = Field(
+        default=None, description="Field holding the event time (default: the parser's usual one)."
+    )
+    timestamp_formats: list[str] = Field(
+        default_factory=list,
+        description="strptime formats or iso8601, rfc3164, clf, unix, unix_ms; tried in order, then a lenient parse.",
+    )
+    timezone: str = Field(default="UTC", description="Zone of timestamps that carry none (IANA name).")
+    level_field: str | None = None
+    message_field: str | None = None
+
+    _re = field_validator("pattern")(_check_regex)
+
+    @model_validator(mode="after")
+    def _regex_needs_pattern(self) -> ParserConfig:
+        if self.type == "regex":
+            if not self.pattern:
+                raise ValueError("parser type regex needs a pattern")
+            if not re.compile(self.pattern).groupindex:
+                raise ValueError("the regex pattern needs named groups, e.g. (?P<message>.*)")
+        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from dateutil import tz
+
+        if tz.gettz(value) is None:
+            raise ValueError(f"unknown time zone {value!r}")
+        return value
+
+
+class ServiceConfig(_Section):
+    name: str
+    environment: str | None = None
+    version: str | None = None
+
+
+class LogInputConfig(_Section):
+    """One group of files that share a parser."""
+
+    id: str | None = Field(default=None, description="Name used in metrics and event.dataset (default: first path).")
+    paths: list[str] = Field(min_length=1)
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns (full path or file name).")
+    parser: ParserConfig = Field(default_factory=ParserConfig)
+    multiline: MultilineConfig | None = None
+    start_position: Literal["beginning", "end"] = Field(
+        default="end",
+        description="Where to start in files found at startup with no checkpoint; files appearing later are "
+        "always read from the beginning.",
+    )
+    ignore_older_s: PositiveFloat | None = Field(default=None, description="Skip files not modified for this long.")
+    include_compressed: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    fields: dict[str, Any] = Field(default_factory=dict, description="Static fields, added to attributes.")
+    service: ServiceConfig | None = None
+    topic: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.id or self.paths[0]
+
+
+class HostMetricsConfig(_Section):
+    enabled: bool = False
+    interval_s: PositiveFloat = 10.0
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class PrometheusScrapeConfig(_Section):
+    url: str
+    interval_s: PositiveFloat = 15.0
+    timeout_s: PositiveFloat = 5.0
+    labels: dict[str, str] = Field(default_factory=dict)
+    job: str | None = None
+
+
+class ShipperConfig(_Section):
+    """The whole `shipper` section."""
+
+    inputs: list[LogInputConfig] = Field(default_factory=list)
+    host_metrics: HostMetricsConfig = Field(default_factory=HostMetricsConfig)
+    prometheus_scrapes: list[PrometheusScrapeConfig] = Field(default_factory=list)
+    state_dir: Path = Path("/var/lib/logtide/shipper")
+    topic: str | None = Field(default=None, description="Log topic (default: <topics.prefix>logs.raw).")
+    metrics_topic: str | None = Field(default=None, description="Metric topic (default: <prefix>metrics.raw).")
+    host_name: str | None = Field(default=None, description="Reported host name (default: the machine's).")
+    max_line_bytes: int = Field(default=256 << 10, ge=64, le=16 << 20)
+    long_lines: Literal["truncate", "split"] = "truncate"
+    max_open_files: PositiveInt = 1024
+    read_chunk_bytes: int = Field(default=256 << 10, ge=4096, le=16 << 20)
+    max_inflight_bytes: int = Field(
+        default=16 << 20, ge=1 << 20, description="Encoded bytes awaiting acknowledgement, all files together."
+    )
+    fingerprint_bytes: int = Field(default=1024, ge=16, le=1 << 20)
+    rescan_interval_s: PositiveFloat = 10.0
+    close_inactive_s: PositiveFloat = 300.0
+    close_removed_after_s: float = Field(
+        default=5.0, ge=0, description="After a file is renamed away or deleted, keep reading this long once idle."
+    )
+    checkpoint_interval_s: PositiveFloat = 0.5
+    shutdown_timeout_s: PositiveFloat = 15.0
+    retry_initial_s: PositiveFloat = 0.2
+    retry_max_s: PositiveFloat = 30.0
+    metrics_listen: str | None = Field(default=None, description="host:port of the shipper's own /metrics.")
+    watch_debounce_ms: PositiveInt = 200
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError("expected host:port")
+        return value

@@ -1,0 +1,410 @@
+"""One file: read, split, group, parse, send, and advance the checkpoint only past acknowledged data.
+
+The file is the buffer. A harvester reads a chunk only after it has reserved room in the shared
+in-flight budget, so when the output is slow or down reading simply stops and memory stays bounded.
+Each chunk's records are sent as one call to the output; acknowledgements may complete out of
+order, but the checkpoint offset only moves over a contiguous prefix of acknowledged chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shippers.checkpoint_store import FileState
+from shippers.config import LogInputConfig, ShipperConfig
+from shippers.events import IdHasher, LogEventBuilder, now_iso
+from shippers.fingerprint import head_hash, read_head
+from shippers.line_reader import LineReader
+from shippers.metrics import ShipperMetrics
+from shippers.multiline import MultilineAggregator, MultilineEvent
+from shippers.output import Output, Record
+
+log = logging.getLogger(__name__)
+
+
+class InflightBudget:
+    """Bytes awaiting acknowledgement across all files; `acquire` waits when the budget is spent."""
+
+    def __init__(self, limit: int, gauge: Any = None) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = asyncio.Condition()
+        self._gauge = gauge
+
+    async def acquire(self, n: int) -> None:
+        n = min(n, self.limit)
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used == 0 or self.used + n <= self.limit)
+            self.used += n
+        if self._gauge is not None:
+            self._gauge.set(self.used)
+
+    async def release(self, n: int) -> None:
+        n = min(n, self.limit)
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+        if self._gauge is not None:
+            self._gauge.set(self.used)
+
+
+@dataclass
+class InputRuntime:
+    """An input's configuration with its compiled parts."""
+
+    index: int
+    cfg: LogInputConfig
+    builder: LogEventBuilder
+    topic: str
+
+
+@dataclass
+class HarvestContext:
+    """What all harvesters of one shipper share."""
+
+    cfg: ShipperConfig
+    output: Output
+    metrics: ShipperMetrics
+    budget: InflightBudget
+    host: dict[str, Any]
+    host_name: str
+    open_slots: asyncio.Semaphore
+    mark_dirty: Callable[[], None]
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    on_truncate: Callable[[FileState, int], None] | None = None
+
+
+async def send_with_retry(
+    ctx: HarvestContext, topic: str, records: list[Record], input_name: str
+) -> bool:
+    """Send until acknowledged (exponential backoff with full jitter); False only if stopped for good."""
+    delay = ctx.cfg.retry_initial_s
+    attempt = 0
+    while True:
+        try:
+            await ctx.output.send(topic, records)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            attempt += 1
+            ctx.metrics.send_errors.labels(input_name, type(exc).__name__).inc()
+            if attempt == 1 or attempt % 10 == 0:
+                log.warning("send to %s failed (attempt %d): %r; retrying", topic, attempt, exc)
+            ctx.metrics.retries.labels(input_name).inc()
+            await asyncio.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, ctx.cfg.retry_max_s)
+
+
+class Harvester:
+    """Tails one file (one inode) from `state.offset` until told to stop, or until it is done with it."""
+
+    def __init__(self, ctx: HarvestContext, inp: InputRuntime, state: FileState, once: bool = False) -> None:
+        self.ctx = ctx
+        self.inp = inp
+        self.state = state
+        self.once = once
+        self.wake = asyncio.Event()
+        self.orphaned = False  # renamed away from every pattern, or deleted
+        self.done = False
+        self.finished_cleanly = False
+        self.task: asyncio.Task[None] | None = None
+        cfg = ctx.cfg
+        self.reader = LineReader(cfg.max_line_bytes, cfg.long_lines)
+        self.multiline = MultilineAggregator(inp.cfg.multiline) if inp.cfg.multiline else None
+        self.pending: deque[list[Any]] = deque()  # [end_offset, acked]
+        self.sends: set[asyncio.Task[None]] = set()
+        self.read_offset = state.offset
+        self.path_block = {"path": state.path}
+        self.key = f"{ctx.host_name}/{state.key}".encode()
+        self.ids = IdHasher(ctx.host_name, state.fp_id)
+        self.last_data = time.monotonic()
+        self._m_lines = ctx.metrics.lines_read.labels(inp.cfg.name)
+        self._m_bytes = ctx.metrics.bytes_read.labels(inp.cfg.name)
+        self._m_sent = ctx.metrics.events_sent.labels(inp.cfg.name)
+        self._m_sent_bytes = ctx.metrics.bytes_sent.labels(inp.cfg.name)
+        self._m_batches = ctx.metrics.batches.labels(inp.cfg.name)
+        self._m_parse = ctx.metrics.parse_failures.labels(inp.cfg.name)
+        self._m_behind = ctx.metrics.bytes_behind.labels(inp.cfg.name, state.path)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self.run(), name=f"harvest:{self.state.path}")
+        return self.task
+
+    def set_path(self, path: str) -> None:
+        if path != self.state.path:
+            with contextlib.suppress(KeyError):
+                self.ctx.metrics.bytes_behind.remove(self.inp.cfg.name, self.state.path)
+            self._m_behind = self.ctx.metrics.bytes_behind.labels(self.inp.cfg.name, path)
+            self.state.path = path
+            self.path_block = {"path": path}
+            self.ctx.mark_dirty()
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        async with ctx.open_slots:
+            if ctx.stopping.is_set():
+                self.done = True
+                return
+            try:
+                fd = os.open(self.state.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                ctx.metrics.file_errors.labels(self.inp.cfg.name).inc()
+                log.warning("cannot open %s: %s (will retry on the next scan)", self.state.path, exc.strerror)
+                self.done = True
+                return
+            ctx.metrics.open_files.inc()
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != (self.state.dev, self.state.ino):
+                    log.info("%s was replaced before it could be opened; rescanning", self.state.path)
+                    return
+                await self._loop(fd)
+            except OSError as exc:
+                ctx.metrics.file_errors.labels(self.inp.cfg.name).inc()
+                log.warning("error reading %s: %s (will retry)", self.state.path, exc)
+                await self._drain_sends()
+            finally:
+                os.close(fd)
+                ctx.metrics.open_files.dec()
+                with contextlib.suppress(KeyError):
+                    ctx.metrics.bytes_behind.remove(self.inp.cfg.name, self.state.path)
+                self.done = True
+
+    async def _loop(self, fd: int) -> None:
+        ctx = self.ctx
+        cfg = ctx.cfg
+        chunk = cfg.read_chunk_bytes
+        reserve = chunk * 2 + 4096  # encoded events are about twice the raw bytes
+        while not ctx.stopping.is_set():
+            await ctx.budget.acquire(reserve)
+            try:
+                data = os.pread(fd, chunk, self.read_offset)
+            except BaseException:
+                await ctx.budget.release(reserve)
+                raise
+            if data:
+                self.last_data = time.monotonic()
+                self._process(data, reserve)
+                await asyncio.sleep(0)
+                continue
+            await ctx.budget.release(reserve)
+            # At the end of what is there: truncation? head fingerprint growth?
+            st = os.fstat(fd)
+            if st.st_size < self.read_offset:
+                self._truncated(fd, st.st_size)
+                continue
+            self._m_behind.set(max(0, st.st_size - self.read_offset))
+            if self.state.head_len < cfg.fingerprint_bytes and st.st_size > self.state.head_len:
+                head = read_head(fd, cfg.fingerprint_bytes)
+                self.state.head_len, self.state.head_hash = len(head), head_hash(head)
+                ctx.mark_dirty()
+            if st.st_nlink == 0:
+                self.orphaned = True
+            if self.once:
+                self._flush_multiline()
+                await self._drain_sends()
+                self.finished_cleanly = True
+                return
+            idle = time.monotonic() - self.last_data
+            if self.orphaned and idle >= cfg.close_removed_after_s:
+                self._flush_multiline()
+                await self._drain_sends()
+                self.finished_cleanly = True
+                return
+            if idle >= cfg.close_inactive_s:
+                self._flush_multiline()
+                await self._drain_sends()
+                return
+            timeout = cfg.close_inactive_s - idle
+            if self.orphaned:
+                timeout = min(timeout, max(0.05, cfg.close_removed_after_s - idle))
+            ml = self.multiline
+            if ml is not None and ml.current is not None:
+                remaining = ml.cfg.flush_timeout_s - idle
+                if remaining <= 0:
+                    self._flush_multiline()
+                    continue
+                timeout = min(timeout, remaining)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout)
+        # stopping: do not flush partial multiline events; the checkpoint stays before them
+        await self._drain_sends(ctx.cfg.shutdown_timeout_s)
+
+    # -- the hot path ----------------------------------------------------------------------------
+
+    def _process(self, data: bytes, reserve: int) -> None:
+        offset = self.read_offset
+        self.read_offset = offset + len(data)
+        lines = self.reader.feed(data, offset)
+        self._m_bytes.inc(len(data))
+        self._m_lines.inc(len(lines))
+        records: list[Record] = []
+        if self.multiline is None:
+            self._build_lines(lines, records)
+            end = self.reader.consumed_offset
+        else:
+            ml = self.multiline
+            for start, stop, raw, truncated in lines:
+                text, flags = _decode(raw, truncated)
+                done = ml.push(text, start, stop, flags)
+                if done is not None:
+                    self._build_event(done, records)
+            end = ml.pending_start if ml.current is not None else self.reader.consumed_offset
+        self._submit(records, end, reserve)
+
+    def _build_lines(self, lines: list[Any], records: list[Record]) -> None:
+        key = self.key
+        ids = self.ids
+        build = self.inp.builder.build
+        path_block = self.path_block
+        ingested = now_iso()
+        failures = 0
+        flagged: list[str] = []
+        append = records.append
+        for start, _stop, raw, truncated in lines:
+            if not raw:
+                continue  # empty lines carry nothing (as in Filebeat); their bytes still count as read
+            try:
+                text = raw.decode()
+                flags = ["truncated"] if truncated else []
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", "replace")
+                flags = ["invalid_utf8", "truncated"] if truncated else ["invalid_utf8"]
+            value, failed = build(text, start, flags, path_block, ids(start), ingested)
+            if failed:
+                failures += 1
+            if flags:
+                flagged.extend(flags)
+            append((key, value))
+        self._count_flags(failures, flagged)
+
+    def _build_event(self, ev: MultilineEvent, records: list[Record]) -> None:
+        flags = sorted(ev.flags)
+        text = ev.text
+        if not text and len(ev.lines) <= 1:
+            return
+        value, failed = self.inp.builder.build(text, ev.start, flags, self.path_block, self.ids(ev.start), now_iso())
+        self._count_flags(1 if failed else 0, flags)
+        records.append((self.key, value))
+
+    def _count_flags(self, failures: int, flags: list[str]) -> None:
+        if failures:
+            self._m_parse.inc(failures)
+        if flags:
+            counter = self.ctx.metrics.flagged
+            for flag in set(flags):
+                counter.labels(self.inp.cfg.name, flag).inc(flags.count(flag))
+
+    def _flush_multiline(self) -> None:
+        """Emit what is buffered (quiet file, end of --once, file going away)."""
+        records: list[Record] = []
+        ml = self.multiline
+        if ml is not None and ml.current is not None:
+            ev = ml.flush()
+            if ev is not None:
+                self._build_event(ev, records)
+        if self.once or self.orphaned:
+            # the file will not grow any more for us: a last line without a newline is still a line
+            tail = self.reader.flush()
+            if tail is not None:
+                self._build_lines([tail], records)
+        if records or ml is not None:
+            self._submit(records, self.reader.consumed_offset, 0)
+
+    # -- acknowledgements and checkpoints -------------------------------------------------------
+
+    def _submit(self, records: list[Record], end: int, reserve: int) -> None:
+        entry = [end, False]
+        self.pending.append(entry)
+        if not records:
+            if reserve:
+                asyncio.get_running_loop().create_task(self.ctx.budget.release(reserve))
+            entry[1] = True
+            self._advance()
+            return
+        task = asyncio.get_running_loop().create_task(self._send(records, entry, reserve))
+        self.sends.add(task)
+        task.add_done_callback(self.sends.discard)
+
+    async def _send(self, records: list[Record], entry: list[Any], reserve: int) -> None:
+        nbytes = 0
+        for _k, v in records:
+            nbytes += len(v)
+        try:
+            await send_with_retry(self.ctx, self.inp.topic, records, self.inp.cfg.name)
+        finally:
+            if reserve:
+                await self.ctx.budget.release(reserve)
+        self._m_sent.inc(len(records))
+        self._m_sent_bytes.inc(nbytes)
+        self._m_batches.inc()
+        entry[1] = True
+        self._advance()
+
+    def _advance(self) -> None:
+        pending = self.pending
+        moved = False
+        while pending and pending[0][1]:
+            self.state.offset = pending.popleft()[0]
+            moved = True
+        if moved:
+            self.state.updated = time.time()
+            self.ctx.mark_dirty()
+
+    async def _drain_sends(self, timeout: float | None = None) -> None:
+        if self.sends:
+            _done, still = await asyncio.wait(set(self.sends), timeout=timeout)
+            for t in still:
+                t.cancel()
+
+    def _truncated(self, fd: int, size: int) -> None:
+        log.info("%s was truncated (%d -> %d bytes): reading it again from the start", self.state.path,
+                 self.read_offset, size)  # fmt: skip
+        self.ctx.metrics.rotations.labels(self.inp.cfg.name, "truncated").inc()
+        if self.ctx.on_truncate is not None:
+            self.ctx.on_truncate(self.state, self.read_offset)
+        # Acks still to come belong to the old content: they must not move the new checkpoint.
+        self.pending.clear()
+        self.read_offset = 0
+        self.reader.reset(0)
+        if self.multiline is not None:
+            self.multiline.reset()
+        head = read_head(fd, self.ctx.cfg.fingerprint_bytes)
+        self.state.head_len, self.state.head_hash = len(head), head_hash(head)
+        self.state.fp_id = new_fp_id(self.state.dev, self.state.ino)
+        self.ids = IdHasher(self.ctx.host_name, self.state.fp_id)
+        self.state.offset = 0
+        self.ctx.mark_dirty()
+
+
+def new_fp_id(dev: int, ino: int) -> str:
+    """The file part of event ids, fixed when a file (or its content after a truncation) is first seen.
+
+    It is persisted in the registry, so lines re-shipped after a crash keep their ids. It includes
+    the time of first sight: a reused inode or a truncated file rewritten with the same first bytes
+    must not produce ids that collide with the old content's (a sink would drop them as duplicates).
+    """
+    return f"{dev}:{ino}:{time.time_ns()}"
+
+
+def _decode(raw: bytes, truncated: bool) -> tuple[str, tuple[str, ...]]:
+    try:
+        text = raw.decode()
+        flags: tuple[str, ...] = ("truncated",) if truncated else ()
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "replace")
+        flags = ("invalid_utf8", "truncated") if truncated else ("invalid_utf8",)
+    return text, flags
