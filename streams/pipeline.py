@@ -34,11 +34,11 @@ from schemas import (
 )
 from streams.cardinality import CardinalityGuard
 from streams.config import StreamsConfig
-from streams.derive import CounterRates, Deriver, Point
+from streams.derive import COUNTER, CounterRates, Deriver, Point
 from streams.detect import Detection, SeriesDetector
 from streams.enrich import Enricher, GeoReader
 from streams.validate import SkewPolicy, is_skewed, validate
-from streams.windowing import Closed, SeriesWindows, WindowAggregator, WindowSpec
+from streams.windowing import Agg, Closed, SeriesWindows, WindowAggregator, WindowSpec
 
 
 def _utc(ms: int) -> datetime:
@@ -97,17 +97,85 @@ class SeriesState:
     windows: SeriesWindows
     counters: CounterRates
     detector: SeriesDetector | None = None
+    offset: int = -1  # last points-topic offset folded in (replays at or below it are skipped)
 
 
-def late_dead_letter(p: Point, stream_time_ms: int, lateness_ms: int, topic: str | None = None) -> DeadLetter:
-    """A late point, kept with the reason, for the dead-letter topic."""
+def late_dead_letter(
+    data: bytes, stream_time_ms: int, lateness_ms: int, n: int = 1, source: DeadLetterSource | None = None
+) -> DeadLetter:
+    """Late events (a point, or a combined pane of `n` events), kept with the reason, for the dead-letter topic."""
+    m = decode_message(data)
+    ts = m.max_ts if isinstance(m, Partial) else m.ts_ms
     err = DecodeError(
         "late_event",
-        f"event time {_utc(p.ts_ms).isoformat()} is behind stream time {_utc(stream_time_ms).isoformat()} "
-        f"by more than the allowed lateness ({lateness_ms} ms) for every window holding it",
+        f"{n} event(s) at {_utc(ts).isoformat()} behind stream time {_utc(stream_time_ms).isoformat()} "
+        f"by more than the allowed lateness ({lateness_ms} ms) for every window holding them",
         "@timestamp",
     )
-    return dead_letter(p.to_bytes(), err, DeadLetterSource(stage="window", topic=topic, expected_schema="point"))
+    src = source or DeadLetterSource(stage="window")
+    return dead_letter(data, err, src.model_copy(update={"stage": "window", "expected_schema": "point"}))
+
+
+@dataclass(slots=True)
+class Partial:
+    """Values of one series in one pane, pre-aggregated where they were read (map-side combine)."""
+
+    key: str
+    metric: str
+    labels: dict[str, str]
+    pane: int
+    min_ts: int
+    max_ts: int
+    agg: Agg
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"k": self.key, "m": self.metric, "l": self.labels, "p": self.pane,
+                             "lo": self.min_ts, "hi": self.max_ts, "a": self.agg.to_plain()})
+
+
+def decode_message(data: bytes) -> Partial | Point:
+    """A points-topic message: a combined pane (JSON object) or a single point (JSON array)."""
+    if data[:1] == b"{":
+        d = orjson.loads(data)
+        return Partial(d["k"], d["m"], d["l"], d["p"], d["lo"], d["hi"], Agg.from_plain(d["a"]))
+    return Point.from_bytes(data)
+
+
+class Combiner:
+    """Pre-aggregates a batch of points per (series, pane) before they cross the network.
+
+    Gauge-like points become one `Partial` per series and pane (count, sum, min, max and sketch merge
+    exactly, so nothing is lost); counter samples pass through one by one (a rate needs each sample).
+    """
+
+    def __init__(self, spec: WindowSpec) -> None:
+        self.spec = spec
+        self._parts: dict[tuple[str, int], Partial] = {}
+        self._singles: list[Point] = []
+
+    def add(self, p: Point) -> None:
+        if p.kind == COUNTER:
+            self._singles.append(p)
+            return
+        pane = self.spec.pane_of(p.ts_ms)
+        part = self._parts.get((p.key, pane))
+        if part is None:
+            part = self._parts[(p.key, pane)] = Partial(p.key, p.metric, p.labels, pane, p.ts_ms, p.ts_ms,
+                                                        Agg(self.spec.alpha))
+        part.agg.add(p.value)
+        part.min_ts = min(part.min_ts, p.ts_ms)
+        part.max_ts = max(part.max_ts, p.ts_ms)
+
+    def __len__(self) -> int:
+        return len(self._parts) + len(self._singles)
+
+    def drain(self) -> list[tuple[str, bytes]]:
+        """(series key, message) pairs, oldest pane first; the combiner is empty afterwards."""
+        out = [(p.key, p.to_bytes()) for p in self._singles]
+        out += [(p.key, p.to_bytes()) for p in sorted(self._parts.values(), key=lambda q: q.max_ts)]
+        self._parts.clear()
+        self._singles.clear()
+        return out
 
 
 class Stateful:
@@ -123,6 +191,7 @@ class Stateful:
         self.detection = Detection(cfg.detect)
         self.series: dict[str, SeriesState] = {}
         self.late = 0
+        self.duplicates = 0
 
     # --- state ---------------------------------------------------------------------------------
     def export(self, key: str) -> bytes:
@@ -131,6 +200,7 @@ class Stateful:
         return orjson.dumps({
             "m": s.metric, "l": s.labels, "w": s.windows.to_plain(), "c": s.counters.to_plain(),
             "d": s.detector.to_plain() if s.detector else None, "st": self.windows.stream_time_ms,
+            "o": s.offset,
         })
 
     def restore(self, key: str, blob: bytes) -> None:
@@ -138,7 +208,7 @@ class Stateful:
         d = orjson.loads(blob)
         sw = SeriesWindows.from_plain(self.spec, d["w"])
         det = self.detection.restore(d["d"]) if d.get("d") else None
-        self.series[key] = SeriesState(d["m"], d["l"], sw, CounterRates(d["c"]), det)
+        self.series[key] = SeriesState(d["m"], d["l"], sw, CounterRates(d["c"]), det, int(d.get("o", -1)))
         self.windows.put(key, sw)
         self.windows.observe_time(int(d.get("st", -(1 << 62))))
         self.guard.remember(d["m"], key)
@@ -150,13 +220,30 @@ class Stateful:
         return keys
 
     # --- processing ----------------------------------------------------------------------------
-    def add(self, p: Point) -> Point | None:
-        """Fold one point in; returns it back when it is late (for the dead-letter topic)."""
-        p = self.guard.admit(p)
-        s = self.series.get(p.key)
+    def _series(self, key: str, metric: str, labels: dict[str, str]) -> SeriesState:
+        s = self.series.get(key)
         if s is None:
-            sw = self.windows.get(p.key)
-            s = self.series[p.key] = SeriesState(p.metric, p.labels, sw, CounterRates())
+            s = self.series[key] = SeriesState(metric, labels, self.windows.get(key), CounterRates())
+        return s
+
+    def _seen(self, s: SeriesState, offset: int | None) -> bool:
+        if offset is None:
+            return False
+        if offset <= s.offset:
+            self.duplicates += 1
+            return True
+        s.offset = offset
+        return False
+
+    def add(self, p: Point, offset: int | None = None) -> Point | None:
+        """Fold one point in; returns it back when it is late (for the dead-letter topic).
+
+        `offset` (the points-topic offset under Faust) makes replays after a crash idempotent.
+        """
+        p = self.guard.admit(p)
+        s = self._series(p.key, p.metric, p.labels)
+        if self._seen(s, offset):
+            return None
         r = s.counters.apply(p)
         if r is None:
             self.windows.dirty.add(p.key)  # the counter's last sample changed
@@ -166,6 +253,27 @@ class Stateful:
             self.late += 1
             return p
         return None
+
+    def add_partial(self, part: Partial, offset: int | None = None) -> int:
+        """Fold a combined pane (see `Combiner`) in; returns how many of its events were late (all or none)."""
+        key, metric, labels = part.key, part.metric, part.labels
+        if self.guard.cap:
+            p = self.guard.admit(Point(key, metric, labels, part.max_ts, 0.0))
+            key, labels = p.key, p.labels
+        s = self._series(key, metric, labels)
+        if self._seen(s, offset):
+            return 0
+        if not self.windows.add(key, part.pane, part.agg, part.max_ts):
+            self.late += part.agg.count
+            return part.agg.count
+        return 0
+
+    def apply(self, data: bytes, offset: int | None = None) -> int:
+        """Fold one points-topic message in; the number of late events it held (0 when none)."""
+        m = decode_message(data)
+        if isinstance(m, Partial):
+            return self.add_partial(m, offset)
+        return 0 if self.add(m, offset) is None else 1
 
     def advance(self) -> tuple[list[WindowAggregate], list[Anomaly]]:
         """Aggregates of every window closed by the current stream time, and the anomalies they raise."""

@@ -222,8 +222,9 @@ class SeriesWindows:
     panes: dict[int, Agg] = field(default_factory=dict)
     emitted_end: int = -(1 << 62)  # windows ending at or before this were emitted (or skipped as empty)
 
-    def add(self, ts_ms: int, value: float, stream_time_ms: int) -> tuple[bool, list[Closed]]:
-        """Fold a value in if one of its windows is still open (False when it is late).
+    def add(self, ts_ms: int, value: float | Agg, stream_time_ms: int) -> tuple[bool, list[Closed]]:
+        """Fold a value (or a partial aggregate of values of the same pane) in if one of its windows
+        is still open (False when it is late).
 
         Windows that stream time has closed but that were not emitted yet are closed first (and
         returned), so the value cannot leak into them.
@@ -237,6 +238,12 @@ class SeriesWindows:
         if spec.closed(pane + spec.step_ms, stream_time_ms):
             closed = self.close(stream_time_ms)
         agg = self.panes.get(pane)
+        if isinstance(value, Agg):
+            if agg is None:
+                self.panes[pane] = Agg.from_plain(value.to_plain())
+            else:
+                agg.merge(value)
+            return True, closed
         if agg is None:
             agg = self.panes[pane] = Agg(spec.alpha)
         agg.add(value)
@@ -319,9 +326,10 @@ class WindowAggregator:
     def observe_time(self, ts_ms: int) -> None:
         self.stream_time_ms = max(self.stream_time_ms, ts_ms)
 
-    def add(self, key: str, ts_ms: int, value: float) -> bool:
-        """Advance stream time with the event, then fold it in unless it is late."""
-        self.observe_time(ts_ms)
+    def add(self, key: str, ts_ms: int, value: float | Agg, max_ts_ms: int | None = None) -> bool:
+        """Advance stream time with the event (or a partial's latest event), then fold it in unless
+        it is late."""
+        self.observe_time(ts_ms if max_ts_ms is None else max_ts_ms)
         sw = self.get(key)
         ok, closed = sw.add(ts_ms, value, self.stream_time_ms)
         if closed:
