@@ -19,9 +19,11 @@ _FACILITIES = [
 ]  # fmt: skip
 _PRI = re.compile(r"^<(\d{1,3})>")
 _RFC5424 = re.compile(r"^([1-9]\d{0,2}) (\S+) (\S+) (\S+) (\S+) (\S+) (-|\[.*?\](?:\[.*?\])*)(?: (.*))?$", re.S)
-_RFC3164 = re.compile(
-    r"^([A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) (?:(\S+) )?([^\s:\[]+)(?:\[(\d+)\])?: ?(.*)$", re.S
-)
+_TS3164 = r"([A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+)"
+# With a host (what rsyslog writes to files); tags may hold spaces ("syslogd 1.4.1") or a leading "-- ".
+_RFC3164 = re.compile("^" + _TS3164 + r" (\S+) +([^:\[\]]+?)(?:\[(\d+)\])?: ?(.*)$", re.S)
+# Without a host (some network senders): "Oct 11 22:14:15 su: msg"
+_RFC3164_NOHOST = re.compile("^" + _TS3164 + r" ()([^\s:\[\]]+)(?:\[(\d+)\])?: ?(.*)$", re.S)
 _SD_ELEMENT = re.compile(r"\[([^\s\]=]+)((?:\s+[^\s=\]]+=\"(?:[^\"\\]|\\.)*\")*)\s*\]")
 _SD_PARAM = re.compile(r'([^\s=\]]+)="((?:[^"\\]|\\.)*)"')
 
@@ -84,12 +86,13 @@ def parse_syslog(line: str) -> dict[str, Any]:
             if ecs:
                 out["ecs"] = ecs
             return out
-    m3 = _RFC3164.match(rest)
+    m3 = _RFC3164_NOHOST.match(rest) or _RFC3164.match(rest)
     if m3 is None:
         raise ParseError("neither RFC 5424 nor RFC 3164 syslog")
     ts, host, tag, pid, msg = m3.groups()
-    if host is not None:
+    if host:
         syslog["hostname"] = host
+    tag = tag.strip()
     proc = {"name": tag}
     if pid is not None:
         proc["pid"] = int(pid)
