@@ -33,12 +33,12 @@ def select(s: Settings, kafka: bool = True, elasticsearch: bool = True) -> list[
     return chosen
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _tail(path: Path, lines: int = 10, width: int = 240) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()[-lines:]
     except OSError:
-        return "(no log yet)"
-    return "\n".join("    " + line for line in text)
+        return "    (no log yet)"
+    return "\n".join("    " + (line if len(line) <= width else line[:width] + " ...") for line in text)
 
 
 def _failure(svc: Service, what: str) -> ServiceError:
@@ -65,10 +65,6 @@ def _launch(svc: Service, echo: Echo) -> int | None:
             f"{svc.name}: port(s) {', '.join(map(str, busy))} on {LOOPBACK} are taken by another program "
             f"that is not a working {svc.name}; stop it or choose other ports (see LOGTIDE_*_PORT)"
         )
-    t0 = time.monotonic()
-    svc.fetch()
-    if time.monotonic() - t0 > 1:
-        echo(f"{svc.name}: fetched in {time.monotonic() - t0:.0f}s")
     pid = svc.start()
     echo(f"{svc.name}: started (pid {pid}), log {svc.log_file}")
     return pid
@@ -85,8 +81,9 @@ def _wait_ready(pending: dict[str, tuple[Service, int | None]], timeout: float, 
                 svc.pid_file.unlink(missing_ok=True)
                 raise _failure(svc, f"exited before answering (pid {pid})")
         if pending and time.monotonic() > deadline:
-            svc = next(iter(pending.values()))[0]
-            raise _failure(svc, f"did not answer at {svc.address} within {timeout:.0f}s")
+            svc, pid = next(iter(pending.values()))
+            left = f"; it is left running (pid {pid}), `logtide services down` stops it" if pid else ""
+            raise _failure(svc, f"did not answer at {svc.address} within {timeout:.0f}s{left}")
         if pending:
             time.sleep(0.5)
 
@@ -105,7 +102,10 @@ def ensure_up(
     s = settings()
     chosen = select(s, kafka, elasticsearch)
     for svc in chosen:  # fetch everything before starting anything: a download error starts nothing
+        t0 = time.monotonic()
         svc.fetch()
+        if time.monotonic() - t0 > 1:
+            echo(f"{svc.name}: fetched into the cache in {time.monotonic() - t0:.1f}s")
     pending = {svc.name: (svc, _launch(svc, echo)) for svc in chosen}
     _wait_ready(pending, timeout, echo)
     return {svc.name: svc.address for svc in chosen}
