@@ -12,6 +12,7 @@ from logtide import __version__
 from logtide.config_command import config
 from logtide.ship_command import ship
 from logtide.services import services
+from logtide.streams_command import streams
 from logtide.topics_admin import topics
 
 
@@ -25,6 +26,7 @@ main.add_command(config)
 main.add_command(topics)
 main.add_command(ship)
 main.add_command(services)
+main.add_command(streams)
 
 if __name__ == "__main__":
     main()

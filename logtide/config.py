@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
 
 from shippers.config import ShipperConfig
+from streams.config import StreamsConfig
 
 _REF = re.compile(r"\$\{([^}]+)\}")
 
@@ -120,6 +121,7 @@ class Config(_Section):
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     shipper: ShipperConfig = Field(default_factory=ShipperConfig)
+    streams: StreamsConfig = Field(default_factory=StreamsConfig)
 
 
 def _resolve_ref(ref: str, env: dict[str, str], path: str) -> str:

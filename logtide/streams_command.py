@@ -1,0 +1,87 @@
+"""`logtide streams`: run a Faust streams worker (production path).
+
+Start several with the same configuration to split the partitions; each needs its own state
+directory when they share a host (`--state-dir`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from logtide.config import Config, ConfigError, KafkaConfig, load_config
+
+
+def faust_credentials(k: KafkaConfig) -> Any:
+    """Faust credentials for the `kafka` section's security settings (None for PLAINTEXT)."""
+    if k.security_protocol == "PLAINTEXT":
+        return None
+    import faust
+
+    from logtide.kafka_client import connection_kwargs
+
+    kw = connection_kwargs(k)
+    ctx = kw.get("ssl_context")
+    if k.sasl is not None:
+        return faust.SASLCredentials(
+            username=k.sasl.username,
+            password=k.sasl.password.get_secret_value(),
+            mechanism=k.sasl.mechanism,
+            ssl_context=ctx,
+        )
+    return faust.SSLCredentials(ctx)
+
+
+def build_app(cfg: Config, *, state_dir: Path | None = None, app_id: str | None = None, **settings: Any) -> Any:
+    """The `StreamsApp` for a configuration (no I/O until the worker starts)."""
+    from schemas import Topics
+    from streams.faust_app import StreamsApp
+
+    return StreamsApp(
+        cfg.streams,
+        Topics(cfg.topics.prefix),
+        cfg.kafka.bootstrap_servers,
+        credentials=faust_credentials(cfg.kafka),
+        app_id=app_id,
+        state_dir=state_dir,
+        settings=settings or None,
+    )
+
+
+def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | None = None) -> None:
+    """Run one worker until SIGTERM/SIGINT (graceful: commits and flushes before it exits)."""
+    import faust
+
+    from streams.faust_app import serve_metrics
+
+    sapp = build_app(cfg, state_dir=state_dir)
+    serve_metrics(sapp.metrics, cfg.streams.metrics_port)
+    worker = faust.Worker(sapp.app, loglevel=(loglevel or cfg.logging.level).lower())
+    sys.argv = sys.argv[:1]  # the worker parses argv; ours was already handled by click
+    worker.execute_from_commandline()
+
+
+@click.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file.")
+@click.option("--bootstrap", help="Override kafka.bootstrap_servers (HOST:PORT[,HOST:PORT]).")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Override streams.state_dir.")
+@click.option("--metrics-port", type=int, help="Override streams.metrics_port (0 disables).")
+@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), help="Worker log level.")
+def streams(
+    config_path: str | None, bootstrap: str | None, state_dir: Path | None, metrics_port: int | None,
+    loglevel: str | None,
+) -> None:
+    """Run a streams worker: validate, enrich, window-aggregate and detect, from the raw topics to
+    logs.enriched, metrics.agg, anomalies and deadletter."""
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if bootstrap:
+        cfg.kafka.bootstrap_servers = bootstrap.split(",")
+    if metrics_port is not None:
+        cfg.streams.metrics_port = metrics_port
+    run_worker(cfg, state_dir=state_dir, loglevel=loglevel)

@@ -1,0 +1,273 @@
+"""`logtide streams`: thin Faust agents around the operators in `streams.pipeline`.
+
+Topology (one consumer group; every worker runs every agent on the partitions it is assigned):
+
+    logs.raw    --[logs agent: validate, enrich, derive, combine]--> logs.enriched, deadletter,
+    metrics.raw --[metrics agent: validate, derive, combine]-------> {app}-points (keyed by series)
+    {app}-points --[aggregate agent: guard, rates, windows, detect]--> metrics.agg, anomalies, deadletter
+
+The points topic is the repartition step (as `groupBy` in Kafka Streams): every series lives on one
+partition of it, so its window and detector state has one owner. That state lives in the `series`
+table (RocksDB store, changelog topic), one value per series, co-partitioned with the points topic;
+the aggregate agent keeps a decoded copy of its partitions' state in memory, writes back what a batch
+changed, and drops the copy when a partition is revoked, so a worker that takes a partition over
+reads it back from the table the changelog restored.
+
+Batching: the agents use `stream.take_events`, and the stateless agents pre-aggregate each batch
+per series and pane before it crosses the network (a batch of 1,000 log lines becomes a handful of
+points messages). Delivery is at-least-once (Faust flushes the producer before it commits); a replay
+of the points topic is skipped per series by offset, so aggregates survive a crash of the aggregating
+worker without double counting. Faust's exactly-once mode is not used (faust-streaming issues
+#440, #517, #323: crashes at start and duplicates on rebalance).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.streams import _current_event  # the context Faust tables read the partition from
+
+from schemas import DeadLetter, DeadLetterSource, Topics, encode
+from streams.config import StreamsConfig
+from streams.metrics import StreamsMetrics
+from streams.pipeline import Combiner, Stateful, Stateless, late_dead_letter
+
+log = logging.getLogger("logtide.streams")
+
+
+@contextmanager
+def _as_event(event: Any) -> Iterator[None]:
+    """Make table writes land in `event`'s partition (store and changelog).
+
+    Faust picks a table key's partition from the *current* event; after `take_events` that is the
+    last event of the batch, which may come from another partition. We write back each partition's
+    state under one of its own events.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class StreamsApp:
+    """The Faust app, its topics, table and agents, built from the configuration."""
+
+    def __init__(
+        self,
+        cfg: StreamsConfig,
+        topics: Topics,
+        brokers: list[str],
+        *,
+        credentials: Any = None,
+        app_id: str | None = None,
+        state_dir: Path | None = None,
+        metrics: StreamsMetrics | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.topics = topics
+        self.metrics = metrics or StreamsMetrics()
+        self.app_id = app_id or cfg.app_id
+        self.stateless = Stateless(cfg)
+        self.states: dict[int, Stateful] = {}
+        state_root = Path(state_dir or cfg.state_dir)
+        conf: dict[str, Any] = {
+            "broker": [f"kafka://{b}" for b in brokers],
+            "store": cfg.store,
+            "datadir": str(state_root / self.app_id),
+            "topic_partitions": cfg.partitions,
+            "topic_replication_factor": 1,
+            "consumer_auto_offset_reset": "earliest",
+            "web_enabled": cfg.web_port != 0,
+            "web_port": cfg.web_port or 6066,
+            "broker_commit_interval": 1.0,
+            "producer_acks": -1,
+            "producer_linger_ms": 5,
+            "stream_buffer_maxsize": max(4096, 4 * cfg.batch_size),
+            "table_standby_replicas": 1,
+            "stream_wait_empty": False,
+        }
+        if credentials is not None:
+            conf["broker_credentials"] = credentials
+        conf.update(settings or {})
+        self.app = app = faust.App(self.app_id, **conf)
+
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.t_logs_raw = app.topic(topics.logs_raw, **raw)
+        self.t_metrics_raw = app.topic(topics.metrics_raw, **raw)
+        self.t_enriched = app.topic(topics.logs_enriched, **raw)
+        self.t_agg = app.topic(topics.metrics_agg, **raw)
+        self.t_anomalies = app.topic(topics.anomalies, **raw)
+        self.t_dead = app.topic(topics.deadletter, **raw)
+        self.t_points = app.topic(
+            f"{self.app_id}-points", partitions=cfg.partitions, internal=True, **raw
+        )
+        self.table = app.Table("series", partitions=cfg.partitions, **raw)
+
+        app.agent(self.t_logs_raw, name="logs")(self._logs_agent)
+        app.agent(self.t_metrics_raw, name="metrics")(self._metrics_agent)
+        app.agent(self.t_points, name="aggregate")(self._aggregate_agent)
+        app.timer(interval=5.0)(self._update_lag)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    # --- output helpers ---------------------------------------------------------------------------
+    def _send(self, topic: faust.types.TopicT, key: bytes | None, value: bytes) -> None:
+        topic.send_soon(key=key, value=value)
+        self.metrics.events_out.labels(topic.get_topic_name()).inc()
+
+    def _dead(self, dl: DeadLetter) -> None:
+        self.metrics.dead_letters.labels(dl.error.type).inc()
+        self._send(self.t_dead, dl.event.id.encode(), encode(dl))
+
+    # --- stateless agents -------------------------------------------------------------------------
+    async def _logs_agent(self, stream: faust.StreamT) -> None:
+        cfg, m = self.cfg, self.metrics
+        spec = Stateful(cfg).spec
+        name = self.topics.logs_raw
+        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_within_seconds):
+            t0 = time.perf_counter()
+            now = datetime.now(UTC)
+            comb = Combiner(spec)
+            for ev in events:
+                msg = ev.message
+                r = self.stateless.log(
+                    msg.value, now,
+                    DeadLetterSource(stage="validate", topic=msg.topic, partition=msg.partition, offset=msg.offset),
+                )
+                if r.dead is not None:
+                    self._dead(r.dead)
+                    continue
+                if r.skew:
+                    m.clock_skew.labels(r.skew).inc()
+                self._send(self.t_enriched, msg.key, encode(r.event))
+                for p in r.points:
+                    comb.add(p)
+            self._flush_points(comb)
+            self._observe("logs", name, events, t0)
+
+    async def _metrics_agent(self, stream: faust.StreamT) -> None:
+        cfg, m = self.cfg, self.metrics
+        spec = Stateful(cfg).spec
+        name = self.topics.metrics_raw
+        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_within_seconds):
+            t0 = time.perf_counter()
+            now = datetime.now(UTC)
+            comb = Combiner(spec)
+            for ev in events:
+                msg = ev.message
+                r = self.stateless.metric(
+                    msg.value, now,
+                    DeadLetterSource(stage="validate", topic=msg.topic, partition=msg.partition, offset=msg.offset),
+                )
+                if r.dead is not None:
+                    self._dead(r.dead)
+                    continue
+                if r.skew:
+                    m.clock_skew.labels(r.skew).inc()
+                if r.point is not None:
+                    comb.add(r.point)
+            self._flush_points(comb)
+            self._observe("metrics", name, events, t0)
+
+    def _flush_points(self, comb: Combiner) -> None:
+        for key, data in comb.drain():
+            self.t_points.send_soon(key=key.encode(), value=data)
+
+    def _observe(self, agent: str, topic: str, events: list[Any], t0: float) -> None:
+        m = self.metrics
+        m.events_in.labels(topic).inc(len(events))
+        m.processing.labels(agent).observe(time.perf_counter() - t0)
+        if events:
+            ts = events[-1].message.timestamp
+            if ts:
+                m.event_lag.labels(agent).observe(max(0.0, time.time() - ts))
+
+    # --- stateful agent ---------------------------------------------------------------------------
+    def _state(self, partition: int) -> Stateful:
+        """This partition's state, read back from the table on first use after an assignment."""
+        sf = self.states.get(partition)
+        if sf is None:
+            sf = self.states[partition] = Stateful(self.cfg)
+            prefix = f"{partition}|".encode()
+            n = 0
+            for k, v in self.table.items():
+                if k.startswith(prefix) and v is not None:
+                    sf.restore(k[len(prefix):].decode(), v)
+                    n += 1
+            if n:
+                log.info("partition %d: restored %d series from the table", partition, n)
+        return sf
+
+    async def _aggregate_agent(self, stream: faust.StreamT) -> None:
+        cfg, m = self.cfg, self.metrics
+        lateness = self.spec_lateness = Stateful(cfg).spec.lateness_ms
+        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_within_seconds):
+            t0 = time.perf_counter()
+            by_part: dict[int, list[Any]] = defaultdict(list)
+            for ev in events:
+                by_part[ev.message.partition].append(ev)
+            for partition, evs in by_part.items():
+                sf = self._state(partition)
+                dups, overflow = sf.duplicates, dict(sf.guard.overflowed)
+                for ev in evs:
+                    msg = ev.message
+                    n = sf.apply(msg.value, msg.offset)
+                    if n:
+                        m.late_events.inc(n)
+                        self._dead(late_dead_letter(
+                            msg.value, sf.stream_time_ms, lateness, n,
+                            DeadLetterSource(stage="window", topic=msg.topic, partition=partition, offset=msg.offset),
+                        ))
+                aggs, anomalies = sf.advance()
+                for a in aggs:
+                    self._send(self.t_agg, a.series.key.encode(), encode(a))
+                m.windows_closed.inc(len(aggs))
+                for an in anomalies:
+                    self._send(self.t_anomalies, an.series.key.encode(), encode(an))
+                    m.anomalies.labels(an.severity.value).inc()
+                with _as_event(evs[-1]):
+                    for key in sf.take_dirty():
+                        self.table[f"{partition}|{key}".encode()] = sf.export(key)
+                if sf.duplicates > dups:
+                    m.duplicates.inc(sf.duplicates - dups)
+                for metric, c in sf.guard.overflowed.items():
+                    if c > overflow.get(metric, 0):
+                        m.series_overflow.labels(metric).inc(c - overflow.get(metric, 0))
+            m.series.set(sum(len(s.series) for s in self.states.values()))
+            self._observe("aggregate", self.t_points.get_topic_name(), events, t0)
+
+    async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        """Forget the in-memory copy of revoked partitions; the table is the truth on reassignment."""
+        points = self.t_points.get_topic_name()
+        for tp in revoked:
+            if tp.topic == points:
+                self.states.pop(tp.partition, None)
+
+    async def _update_lag(self) -> None:
+        consumer = self.app.consumer
+        try:
+            for tp in consumer.assignment():
+                pos = await consumer.position(tp)
+                hw = consumer.highwater(tp)
+                if pos is not None and hw is not None:
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
+        except Exception as exc:  # lag is best effort: never take the worker down for a gauge
+            log.debug("lag update failed: %s", exc)
+
+
+def serve_metrics(metrics: StreamsMetrics, port: int) -> None:
+    """Expose the worker's metrics on http://0.0.0.0:port/metrics (0 disables)."""
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, registry=metrics.registry)
