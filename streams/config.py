@@ -59,6 +59,14 @@ class WindowConfig(_Section):
         description="Series dimensions: service, host and any label name. The metric is always one.",
     )
     relative_accuracy: float = Field(default=0.01, gt=0, lt=0.5, description="Quantile sketch accuracy.")
+    idle_timeout_seconds: float | None = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Close a quiet series' windows once the newest event time of all series passes their close "
+            "time by this much (null: only the series' own events close its windows)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _multiple(self) -> WindowConfig:

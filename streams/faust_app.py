@@ -225,7 +225,7 @@ class StreamsApp:
                     if n:
                         m.late_events.inc(n)
                         self._dead(late_dead_letter(
-                            msg.value, sf.stream_time_ms, lateness, n,
+                            msg.value, sf.late_stream_ms, lateness, n,
                             DeadLetterSource(stage="window", topic=msg.topic, partition=partition, offset=msg.offset),
                         ))
                 aggs, anomalies = sf.advance()

