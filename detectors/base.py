@@ -159,7 +159,8 @@ class CommonConfig:
     ``score_scale``: decades of tail probability mapped onto [0, 1] (score = -log10(p) / scale).
     ``alarm``: the score at which an alarm opens; ``min_duration``: consecutive points at or above
     ``alarm`` needed to open it (against one-point blips); ``refractory``: points after an alarm
-    during which scores are damped by ``damp`` (one incident, one alarm: against flapping).
+    during which scores are damped by ``damp`` (one incident, one alarm: against flapping), unless
+    a score beats the one that opened the alarm by ``escalate`` (a worse incident pages again).
     """
 
     warmup: int = 100
@@ -168,12 +169,13 @@ class CommonConfig:
     min_duration: int = 1
     refractory: int = 0
     damp: float = 0.5
+    escalate: float = 0.1
 
 
 class Gate:
     """Warm-up, minimum duration and refractory period applied to a raw score stream."""
 
-    __slots__ = ("_alarm", "_damp", "_min", "_n", "_quiet", "_refr", "_run", "_warm")
+    __slots__ = ("_alarm", "_damp", "_esc", "_min", "_n", "_peak", "_quiet", "_refr", "_run", "_warm")
 
     def __init__(self, cfg: CommonConfig) -> None:
         self._warm = cfg.warmup
@@ -181,6 +183,8 @@ class Gate:
         self._min = cfg.min_duration
         self._refr = cfg.refractory
         self._damp = cfg.damp
+        self._esc = cfg.escalate
+        self._peak = 0.0
         self._n = 0
         self._run = 0
         self._quiet = 0
@@ -197,13 +201,16 @@ class Gate:
             self._run = 0
         if self._quiet > 0:
             self._quiet -= 1
-            return s * self._damp
+            if s < self._peak + self._esc:
+                return s * self._damp
         if s >= self._alarm and self._refr > 0:
             self._quiet = self._refr
+            self._peak = s
         return s
 
-    def get_state(self) -> list[int]:
-        return [self._n, self._run, self._quiet]
+    def get_state(self) -> list[float]:
+        return [self._n, self._run, self._quiet, self._peak]
 
-    def set_state(self, state: list[int]) -> None:
-        self._n, self._run, self._quiet = (int(v) for v in state)
+    def set_state(self, state: list[float]) -> None:
+        self._n, self._run, self._quiet = (int(v) for v in state[:3])
+        self._peak = float(state[3])

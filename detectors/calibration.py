@@ -4,8 +4,8 @@ Raw statistics (a z-score, a CUSUM sum, an isolation depth) mean different thing
 series: a 4-sigma deviation is routine on a heavy-tailed ad-exchange price and unheard of on a
 thermometer. ``TailCalibrator`` learns, online, the upper tail of the statistic's own history with
 the peaks-over-threshold method of extreme value theory (as in SPOT/DSPOT, Siffer et al., KDD 2017):
-a running high threshold ``u`` (the ``q`` quantile of a log-normal fitted to the recent
-statistics, which adapts as fast up as down), the running rate ``r`` at which it is exceeded, and a
+a running high threshold ``u`` (``u_mult`` times the recent mean of the statistic, winsorised, so it
+adapts as fast up as down), the running rate ``r`` at which it is exceeded, and a
 generalised Pareto fit (method of moments) of the excesses over ``u``. The tail probability of a new
 value is then ``r * (1 + xi * (x - u) / sigma) ** (-1 / xi)``, which extrapolates smoothly beyond
 anything seen so far. One threshold on that probability means the same rate of false alarms on every series.
@@ -22,19 +22,19 @@ _TINY = 1e-300
 
 @dataclass
 class TailConfig:
-    """``z_q``: the threshold sits ``z_q`` log-standard deviations above the log-mean (1.645: the
-    95th percentile of a log-normal); ``memory``: statistics (for the threshold) and excesses (for the
+    """``z_q``: the threshold is ``z_q`` times the recent mean statistic (2.5: about the 95th
+    percentile of an absolute Gaussian deviation); ``memory``: statistics (for the threshold) and excesses (for the
     tail fit) remembered, with exponential forgetting; ``xi_max``: cap on the tail heaviness;
-    ``warmup``: statistics seen before probabilities are trusted (p = 1 before)."""
+    ``warmup``: statistics seen before probabilities are trusted (p = 1 before); ``skip``: first
+    statistics ignored (a baseline's first few verdicts, before it has any spread, are noise)."""
 
-    z_q: float = 1.645
+    z_q: float = 2.5
     memory: float = 500.0
     memory_tail: float = 200.0
     xi_max: float = 0.5
     warmup: int = 30
+    skip: int = 10
 
-
-_LOG_FLOOR = math.log(1e-3)
 
 
 class TailCalibrator:
@@ -46,8 +46,8 @@ class TailCalibrator:
         self._cfg = config or TailConfig()
         self._n = 0  # statistics seen
         self._ne = 0  # excesses seen
-        self._l1 = 0.0  # mean of log statistic
-        self._l2 = 0.0  # mean of squared log statistic
+        self._l1 = 0.0  # recent mean of the statistic (winsorised)
+        self._l2 = 0.0  # unused, kept for layout
         self._u = 0.0  # threshold
         self._rate = 0.05  # rate of exceedance of the threshold
         self._ex = 0.0  # mean excess over u
@@ -92,7 +92,9 @@ class TailCalibrator:
         """Add one statistic to the history."""
         n = self._n + 1
         self._n = n
-        lx = math.log(x) if x > 1e-3 else _LOG_FLOOR
+        n -= self._cfg.skip
+        if n <= 0:
+            return
         a = self._a if n * self._a > 1.0 else 1.0 / n
         u = self._u
         over = x > u and n > 1
@@ -114,10 +116,11 @@ class TailCalibrator:
             elif m > 0.0:
                 self._xi = 0.0
                 self._sig = m
-        self._l1 += a * (lx - self._l1)
-        self._l2 += a * (lx * lx - self._l2)
-        var = self._l2 - self._l1 * self._l1
-        self._u = math.exp(self._l1 + self._cfg.z_q * math.sqrt(var if var > 0.0 else 0.0))
+        m = self._l1
+        xw = x if n < 10 or x < 10.0 * m else 10.0 * m  # winsorised: one outlier moves u little
+        m += a * (xw - m)
+        self._l1 = m
+        self._u = self._cfg.z_q * m
 
     def get_state(self) -> list[Any]:
         return [self._n, self._ne, self._l1, self._l2, self._u, self._rate, self._ex, self._ex2, self._xi,

@@ -81,7 +81,7 @@ class CusumConfig(CommonConfig):
     k: float = 0.5
     h: float = 8.0
     alpha: float = 0.005
-    tail_z: float = 1.645
+    tail_z: float = 2.5
     tail_memory: float = 500.0
 
 
@@ -168,7 +168,7 @@ class PageHinkleyConfig(CommonConfig):
     delta: float = 0.25
     lam: float = 10.0
     alpha: float = 0.005
-    tail_z: float = 1.645
+    tail_z: float = 2.5
     tail_memory: float = 500.0
 
 

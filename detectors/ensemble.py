@@ -39,24 +39,28 @@ class EnsembleConfig(CommonConfig):
     ``alpha_short``: weight of the short-term residual variance of the spread test; ``smooth``: points
     averaged into the point statistic (1 = the point alone)."""
 
-    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 48]])
+    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 144]])
     alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
-    alpha_hw: float = 0.05
+    alpha_hw: float = 0.002
     gamma: float = 0.2
     alpha_err: float = 0.02
     alpha_sel: float = 0.005
     clip: float = 4.0
     mode: str = "auto"
-    tests: list[str] = field(default_factory=lambda: ["point", "shift", "spread"])
+    tests: list[str] = field(default_factory=lambda: ["point", "level"])
     k: float = 0.5
     h: float = 8.0
     alpha_short: float = 0.1
+    alpha_level: float = 0.001
+    level_memory: float = 2000.0
     lik_window: int = 10
     lik_memory: float = 2000.0
-    tail_z: float = 1.645
+    tail_z: float = 2.5
     tail_memory: float = 500.0
     warmup: int = 200
-    refractory: int = 150
+    alarm: float = 0.3
+    refractory: int = 300
+    damp: float = 0.4
 
 
 class EnsembleDetector(Detector):
@@ -71,8 +75,17 @@ class EnsembleDetector(Detector):
         tc = TailConfig(z_q=c.tail_z, memory=c.tail_memory)
         self._use = (("point" in c.tests), ("shift" in c.tests), ("spread" in c.tests))
         self._use_lik = "likelihood" in c.tests
+        self._use_models = "models" in c.tests
+        self._use_level = "level" in c.tests
+        tl = TailConfig(z_q=c.tail_z, memory=c.level_memory, memory_tail=c.level_memory / 10)
+        self._lcal = [TailCalibrator(tl), TailCalibrator(tl)]
+        self._lm = 0.0  # long-run mean and variance of the values themselves
+        self._lv = 0.0
+        self._ln = 0
+        nm = len(c.alphas) + len(c.periods)
+        self._mcal = [TailCalibrator(tc) for _ in range(nm)] if self._use_models else []
         self._cal = [TailCalibrator(tc) for _ in range(3)]
-        self._bonf = float(max(1, sum(self._use) + self._use_lik))
+        self._bonf = float(max(1, sum(self._use) + self._use_lik + len(self._mcal) + self._use_level))
         self._lik_ring = [0.0] * c.lik_window
         self._lik_pos = 0
         self._lik_sum = 0.0
@@ -113,6 +126,39 @@ class EnsembleDetector(Detector):
             p = c0.tail(za)
             half = c0.inverse(self._p_band) * scale
             c0.learn(za)
+        if self._use_models:
+            # every candidate model judges the point on its own error scale: the slow level sees a
+            # gradual slide to unheard-of values that the fast one follows, the seasonal one a
+            # missing peak that the level ones shrug off
+            pred, err = base._pred, base._err
+            for k, ck in enumerate(self._mcal):
+                zk = abs(value - pred[k]) / max(err[k] * 1.2533, 1e-9 * (abs(pred[k]) + 1.0))
+                zk = min(zk, 1e6)
+                pk = ck.tail(zk)
+                ck.learn(zk)
+                p = min(p, pk)
+        if self._use_level:
+            # is the value itself unheard of (beyond the tails of the long-run value distribution)?
+            ln = self._ln
+            lm = self._lm
+            sd = math.sqrt(self._lv)
+            sd = max(sd, 1e-9 * (abs(lm) + 1.0))
+            d = value - lm
+            zl = d / sd
+            up, dn = self._lcal
+            if zl >= 0.0:
+                pl = up.tail(zl)
+                up.learn(zl)
+                dn.learn(0.0)
+            else:
+                pl = dn.tail(-zl)
+                dn.learn(-zl)
+                up.learn(0.0)
+            p = min(p, pl)
+            a = c.alpha_level if ln * c.alpha_level > 1.0 else 1.0 / (ln + 1)
+            self._lm = lm + a * d
+            self._lv = (1.0 - a) * (self._lv + a * d * d)
+            self._ln = ln + 1
         shift = 0.0
         if use_shift:
             stat, shift = self._cs.step(z)
@@ -168,6 +214,12 @@ class EnsembleDetector(Detector):
         self._base.set_state(state["b"])
         for k, s in zip(self._cal, state["cal"], strict=True):
             k.set_state(s)
+        for k, s in zip(self._mcal, state["mcal"], strict=True):
+            k.set_state(s)
+        lv = state["lv"]
+        self._ln, self._lm, self._lv = int(lv[0]), float(lv[1]), float(lv[2])
+        self._lcal[0].set_state(lv[3])
+        self._lcal[1].set_state(lv[4])
         self._cs.set_state(state["cs"])
         self._vs = float(state["vs"])
         lk = state["lk"]

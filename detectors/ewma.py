@@ -26,7 +26,7 @@ class EWMAConfig(CommonConfig):
     alpha: float = 0.02
     alpha_var: float = 0.02
     clip: float = 5.0
-    tail_z: float = 1.645
+    tail_z: float = 2.5
     tail_memory: float = 500.0
 
 

@@ -47,7 +47,7 @@ class IsolationConfig(CommonConfig):
     window: int = 16
     seed: int = 0
     warmup: int = 256
-    tail_z: float = 1.645
+    tail_z: float = 2.5
     tail_memory: float = 500.0
 
 

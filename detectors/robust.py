@@ -27,7 +27,7 @@ class RobustConfig(CommonConfig):
 
     window: int = 64
     min_spread: float = 1.0
-    tail_z: float = 1.645
+    tail_z: float = 2.5
     tail_memory: float = 500.0
 
 

@@ -37,9 +37,9 @@ class BaselineConfig:
     weights; ``alpha_hw``/``gamma``: Holt-Winters level and profile weights; ``alpha_err``: weight of
     the error average used both to pick the model and as the spread; ``clip``: winsorisation."""
 
-    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 48]])
+    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 144]])
     alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
-    alpha_hw: float = 0.05
+    alpha_hw: float = 0.002
     gamma: float = 0.2
     alpha_err: float = 0.02
     alpha_sel: float = 0.005
@@ -151,7 +151,7 @@ class Baseline:
             self._t0 = ts
             self._n = 1
             return
-        lim = self._clip * self.scale if n > 10 else math.inf
+        clip = self._clip * _SD_PER_MAE if n > 10 else math.inf
         ae = self._ae if n * self._ae > 1.0 else 1.0 / (n + 1)
         asel = self._asel if n * self._asel > 1.0 else 1.0 / (n + 1)
         sel = self._sel
@@ -159,6 +159,7 @@ class Baseline:
         for k in range(len(lev)):
             e = value - pred[k]
             ea = abs(e)
+            lim = clip * err[k] + 1e-300
             if ea > lim:
                 e = lim if e > 0 else -lim
                 ea = lim
@@ -179,7 +180,9 @@ class Baseline:
                 i = self._i[j]
                 f = self._f[j]
                 i2 = (i + 1) % self._buck[j]
-                g = self._g
+                # the first periods are copied in (1/cycles seen), later ones blended with gamma
+                cycles = (ts - self._t0) / self._per[j]
+                g = self._g if cycles * self._g >= 1.0 else 1.0 / (1.0 + int(cycles))
                 x = pred[k] + e - lev[k]  # the (winsorised) value, net of the new offset
                 prof[i] += g * (1.0 - f) * (x - prof[i])
                 prof[i2] += g * f * (x - prof[i2])
@@ -215,15 +218,15 @@ class Baseline:
 class SeasonalConfig(CommonConfig):
     """Baseline settings (see ``BaselineConfig``) plus the calibration of the deviation."""
 
-    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 48]])
+    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 144]])
     alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
-    alpha_hw: float = 0.05
+    alpha_hw: float = 0.002
     gamma: float = 0.2
     alpha_err: float = 0.02
     alpha_sel: float = 0.005
     clip: float = 4.0
     mode: str = "auto"
-    tail_z: float = 1.645
+    tail_z: float = 2.5
     tail_memory: float = 500.0
 
 
