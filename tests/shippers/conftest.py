@@ -59,11 +59,11 @@ def kafka_output(bootstrap: str, **producer: Any):  # type: ignore[no-untyped-de
 
 
 @asynccontextmanager
-async def running_shipper(cfg, bootstrap: str, topic: str, **kw: Any) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+async def running_shipper(cfg, bootstrap: str, topic: str, output: Any = None, **kw: Any) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
     """A continuously running shipper for the duration of the block; stopped gracefully after."""
     from shippers.shipper import Shipper
 
-    shipper = Shipper(cfg, kafka_output(bootstrap), log_topic=topic, **kw)
+    shipper = Shipper(cfg, output or kafka_output(bootstrap), log_topic=topic, **kw)
     task = asyncio.create_task(shipper.run())
     started = asyncio.create_task(shipper.started.wait())
     await asyncio.wait([task, started], return_when=asyncio.FIRST_COMPLETED)

@@ -34,9 +34,10 @@ def validate_event(raw: bytes) -> LogEvent:
 
 
 async def consume(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0, idle_s: float = 3.0
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0, idle_s: float = 3.0, until: Any = None
 ) -> list[dict[str, Any]]:
-    """Read `topic` from the start until `expected` records arrived (then `idle_s` more for extras)."""
+    """Read `topic` from the start until `expected` records arrived (then `idle_s` more for extras),
+    or until `until(records)` is true."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -58,6 +59,10 @@ async def consume(
                     ev["_key"] = m.key
                     out.append(ev)
                     got = True
+            if until is not None:
+                if until(out):
+                    break
+                continue
             if len(out) >= expected:
                 if reached_at is None:
                     reached_at = time.monotonic()

@@ -388,7 +388,10 @@ async def test_own_metrics_endpoint_host_metrics_and_scrape(tmp_path: Path, kafk
         assert await wait_acked(shipper, log)
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-        samples = await consume(kafka_bootstrap, mtopic, 50, idle_s=0.5)
+        samples = await consume(
+            kafka_bootstrap, mtopic, 0,
+            until=lambda evs: {"system.load.1", "logtide_shipper_lines_read_total"} <= {e["metric"]["name"] for e in evs},
+        )  # fmt: skip
     for name in ("logtide_shipper_lines_read_total", "logtide_shipper_bytes_read_total",
                  "logtide_shipper_events_sent_total", "logtide_shipper_bytes_sent_total",
                  "logtide_shipper_batches_total", "logtide_shipper_send_retries_total",
