@@ -10,6 +10,7 @@ import click
 
 from logtide import __version__
 from logtide.config_command import config
+from logtide.run_command import demo, run
 from logtide.ship_command import ship
 from logtide.services import services
 from logtide.streams_command import streams
@@ -27,6 +28,8 @@ main.add_command(topics)
 main.add_command(ship)
 main.add_command(services)
 main.add_command(streams)
+main.add_command(run)
+main.add_command(demo)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,537 @@
+"""The embedded pipeline (`logtide run`): shipper, operators and detectors in one process, no Kafka.
+
+    files --Shipper (same inputs, parsers, multiline)--> AckQueueOutput (bounded queue)
+          --Stateless (validate, enrich, derive)--> Stateful (cardinality, rates, windows, detect)
+          --> enriched / aggregates / anomalies / deadletter .ndjson under the data directory
+
+Delivery (what is and is not guaranteed):
+
+- At-least-once from the files to the NDJSON outputs. A batch is acknowledged to the shipper only
+  after its results were written and flushed to the output files, so the shipper's read offsets
+  never run ahead of what was written.
+- The operators' state (open windows, counters, detectors) and the shipper's read offsets are saved
+  together, in one file (`state/snapshot.json`: temp file, fsync, rename, fsync of the directory),
+  and only at a quiet moment: processing paused and every acknowledged batch folded into the offsets,
+  so the saved state reflects exactly the input before the saved offsets. The output files are
+  fsynced before each snapshot. A restart resumes from the last snapshot.
+- After a crash (kill -9, power loss) the input read between the last snapshot (every
+  `snapshot_interval_s`, one second by default) and the crash is processed again: its enriched events,
+  dead letters, aggregates and anomalies may appear twice in the files. Every document carries a
+  stable `event.id` (a log line's id is derived from its file and byte offset; an aggregate's and an
+  anomaly's from the series and window), so duplicates are identifiable and idempotent sinks
+  (ClickHouse ReplacingMergeTree, Elasticsearch `_id`) drop them. Aggregates are not double counted:
+  the windows are restored from the snapshot, not replayed on top of it.
+- A torn last line (a crash in the middle of a write) is cut off at the next start; its batch was not
+  acknowledged, so it is processed again.
+- Not guaranteed: input deleted or rotated away while the runner was down (as for the shipper);
+  windows still open at SIGTERM are kept in the snapshot and closed by later input, not at stop;
+  `--once` closes every window at the end of input but snapshots the state *before* closing, so a
+  later run continues the same windows (their aggregates are then emitted again, completed, with the
+  same ids).
+
+Determinism: given the same input files and configuration the anomalies are the same, as long as each
+series is fed by one file (group by a per-input label such as `source`) or the files' interleaving
+cannot matter; `idle_timeout_seconds: null` makes window closing depend on each series' own events
+only. Event ids depend on when a file was first seen, anomaly and aggregate ids do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from schemas import Anomaly, DeadLetter, DeadLetterSource, Topics, WindowAggregate, encode, to_document
+
+log = logging.getLogger("logtide.run")
+
+OUTPUT_FILES = ("enriched", "aggregates", "anomalies", "deadletter")
+SNAPSHOT_VERSION = 1
+Record = tuple[bytes | None, bytes]
+
+
+# --- functional core: one batch in, documents out ------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """What one acknowledged batch of raw records became."""
+
+    enriched: list[bytes] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    aggregates: list[WindowAggregate] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    flagged: int = 0
+    skewed: int = 0
+    late: int = 0
+
+
+def process_batch(
+    stateless: Any, stateful: Any, records: Sequence[Record], *, metrics: bool, topic: str, now: datetime
+) -> BatchResult:
+    """Run raw log (or metric) records through the operators, in order, as the Faust agents do.
+
+    No I/O: the caller writes the result. Late points become dead letters (stage `window`).
+    """
+    from streams.pipeline import late_dead_letter
+
+    out = BatchResult()
+    lateness = stateful.spec.lateness_ms
+    src = DeadLetterSource(stage="validate", topic=topic)
+    for _key, value in records:
+        if metrics:
+            m = stateless.metric(value, now, src)
+            if m.dead is not None:
+                out.dead.append(m.dead)
+                continue
+            out.skewed += m.skew is not None
+            points = [m.point] if m.point is not None else []
+        else:
+            r = stateless.log(value, now, src)
+            if r.dead is not None:
+                out.dead.append(r.dead)
+                continue
+            ev = r.event
+            out.skewed += r.skew is not None
+            if any(f in ev.logtide.flags for f in ("parse_failure", "invalid_utf8", "ts_unparsed")):
+                out.flagged += 1
+            out.enriched.append(encode(ev))
+            points = r.points
+        for p in points:
+            late = stateful.add(p)
+            if late is not None:
+                out.late += 1
+                out.dead.append(late_dead_letter(late.to_bytes(), stateful.late_stream_ms, lateness))
+    aggs, anomalies = stateful.advance()
+    out.aggregates.extend(aggs)
+    out.anomalies.extend(anomalies)
+    return out
+
+
+def format_anomaly_line(a: Anomaly) -> str:
+    """One readable line: when, which series, value vs expected [band], score, severity."""
+    when = a.window.end if a.window else a.timestamp
+    stat = a.labels.get("stat", "value")
+    return (
+        f"{when:%Y-%m-%d %H:%M}Z {a.severity.value.upper():8} {a.series.key}  {stat}={a.value:.4g} "
+        f"vs expected {a.expected:.4g} [{a.band.lower:.4g}, {a.band.upper:.4g}]  score {a.score:.2f}"
+    )
+
+
+# --- adapters: files ------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`: temp file, fsync, rename, fsync of the directory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a partial last line (a crash mid-write); returns the bytes removed."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size == 0:
+        return 0
+    with open(path, "rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        pos = size
+        while pos > 0:
+            step = min(65536, pos)
+            f.seek(pos - step)
+            chunk = f.read(step)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                pos = pos - step + i + 1
+                break
+            pos -= step
+        f.truncate(pos)
+        return size - pos
+
+
+class NdjsonWriter:
+    """Append-only NDJSON file: one document per line, flushed per batch, fsynced before snapshots."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        cut = repair_torn_tail(path)
+        if cut:
+            log.warning("%s: removed a torn last line (%d bytes) left by a crash", path, cut)
+        self._f: IO[bytes] = open(path, "ab")  # noqa: SIM115 - lives as long as the runner
+        self.lines = 0
+
+    def write(self, docs: Sequence[bytes]) -> None:
+        if docs:
+            self._f.write(b"\n".join(docs) + b"\n")
+            self.lines += len(docs)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def sync(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sync()
+        self._f.close()
+
+
+class Outputs:
+    """The four NDJSON files, an optional ClickHouse sink, and the anomaly printer."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        on_anomaly: Callable[[Anomaly], None] | None = None,
+        clickhouse: Any = None,
+    ) -> None:
+        self.files = {name: NdjsonWriter(data_dir / f"{name}.ndjson") for name in OUTPUT_FILES}
+        self.on_anomaly = on_anomaly
+        self.clickhouse = clickhouse
+
+    def write(self, r: BatchResult) -> None:
+        """Write and flush one batch's documents (before the batch is acknowledged)."""
+        f = self.files
+        f["enriched"].write(r.enriched)
+        f["deadletter"].write([encode(d) for d in r.dead])
+        f["aggregates"].write([encode(a) for a in r.aggregates])
+        f["anomalies"].write([encode(a) for a in r.anomalies])
+        for w in f.values():
+            w.flush()
+        if self.clickhouse is not None:
+            docs = [orjson.loads(b) for b in r.enriched]
+            docs += [to_document(x) for x in (*r.dead, *r.aggregates, *r.anomalies)]
+            if docs:
+                self.clickhouse.write(docs)
+        if self.on_anomaly is not None:
+            for a in r.anomalies:
+                self.on_anomaly(a)
+
+    def sync(self) -> None:
+        for w in self.files.values():
+            w.sync()
+
+    def close(self) -> None:
+        for w in self.files.values():
+            w.close()
+
+
+# --- adapters: the shipper's output and the snapshot store ---------------------------------------
+
+
+class AckQueueOutput:
+    """The shipper's `Output` in process: batches go into a bounded queue, `send` returns once the
+    consumer has processed and written them (that is the acknowledgement the shipper checkpoints on).
+
+    A full queue makes `send` wait, so the shipper stops reading: the file is the buffer. Sends are
+    queued in call order (one lock), so one file's batches are processed in file order.
+    """
+
+    def __init__(self, maxsize: int = 16) -> None:
+        self.queue: asyncio.Queue[tuple[str, Sequence[Record], asyncio.Future[None]]] = asyncio.Queue(maxsize)
+        self._order = asyncio.Lock()
+        self.unsettled = 0  # acknowledged batches whose `send` has not returned to the shipper yet
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, topic: str, records: Sequence[Record]) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        async with self._order:
+            await self.queue.put((topic, records, fut))
+        try:
+            await fut
+        finally:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.unsettled -= 1
+
+    def ack(self, fut: asyncio.Future[None]) -> None:
+        if not fut.done():
+            self.unsettled += 1
+            fut.set_result(None)
+
+    async def stop(self) -> None:
+        return None
+
+
+class SnapshotStore:
+    """One file holding the shipper's registry and the operators' state, replaced atomically.
+
+    It stands in for the shipper's `CheckpointStore` (same `load`/`save`): the shipper's own
+    checkpoint requests only ask for a snapshot, which the runner takes at a quiet moment.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / "snapshot.json"
+        self.doc: dict[str, Any] = {}
+        self.requested = asyncio.Event()
+        self.last_write = 0.0
+
+    def read(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            doc = orjson.loads(raw)
+            if doc.get("version") != SNAPSHOT_VERSION:
+                raise ValueError(f"version {doc.get('version')!r}")
+        except (orjson.JSONDecodeError, ValueError, AttributeError) as exc:
+            bad = self.path.with_suffix(f".corrupt-{int(time.time())}")
+            log.error("snapshot %s unreadable (%s); moved to %s, starting afresh", self.path, exc, bad)
+            with contextlib.suppress(OSError):
+                self.path.rename(bad)
+            return {}
+        self.doc = doc
+        return doc
+
+    # CheckpointStore interface, called by the shipper
+    def load(self) -> dict[str, Any]:
+        from shippers.checkpoint_store import FileState
+
+        return {k: FileState(**v) for k, v in self.doc.get("registry", {}).items()}
+
+    def save(self, states: dict[str, Any]) -> None:
+        self.requested.set()
+
+    def write(self, registry: dict[str, Any], series: dict[str, str], extra: dict[str, Any]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "version": SNAPSHOT_VERSION,
+            "written_at": datetime.now(UTC).isoformat(),
+            "registry": {k: asdict(s) for k, s in registry.items()},
+            "series": series,
+            **extra,
+        }
+        atomic_write(self.path, orjson.dumps(doc))
+        self.last_write = time.time()
+
+
+# --- the runner -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """Counts of one run (this process only, not earlier runs on the same data directory)."""
+
+    events: int = 0
+    flagged: int = 0
+    skewed: int = 0
+    metric_samples: int = 0
+    dead_letters: int = 0
+    late: int = 0
+    aggregates: int = 0
+    anomalies: int = 0
+    snapshots: int = 0
+    restored_series: int = 0
+    anomaly_list: list[Anomaly] = field(default_factory=list, repr=False)
+
+    def add(self, r: BatchResult, metrics: bool, n: int) -> None:
+        if metrics:
+            self.metric_samples += n - len(r.dead) + r.late
+        self.events += len(r.enriched)
+        self.flagged += r.flagged
+        self.skewed += r.skewed
+        self.dead_letters += len(r.dead)
+        self.late += r.late
+        self.aggregates += len(r.aggregates)
+        self.anomalies += len(r.anomalies)
+        self.anomaly_list.extend(r.anomalies)
+
+
+class DataDirLocked(RuntimeError):
+    """Another `logtide run` uses this data directory."""
+
+
+class EmbeddedRunner:
+    """Wires the shipper, the operators and the outputs; `run()` until SIGTERM or end of input."""
+
+    def __init__(
+        self,
+        cfg: Any,
+        data_dir: Path,
+        *,
+        once: bool = False,
+        on_anomaly: Callable[[Anomaly], None] | None = None,
+        clickhouse: bool = False,
+        queue_batches: int = 16,
+        snapshot_interval_s: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.data_dir = Path(data_dir)
+        self.once = once
+        self.on_anomaly = on_anomaly
+        self.use_clickhouse = clickhouse
+        self.queue_batches = queue_batches
+        self.snapshot_interval_s = snapshot_interval_s
+        self.summary = Summary()
+        self.shipper: Any = None
+        self._lock_fd: int | None = None
+
+    def request_stop(self) -> None:
+        """Graceful stop (SIGTERM/SIGINT): stop reading, process what was read, snapshot, exit."""
+        if self.shipper is not None:
+            self.shipper.request_stop()
+        else:
+            self._early_stop = True
+
+    _early_stop = False
+
+    def _lock(self) -> None:
+        fd = os.open(self.data_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DataDirLocked(f"{self.data_dir} is in use by another logtide run") from None
+        self._lock_fd = fd
+
+    async def run(self) -> Summary:
+        from shippers.shipper import Shipper
+        from streams.pipeline import Stateful, Stateless
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        cfg = self.cfg
+        topics = Topics(cfg.topics.prefix)
+        sc = cfg.shipper.model_copy(update={"state_dir": self.data_dir / "state"})
+        self.stateless = Stateless(cfg.streams)
+        self.stateful = stateful = Stateful(cfg.streams)
+        self.store = store = SnapshotStore(self.data_dir / "state")
+        doc = store.read()
+        for key, blob in doc.get("series", {}).items():
+            stateful.restore(key, blob.encode())
+        self.summary.restored_series = len(doc.get("series", {}))
+        stateful.take_dirty()
+        ch = None
+        if self.use_clickhouse:
+            from sinks.clickhouse_sink import ChdbBackend, ClickHouseSink
+
+            ch = ClickHouseSink(ChdbBackend(self.data_dir / "clickhouse"))
+        self.outputs = Outputs(self.data_dir, self.on_anomaly, ch)
+        self.output = output = AckQueueOutput(self.queue_batches)
+        self.metrics_topic = cfg.shipper.metrics_topic or topics.metrics_raw
+        self.shipper = shipper = Shipper(
+            sc, output, log_topic=topics.logs_raw, metrics_topic=self.metrics_topic, once=self.once
+        )
+        shipper.store = store  # offsets live in our snapshot, saved with the operators' state
+        if self._early_stop:
+            shipper.request_stop()
+        self._resume = asyncio.Event()
+        self._resume.set()
+        consumer = asyncio.create_task(self._consume(), name="embedded-consume")
+        snapper = asyncio.create_task(self._snapshot_loop(), name="embedded-snapshot")
+        failed: BaseException | None = None
+        try:
+            runner = asyncio.create_task(shipper.run(), name="shipper")
+            done, _ = await asyncio.wait({runner, consumer}, return_when=asyncio.FIRST_COMPLETED)
+            if consumer in done and not runner.done():  # the consumer crashed: stop reading
+                shipper.request_stop()
+                await asyncio.gather(runner, return_exceptions=True)
+            failed = consumer.exception() if consumer.done() else None
+            if failed is None:
+                await runner
+                await self.output.queue.join()
+        finally:
+            snapper.cancel()
+            consumer.cancel()
+            await asyncio.gather(snapper, consumer, return_exceptions=True)
+        if failed is not None:
+            self.outputs.close()
+            raise failed
+        try:
+            self._emit(*stateful.advance())
+            await self.snapshot()  # before closing windows: a later run continues them
+            if self.once:
+                self._emit(*stateful.flush())
+            self.outputs.sync()
+        finally:
+            self.outputs.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+        return self.summary
+
+    def _emit(self, aggs: list[WindowAggregate], anomalies: list[Anomaly]) -> None:
+        r = BatchResult(aggregates=aggs, anomalies=anomalies)
+        self.outputs.write(r)
+        self.summary.add(r, False, 0)
+
+    async def _consume(self) -> None:
+        q = self.output.queue
+        while True:
+            topic, records, fut = await q.get()
+            await self._resume.wait()  # a snapshot is being taken: hold the batch until it is done
+            try:
+                if fut.done():  # the sender gave up (cancelled at shutdown): not acknowledged
+                    continue
+                metrics = topic == self.metrics_topic
+                # process, write, flush and acknowledge with no await in between: a snapshot only
+                # ever sees whole batches
+                r = process_batch(self.stateless, self.stateful, records, metrics=metrics, topic=topic,
+                                  now=datetime.now(UTC))  # fmt: skip
+                self.outputs.write(r)
+                self.summary.add(r, metrics, len(records))
+                self.output.ack(fut)
+            finally:
+                q.task_done()
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.store.requested.wait(), self.snapshot_interval_s)
+            self.store.requested.clear()
+            try:
+                await self.snapshot()
+            except OSError as exc:
+                log.error("snapshot failed: %s (will retry)", exc)
+
+    async def snapshot(self) -> None:
+        """Pause processing, let acknowledged batches reach the shipper's offsets, then save both."""
+        self._resume.clear()
+        try:
+            # no batch is processed while paused, so no new acknowledgement can arrive; each round
+            # lets the senders woken by earlier ones return to the shipper and advance its offsets
+            for _ in range(1000):
+                await asyncio.sleep(0)
+                if self.output.unsettled <= 0:
+                    break
+            for _ in range(3):
+                await asyncio.sleep(0)
+            self.outputs.sync()
+            sf = self.stateful
+            series = {k: sf.export(k).decode() for k in sf.series}
+            sf.take_dirty()
+            self.store.write(self.shipper.states, series, {"stream_time_ms": sf.stream_time_ms})
+            self.summary.snapshots += 1
+        finally:
+            self._resume.set()
