@@ -20,19 +20,27 @@ from logtide.config import ConfigError, load_config
 
 @click.command("ship")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file (YAML).")
-@click.option("--path", "paths", multiple=True, help="Glob of files to ship (repeatable); adds a plain input.")
+@click.option(
+    "--path", "paths", multiple=True, help="Glob of files to ship (repeatable); adds a plain input."
+)
 @click.option("--exclude", "excludes", multiple=True, help="Glob to exclude from --path (repeatable).")
 @click.option("--parser", type=click.Choice(["plain", "json", "logfmt", "access_log", "syslog"]), default="plain",
               show_default=True, help="Parser for --path files.")  # fmt: skip
 @click.option("--bootstrap", help="Kafka bootstrap servers HOST:PORT[,HOST:PORT] (overrides the config).")
 @click.option("--topic", help="Log topic (default: <topics.prefix>logs.raw).")
-@click.option("--state-dir", type=click.Path(file_okay=False), help="Where the registry of read offsets lives.")
-@click.option("--from-beginning", is_flag=True, help="Read files found at start without a checkpoint from the start.")
-@click.option("--once", is_flag=True, help="Read every matched file to its end, wait for acks, checkpoint, exit.")
+@click.option(
+    "--state-dir", type=click.Path(file_okay=False), help="Where the registry of read offsets lives."
+)
+@click.option(
+    "--from-beginning", is_flag=True, help="Read files found at start without a checkpoint from the start."
+)
+@click.option(
+    "--once", is_flag=True, help="Read every matched file to its end, wait for acks, checkpoint, exit."
+)
 @click.option("--metrics-listen", help="Serve the shipper's /metrics on HOST:PORT.")
 @click.option("--compression", type=click.Choice(["lz4", "zstd", "gzip", "snappy", "none"]), help="Override.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def ship(
+def ship(  # noqa: PLR0917 - click passes every option
     config_path: str | None,
     paths: tuple[str, ...],
     excludes: tuple[str, ...],
@@ -77,7 +85,9 @@ def ship(
     if bootstrap:
         kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap.split(",")})
     if compression:
-        kafka = kafka.model_copy(update={"producer": kafka.producer.model_copy(update={"compression": compression})})
+        kafka = kafka.model_copy(
+            update={"producer": kafka.producer.model_copy(update={"compression": compression})}
+        )
     if not sc.inputs and not sc.host_metrics.enabled and not sc.prometheus_scrapes:
         click.echo("nothing to ship: give --path GLOB or inputs in the config's shipper section", err=True)
         raise SystemExit(2)

@@ -98,7 +98,9 @@ class ServiceConfig(_Section):
 class LogInputConfig(_Section):
     """One group of files that share a parser."""
 
-    id: str | None = Field(default=None, description="Name used in metrics and event.dataset (default: first path).")
+    id: str | None = Field(
+        default=None, description="Name used in metrics and event.dataset (default: first path)."
+    )
     paths: list[str] = Field(min_length=1)
     exclude: list[str] = Field(default_factory=list, description="Glob patterns (full path or file name).")
     parser: ParserConfig = Field(default_factory=ParserConfig)
@@ -108,7 +110,9 @@ class LogInputConfig(_Section):
         description="Where to start in files found at startup with no checkpoint; files appearing later are "
         "always read from the beginning.",
     )
-    ignore_older_s: PositiveFloat | None = Field(default=None, description="Skip files not modified for this long.")
+    ignore_older_s: PositiveFloat | None = Field(
+        default=None, description="Skip files not modified for this long."
+    )
     include_compressed: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
     fields: dict[str, Any] = Field(default_factory=dict, description="Static fields, added to attributes.")
@@ -142,20 +146,27 @@ class ShipperConfig(_Section):
     prometheus_scrapes: list[PrometheusScrapeConfig] = Field(default_factory=list)
     state_dir: Path = Path("/var/lib/logtide/shipper")
     topic: str | None = Field(default=None, description="Log topic (default: <topics.prefix>logs.raw).")
-    metrics_topic: str | None = Field(default=None, description="Metric topic (default: <prefix>metrics.raw).")
+    metrics_topic: str | None = Field(
+        default=None, description="Metric topic (default: <prefix>metrics.raw)."
+    )
     host_name: str | None = Field(default=None, description="Reported host name (default: the machine's).")
     max_line_bytes: int = Field(default=256 << 10, ge=64, le=16 << 20)
     long_lines: Literal["truncate", "split"] = "truncate"
     max_open_files: PositiveInt = 1024
     read_chunk_bytes: int = Field(default=256 << 10, ge=4096, le=16 << 20)
     max_inflight_bytes: int = Field(
-        default=16 << 20, ge=1 << 20, description="Encoded bytes awaiting acknowledgement, all files together."
+        default=2 << 20,
+        ge=256 << 10,
+        description="Encoded bytes awaiting acknowledgement, all files together. Small is fast: a few read "
+        "chunks keep one partition's pipeline full, and memory stays low.",
     )
     fingerprint_bytes: int = Field(default=1024, ge=16, le=1 << 20)
     rescan_interval_s: PositiveFloat = 10.0
     close_inactive_s: PositiveFloat = 300.0
     close_removed_after_s: float = Field(
-        default=5.0, ge=0, description="After a file is renamed away or deleted, keep reading this long once idle."
+        default=5.0,
+        ge=0,
+        description="After a file is renamed away or deleted, keep reading this long once idle.",
     )
     checkpoint_interval_s: PositiveFloat = 0.5
     shutdown_timeout_s: PositiveFloat = 15.0
@@ -168,7 +179,7 @@ class ShipperConfig(_Section):
     @classmethod
     def _listen(cls, value: str | None) -> str | None:
         if value is not None:
-            host, sep, port = value.rpartition(":")
+            _host, sep, port = value.rpartition(":")
             if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
                 raise ValueError("expected host:port")
         return value

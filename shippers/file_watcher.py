@@ -42,7 +42,8 @@ def path_matches(path: str, cfg: LogInputConfig) -> bool:
     if not cfg.include_compressed and is_compressed_name(path):
         return False
     return any(
-        fnmatch.fnmatch(path, os.path.abspath(p)) if _has_magic(p) else path == os.path.abspath(p) for p in cfg.paths
+        fnmatch.fnmatch(path, os.path.abspath(p)) if _has_magic(p) else path == os.path.abspath(p)
+        for p in cfg.paths
     ) or any(path in _glob(p) for p in cfg.paths if "**" in p)
 
 
@@ -90,8 +91,9 @@ def watch_roots(inputs: list[LogInputConfig]) -> list[tuple[str, bool]]:
             roots[root] = roots.get(root, False) or recursive
     # an existing ancestor, so a directory created later is still seen
     out: dict[str, bool] = {}
-    for root, rec in roots.items():
+    for root, recursive in roots.items():
         p = Path(root)
+        rec = recursive
         while not p.exists() and p != p.parent:
             p, rec = p.parent, True
         out[str(p)] = out.get(str(p), False) or rec

@@ -41,15 +41,19 @@ class InflightBudget:
         self._gauge = gauge
 
     async def acquire(self, n: int) -> None:
-        n = min(n, self.limit)
         async with self._cond:
             await self._cond.wait_for(lambda: self.used == 0 or self.used + n <= self.limit)
             self.used += n
         if self._gauge is not None:
             self._gauge.set(self.used)
 
+    def overcommit(self, n: int) -> None:
+        """Account bytes already in memory (never waits: waiting here could wait on ourselves)."""
+        self.used += n
+        if self._gauge is not None:
+            self._gauge.set(self.used)
+
     async def release(self, n: int) -> None:
-        n = min(n, self.limit)
         async with self._cond:
             self.used -= n
             self._cond.notify_all()
@@ -83,9 +87,7 @@ class HarvestContext:
     on_truncate: Callable[[FileState, int], None] | None = None
 
 
-async def send_with_retry(
-    ctx: HarvestContext, topic: str, records: list[Record], input_name: str
-) -> bool:
+async def send_with_retry(ctx: HarvestContext, topic: str, records: list[Record], input_name: str) -> bool:
     """Send until acknowledged (exponential backoff with full jitter); False only if stopped for good."""
     delay = ctx.cfg.retry_initial_s
     attempt = 0
@@ -296,7 +298,9 @@ class Harvester:
         text = ev.text
         if not text and len(ev.lines) <= 1:
             return
-        value, failed = self.inp.builder.build(text, ev.start, flags, self.path_block, self.ids(ev.start), now_iso())
+        value, failed = self.inp.builder.build(
+            text, ev.start, flags, self.path_block, self.ids(ev.start), now_iso()
+        )
         self._count_flags(1 if failed else 0, flags)
         records.append((self.key, value))
 
@@ -343,6 +347,10 @@ class Harvester:
         nbytes = 0
         for _k, v in records:
             nbytes += len(v)
+        if nbytes > reserve:
+            # short lines expand more than the estimate: hold the real size, so the budget stays true
+            self.ctx.budget.overcommit(nbytes - reserve)
+            reserve = nbytes
         try:
             await send_with_retry(self.ctx, self.inp.topic, records, self.inp.cfg.name)
         finally:

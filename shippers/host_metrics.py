@@ -20,7 +20,18 @@ if TYPE_CHECKING:
     from shippers.shipper import Shipper
 
 log = logging.getLogger(__name__)
-_SKIP_FS = {"tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "cgroup", "cgroup2", "devpts", "nsfs"}
+_SKIP_FS = {
+    "tmpfs",
+    "devtmpfs",
+    "overlay",
+    "squashfs",
+    "proc",
+    "sysfs",
+    "cgroup",
+    "cgroup2",
+    "devpts",
+    "nsfs",
+}
 
 
 def collect(host: dict[str, Any], labels: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
@@ -48,7 +59,11 @@ def collect(host: dict[str, Any], labels: dict[str, str] | None = None) -> list[
     mem = psutil.virtual_memory()
     add("system.memory.total", mem.total, unit="byte")
     add("system.memory.used.bytes", mem.total - mem.available, unit="byte")
-    add("system.memory.used.pct", (mem.total - mem.available) / mem.total if mem.total else 0.0, unit="percent")
+    add(
+        "system.memory.used.pct",
+        (mem.total - mem.available) / mem.total if mem.total else 0.0,
+        unit="percent",
+    )
     swap = psutil.swap_memory()
     add("system.swap.used.bytes", swap.used, unit="byte")
     seen: set[str] = set()
@@ -93,7 +108,8 @@ async def host_metrics_loop(shipper: Shipper) -> None:
             continue
         try:
             await asyncio.wait_for(
-                send_with_retry(shipper.ctx, shipper.metrics_topic, records, "host_metrics"), cfg.interval_s * 5
+                send_with_retry(shipper.ctx, shipper.metrics_topic, records, "host_metrics"),
+                cfg.interval_s * 5,
             )
             counter.inc(len(records))
         except TimeoutError:

@@ -91,9 +91,9 @@ class LineReader:
             end = pos + len(part) + 1
             if len(part) > limit:
                 self._emit_long(part, pos, end, out)
+            elif part and part[-1] == 13:  # CRLF
+                append((pos, end, part[:-1], False))
             else:
-                if part and part[-1] == 13:  # CRLF
-                    part = part[:-1]
                 append((pos, end, part, False))
             pos = end
         # tail: bytes after the last newline, not yet a line

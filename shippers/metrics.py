@@ -10,45 +10,67 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 class ShipperMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.lines_read = Counter("logtide_shipper_lines_read", "Lines read from files", ["input"], registry=r)
-        self.bytes_read = Counter("logtide_shipper_bytes_read", "Bytes read from files", ["input"], registry=r)
+        self.lines_read = Counter(
+            "logtide_shipper_lines_read", "Lines read from files", ["input"], registry=r
+        )
+        self.bytes_read = Counter(
+            "logtide_shipper_bytes_read", "Bytes read from files", ["input"], registry=r
+        )
         self.events_sent = Counter(
             "logtide_shipper_events_sent", "Events acknowledged by the output", ["input"], registry=r
         )
         self.bytes_sent = Counter(
             "logtide_shipper_bytes_sent", "Encoded bytes acknowledged by the output", ["input"], registry=r
         )
-        self.batches = Counter("logtide_shipper_batches", "Batches acknowledged by the output", ["input"], registry=r)
-        self.retries = Counter("logtide_shipper_send_retries", "Sends retried after an error", ["input"], registry=r)
+        self.batches = Counter(
+            "logtide_shipper_batches", "Batches acknowledged by the output", ["input"], registry=r
+        )
+        self.retries = Counter(
+            "logtide_shipper_send_retries", "Sends retried after an error", ["input"], registry=r
+        )
         self.send_errors = Counter(
             "logtide_shipper_send_errors", "Send attempts that failed", ["input", "error"], registry=r
         )
         self.parse_failures = Counter(
             "logtide_shipper_parse_failures", "Lines shipped with a parse_failure flag", ["input"], registry=r
         )
-        self.flagged = Counter("logtide_shipper_flagged_lines", "Lines shipped with a flag", ["input", "flag"], registry=r)
+        self.flagged = Counter(
+            "logtide_shipper_flagged_lines", "Lines shipped with a flag", ["input", "flag"], registry=r
+        )
         self.skipped_files = Counter(
-            "logtide_shipper_skipped_files", "Files skipped (binary, compressed, too old)", ["input", "reason"], registry=r
+            "logtide_shipper_skipped_files",
+            "Files skipped (binary, compressed, too old)",
+            ["input", "reason"],
+            registry=r,
         )
         self.file_errors = Counter(
             "logtide_shipper_file_errors", "Files that could not be opened or read", ["input"], registry=r
         )
         self.rotations = Counter(
-            "logtide_shipper_file_events", "Truncations, renames, deletions seen", ["input", "kind"], registry=r
+            "logtide_shipper_file_events",
+            "Truncations, renames, deletions seen",
+            ["input", "kind"],
+            registry=r,
         )
         self.bytes_behind = Gauge(
             "logtide_shipper_bytes_behind", "Bytes between the read position and the end of the file",
             ["input", "path"], registry=r,
         )  # fmt: skip
         self.open_files = Gauge("logtide_shipper_open_files", "Files held open by harvesters", registry=r)
-        self.inflight_bytes = Gauge("logtide_shipper_inflight_bytes", "Encoded bytes awaiting ack", registry=r)
+        self.inflight_bytes = Gauge(
+            "logtide_shipper_inflight_bytes", "Encoded bytes awaiting ack", registry=r
+        )
         self.checkpoint_age = Gauge(
-            "logtide_shipper_checkpoint_age_seconds", "Seconds since the registry was last written", registry=r
+            "logtide_shipper_checkpoint_age_seconds",
+            "Seconds since the registry was last written",
+            registry=r,
         )
         self.metric_samples = Counter(
             "logtide_shipper_metric_samples", "Metric samples sent", ["source"], registry=r
         )
-        self.scrape_errors = Counter("logtide_shipper_scrape_errors", "Failed Prometheus scrapes", ["url"], registry=r)
+        self.scrape_errors = Counter(
+            "logtide_shipper_scrape_errors", "Failed Prometheus scrapes", ["url"], registry=r
+        )
         self._last_checkpoint = time.time()
         self.checkpoint_age.set_function(lambda: time.time() - self._last_checkpoint)
 

@@ -37,7 +37,9 @@ def samples_from_text(
         mtype = _TYPES.get(family.type, "gauge")
         for s in family.samples:
             lab = {**base, **{k: str(v) for k, v in s.labels.items()}}
-            enc = metric_event(host, s.name, float(s.value), mtype, family.unit or None, lab, ts, dataset="prometheus")
+            enc = metric_event(
+                host, s.name, float(s.value), mtype, family.unit or None, lab, ts, dataset="prometheus"
+            )
             if enc is None:
                 skipped += 1
                 continue
@@ -46,7 +48,9 @@ def samples_from_text(
     return out, skipped
 
 
-async def scrape_once(client: Any, sc: PrometheusScrapeConfig, host: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+async def scrape_once(
+    client: Any, sc: PrometheusScrapeConfig, host: dict[str, Any]
+) -> list[tuple[bytes, bytes]]:
     resp = await client.get(sc.url, timeout=sc.timeout_s, headers={"Accept": "text/plain;version=0.0.4"})
     resp.raise_for_status()
     records, _ = samples_from_text(resp.text, host, sc.labels, sc.job)
@@ -72,7 +76,8 @@ async def scrape_loop(shipper: Shipper, sc: PrometheusScrapeConfig) -> None:
             if records:
                 try:
                     await asyncio.wait_for(
-                        send_with_retry(shipper.ctx, shipper.metrics_topic, records, "prometheus"), sc.interval_s * 5
+                        send_with_retry(shipper.ctx, shipper.metrics_topic, records, "prometheus"),
+                        sc.interval_s * 5,
                     )
                     counter.inc(len(records))
                 except TimeoutError:

@@ -74,7 +74,8 @@ class Shipper:
         self.states: dict[str, FileState] = {}
         self.active: dict[str, Harvester] = {}
         self.inputs = [
-            InputRuntime(i, c, LogEventBuilder(c, self.host), c.topic or self.log_topic) for i, c in enumerate(cfg.inputs)
+            InputRuntime(i, c, LogEventBuilder(c, self.host), c.topic or self.log_topic)
+            for i, c in enumerate(cfg.inputs)
         ]
         self._dirty = False
         self._stop = asyncio.Event()
@@ -237,7 +238,9 @@ class Shipper:
             if head is None:
                 continue
             if state is not None and not same_file(state.head_len, state.head_hash, head):
-                log.info("%s: inode reused by a new file (first bytes differ); reading it from the start", f.path)
+                log.info(
+                    "%s: inode reused by a new file (first bytes differ); reading it from the start", f.path
+                )
                 self.metrics.rotations.labels(inp.cfg.name, "inode_reused").inc()
                 state = None
                 self.states.pop(key, None)

@@ -15,7 +15,9 @@ TS_KEYS = ("@timestamp", "timestamp", "time", "ts", "t", "datetime", "date", "as
 LOGGER_KEYS = ("logger", "logger_name", "name", "log.logger", "module")
 
 
-def pick(fields: dict[str, Any], configured: str | None, candidates: tuple[str, ...]) -> tuple[str | None, Any]:
+def pick(
+    fields: dict[str, Any], configured: str | None, candidates: tuple[str, ...]
+) -> tuple[str | None, Any]:
     """Remove and return (key, value) of the configured key, or the first candidate present."""
     if configured is not None:
         if configured in fields:

@@ -59,7 +59,9 @@ def parse_pairs(line: str) -> dict[str, Any]:
 
 
 class LogfmtParser:
-    def __init__(self, message_key: str | None = None, level_key: str | None = None, ts_key: str | None = None):
+    def __init__(
+        self, message_key: str | None = None, level_key: str | None = None, ts_key: str | None = None
+    ):
         self.keys = (message_key, level_key, ts_key)
 
     def parse(self, line: str) -> dict[str, Any]:

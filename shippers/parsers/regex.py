@@ -10,7 +10,11 @@ from shippers.parsers.base import ParseError, split_mapped
 
 class RegexParser:
     def __init__(
-        self, pattern: str, message_key: str | None = None, level_key: str | None = None, ts_key: str | None = None
+        self,
+        pattern: str,
+        message_key: str | None = None,
+        level_key: str | None = None,
+        ts_key: str | None = None,
     ):
         self.match = re.compile(pattern, re.DOTALL).match  # "." spans the lines of a multiline event
         self.keys = (message_key, level_key, ts_key)

@@ -18,7 +18,9 @@ _FACILITIES = [
     "local6", "local7",
 ]  # fmt: skip
 _PRI = re.compile(r"^<(\d{1,3})>")
-_RFC5424 = re.compile(r"^([1-9]\d{0,2}) (\S+) (\S+) (\S+) (\S+) (\S+) (-|\[.*?\](?:\[.*?\])*)(?: (.*))?$", re.S)
+_RFC5424 = re.compile(
+    r"^([1-9]\d{0,2}) (\S+) (\S+) (\S+) (\S+) (\S+) (-|\[.*?\](?:\[.*?\])*)(?: (.*))?$", re.S
+)
 _TS3164 = r"([A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+)"
 # With a host (what rsyslog writes to files); tags may hold spaces ("syslogd 1.4.1") or a leading "-- ".
 _RFC3164 = re.compile("^" + _TS3164 + r" (\S+) +([^:\[\]]+?)(?:\[(\d+)\])?: ?(.*)$", re.S)

@@ -24,7 +24,9 @@ def _iso_out(dt: datetime) -> str:
 class TimestampParser:
     """Parses one timestamp field to an ISO 8601 UTC string using `formats` in order."""
 
-    def __init__(self, formats: list[str], timezone: str = "UTC", now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, formats: list[str], timezone: str = "UTC", now: Callable[[], datetime] | None = None
+    ) -> None:
         self.formats = list(formats) or ["auto"]
         zone = du_tz.gettz(timezone)
         if zone is None:

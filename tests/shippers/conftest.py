@@ -59,7 +59,9 @@ def kafka_output(bootstrap: str, **producer: Any):  # type: ignore[no-untyped-de
 
 
 @asynccontextmanager
-async def running_shipper(cfg, bootstrap: str, topic: str, output: Any = None, **kw: Any) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+async def running_shipper(
+    cfg, bootstrap: str, topic: str, output: Any = None, **kw: Any
+) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
     """A continuously running shipper for the duration of the block; stopped gracefully after."""
     from shippers.shipper import Shipper
 

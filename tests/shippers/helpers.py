@@ -34,7 +34,13 @@ def validate_event(raw: bytes) -> LogEvent:
 
 
 async def consume(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0, idle_s: float = 3.0, until: Any = None
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    *,
+    timeout_s: float = 60.0,
+    idle_s: float = 3.0,
+    until: Any = None,
 ) -> list[dict[str, Any]]:
     """Read `topic` from the start until `expected` records arrived (then `idle_s` more for extras),
     or until `until(records)` is true."""

@@ -74,7 +74,7 @@ async def test_kill_minus_9_in_a_loop_loses_nothing(tmp_path: Path, kafka_bootst
         writer.stop_flag.set()
         writer.join()
     # a last run reads everything to the end and exits
-    res = subprocess.run(_ship_cmd(d, kafka_bootstrap, topic, state, "--once"), capture_output=True, text=True,
+    res = subprocess.run(_ship_cmd(d, kafka_bootstrap, topic, state, "--once"), capture_output=True, text=True, check=False,
                          timeout=180)  # fmt: skip
     assert res.returncode == 0, res.stderr
     written = writer.written
@@ -91,7 +91,9 @@ async def test_kill_minus_9_in_a_loop_loses_nothing(tmp_path: Path, kafka_bootst
 
 
 @pytest.fixture
-def private_broker(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str):  # type: ignore[no-untyped-def]
+def private_broker(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str
+):  # type: ignore[no-untyped-def]
     """A broker of our own (other port and data dir), so stopping it disturbs no other test."""
     from logtide.services import ensure_up, stop
 
@@ -119,7 +121,9 @@ async def test_broker_stopped_and_restarted_mid_stream(tmp_path: Path, private_b
                 written.append(f"{tag} {i}")
                 f.write(f"{tag} {i}\n")
 
-    cfg = shipper_config(tmp_path, [str(log)], retry_max_s=1.0, max_inflight_bytes=2 << 20, read_chunk_bytes=65536)
+    cfg = shipper_config(
+        tmp_path, [str(log)], retry_max_s=1.0, max_inflight_bytes=2 << 20, read_chunk_bytes=65536
+    )
     # a short request timeout makes batches expire while the broker is away: our retry path, not aiokafka's
     output = kafka_output(bootstrap, request_timeout_ms=2000, linger_ms=5)
     async with running_shipper(cfg, bootstrap, topic, output=output) as shipper:
@@ -139,4 +143,6 @@ async def test_broker_stopped_and_restarted_mid_stream(tmp_path: Path, private_b
     assert not missing, f"{len(missing)} lines lost, e.g. {missing[:3]}"
     retries = sum(s.value for m in shipper.metrics.registry.collect() for s in m.samples
                   if m.name == "logtide_shipper_send_retries" and s.name.endswith("_total"))  # fmt: skip
-    print(f"broker restart: {len(written)} lines, {sum(got.values()) - len(got)} duplicates, {retries} retries")
+    print(
+        f"broker restart: {len(written)} lines, {sum(got.values()) - len(got)} duplicates, {retries} retries"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from schemas import stable_id
 from shippers.config import LogInputConfig, ParserConfig
 from shippers.events import IdHasher, LogEventBuilder, host_block
 from shippers.parsers import ParseError, make_parser
@@ -14,7 +15,6 @@ from shippers.parsers.severity import normalize_severity
 from shippers.parsers.syslog import parse_syslog
 from shippers.parsers.timestamps import TimestampParser
 from tests.shippers.helpers import ACCESS, LOGHUB, lines, structured, validate_event
-from schemas import stable_id
 
 HOST = host_block("test-host")
 
@@ -92,7 +92,7 @@ def test_syslog_openssh_against_ground_truth() -> None:
 
 def test_syslog_rfc5424() -> None:
     line = (
-        '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 4123 ID47 '
+        "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 4123 ID47 "
         '[exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][x@1 a="b\\"c"] '
         "\ufeffAn application event log entry"
     )
@@ -110,7 +110,9 @@ def test_syslog_rfc5424() -> None:
 
 
 def test_syslog_rfc3164_with_pri() -> None:
-    ev = _event(_builder("syslog"), "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8")
+    ev = _event(
+        _builder("syslog"), "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8"
+    )
     assert ev["log"]["level"] == "critical" and ev["process"]["name"] == "su"
     assert ev["attributes"]["syslog"]["hostname"] == "mymachine"
 
@@ -130,7 +132,9 @@ def test_regex_hdfs_against_ground_truth() -> None:
 
 def test_regex_apache_error_log_against_ground_truth() -> None:
     b = _builder(
-        "regex", pattern=r"^\[(?P<ts>[^\]]+)\] \[(?P<level>\w+)\] (?P<message>.*)$", timestamp_formats=["apache_error"]
+        "regex",
+        pattern=r"^\[(?P<ts>[^\]]+)\] \[(?P<level>\w+)\] (?P<message>.*)$",
+        timestamp_formats=["apache_error"],
     )
     for line, row in zip(lines(LOGHUB / "Apache_2k.log"), structured("Apache"), strict=True):
         ev = _event(b, line)
@@ -181,7 +185,10 @@ def test_timestamps_with_zones_and_formats() -> None:
     assert tp.parse("2024-07-01 12:00:00") == "2024-07-01T10:00:00.000000+00:00"
     assert TimestampParser(["clf"]).parse("17/May/2015:10:05:03 -0700") == "2015-05-17T17:05:03.000000+00:00"
     assert TimestampParser(["unix"]).parse("0") == "1970-01-01T00:00:00.000000+00:00"
-    assert TimestampParser(["auto"], "America/New_York").parse("May 1 2024 3pm") == "2024-05-01T19:00:00.000000+00:00"
+    assert (
+        TimestampParser(["auto"], "America/New_York").parse("May 1 2024 3pm")
+        == "2024-05-01T19:00:00.000000+00:00"
+    )
     assert TimestampParser(["iso8601"]).parse("not a time") is None
 
 
@@ -193,12 +200,16 @@ def test_severity_normalisation() -> None:
 
 def test_plain_event_shape_and_stable_id() -> None:
     b = LogEventBuilder(
-        LogInputConfig(paths=["/x"], labels={"env": "prod"}, fields={"team": "core"}, service={"name": "api"}),
+        LogInputConfig(
+            paths=["/x"], labels={"env": "prod"}, fields={"team": "core"}, service={"name": "api"}
+        ),
         HOST,
     )
     ids = IdHasher("test-host", "1:2:3")
     assert ids(4096) == stable_id("test-host", "1:2:3", 4096)
-    raw, failed = b.build("hello", 4096, ["invalid_utf8"], {"path": "/x"}, ids(4096), "2026-01-01T00:00:00+00:00")
+    raw, failed = b.build(
+        "hello", 4096, ["invalid_utf8"], {"path": "/x"}, ids(4096), "2026-01-01T00:00:00+00:00"
+    )
     ev = validate_event(raw)
     assert not failed and ev.message == "hello" and ev.labels == {"env": "prod"}
     assert ev.log is not None and ev.log.offset == 4096 and ev.attributes == {"team": "core"}

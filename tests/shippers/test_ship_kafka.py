@@ -32,7 +32,11 @@ def messages(events: list[dict]) -> Counter[str]:
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "logtide.cli", "ship", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "logtide.cli", "ship", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -81,7 +85,9 @@ shipper:
     assert len(await consume(kafka_bootstrap, topic, 4000, idle_s=2)) == 4000
 
 
-async def test_flags_only_cli_and_one_partition_per_file(tmp_path: Path, kafka_bootstrap: str, topic: str) -> None:
+async def test_flags_only_cli_and_one_partition_per_file(
+    tmp_path: Path, kafka_bootstrap: str, topic: str
+) -> None:
     for i in range(6):
         write_lines(tmp_path / f"f{i}.log", [f"file{i} line{j}" for j in range(300)], "w")
     res = _cli("--path", str(tmp_path / "*.log"), "--bootstrap", kafka_bootstrap, "--topic", topic,
@@ -191,7 +197,9 @@ async def test_truncation_to_zero(tmp_path: Path, kafka_bootstrap: str, topic: s
         assert await wait_acked(shipper, log)
         os.truncate(log, 0)
         write_lines(log, [f"after {i}" for i in range(10)])  # shorter than before: detected by size
-        assert await wait_for(lambda: shipper.metrics.rotations.labels(str(log), "truncated")._value.get() >= 1)
+        assert await wait_for(
+            lambda: shipper.metrics.rotations.labels(str(log), "truncated")._value.get() >= 1
+        )
         assert await wait_acked(shipper, log)
     events = await consume(kafka_bootstrap, topic, 310)
     got = messages(events)
@@ -200,7 +208,9 @@ async def test_truncation_to_zero(tmp_path: Path, kafka_bootstrap: str, topic: s
     assert len({e["event"]["id"] for e in events}) == len(events)
 
 
-async def test_delete_while_open_finishes_then_releases(tmp_path: Path, kafka_bootstrap: str, topic: str) -> None:
+async def test_delete_while_open_finishes_then_releases(
+    tmp_path: Path, kafka_bootstrap: str, topic: str
+) -> None:
     log = tmp_path / "d.log"
     cfg = shipper_config(tmp_path, [str(log)], read_chunk_bytes=4096, max_inflight_bytes=1 << 20)
     async with running_shipper(cfg, kafka_bootstrap, topic) as shipper:
@@ -216,7 +226,9 @@ async def test_delete_while_open_finishes_then_releases(tmp_path: Path, kafka_bo
     assert set(got) == {f"one {i}" for i in range(100)} | {f"two {i} " + "y" * 100 for i in range(5000)}
 
 
-async def test_inode_reuse_does_not_resume_at_old_offset(tmp_path: Path, kafka_bootstrap: str, topic: str) -> None:
+async def test_inode_reuse_does_not_resume_at_old_offset(
+    tmp_path: Path, kafka_bootstrap: str, topic: str
+) -> None:
     from shippers.checkpoint_store import CheckpointStore, FileState
     from shippers.fingerprint import head_hash
 
@@ -319,13 +331,17 @@ async def test_bad_input(tmp_path: Path, kafka_bootstrap: str, topic: str) -> No
     tsbad = by_msg["bad time"]
     assert "ts_unparsed" in tsbad["logtide"]["flags"] and tsbad["event"]["original"].startswith('{"ts"')
     notjson = by_msg["not json at all"]
-    assert "parse_failure" in notjson["logtide"]["flags"] and notjson["event"]["original"] == "not json at all"
+    assert (
+        "parse_failure" in notjson["logtide"]["flags"] and notjson["event"]["original"] == "not json at all"
+    )
     skipped = {s.labels["reason"] for m in shipper.metrics.registry.collect() for s in m.samples
                if m.name == "logtide_shipper_skipped_files" and s.value > 0 and s.name.endswith("_total")}  # fmt: skip
     assert skipped == {"binary", "compressed"}
 
 
-async def test_vanishing_file_does_not_stop_the_others(tmp_path: Path, kafka_bootstrap: str, topic: str) -> None:
+async def test_vanishing_file_does_not_stop_the_others(
+    tmp_path: Path, kafka_bootstrap: str, topic: str
+) -> None:
     d = tmp_path / "v"
     d.mkdir()
     cfg = shipper_config(tmp_path, [str(d / "*.log")])
@@ -340,7 +356,9 @@ async def test_vanishing_file_does_not_stop_the_others(tmp_path: Path, kafka_boo
     assert {f"stay {i}" for i in range(20)} <= set(got)
 
 
-async def test_sigterm_flushes_checkpoints_and_exits(tmp_path: Path, kafka_bootstrap: str, topic: str) -> None:
+async def test_sigterm_flushes_checkpoints_and_exits(
+    tmp_path: Path, kafka_bootstrap: str, topic: str
+) -> None:
     import signal
 
     from shippers.checkpoint_store import CheckpointStore
@@ -364,7 +382,9 @@ async def test_sigterm_flushes_checkpoints_and_exits(tmp_path: Path, kafka_boots
     assert [s.offset for s in states.values()] == [os.stat(log).st_size]
 
 
-async def test_own_metrics_endpoint_host_metrics_and_scrape(tmp_path: Path, kafka_bootstrap: str, topic: str) -> None:
+async def test_own_metrics_endpoint_host_metrics_and_scrape(
+    tmp_path: Path, kafka_bootstrap: str, topic: str
+) -> None:
     import socket
 
     import httpx

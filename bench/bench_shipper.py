@@ -1,0 +1,256 @@
+"""Benchmark: one 1 GiB file of ~200-byte lines into the local Kafka, side by side with peers.
+
+    .venv/bin/python bench/bench_shipper.py [--size-mib 1024] [--bootstrap 127.0.0.1:9092] [--only ours,kcat,rsyslog]
+
+Runs, each with acks=all and lz4 and into its own fresh topic:
+  * ours:    `logtide ship --once` (one process)
+  * kcat:    `kcat -P -l FILE` (librdkafka; the practical ceiling of a Kafka producer)
+  * rsyslog: rsyslogd with imfile -> omkafka (Debian's rsyslog + rsyslog-kafka), a peer shipper
+and prints lines/s, MiB/s, peak RSS and CPU seconds of each, and ours relative to the peers.
+Every run is checked: the topic must hold exactly the file's line count when it is done.
+Needs the local Kafka (`logtide services up`) and the Debian packages kcat, rsyslog, rsyslog-kafka.
+Not a test: it is run by hand, and takes a few minutes at full size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Result:
+    name: str
+    lines: int
+    nbytes: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float
+    note: str = ""
+
+    @property
+    def lines_per_s(self) -> float:
+        return self.lines / self.wall_s
+
+    @property
+    def mib_per_s(self) -> float:
+        return self.nbytes / self.wall_s / (1 << 20)
+
+
+def make_file(path: Path, size_mib: int) -> tuple[int, int]:
+    """Lines of ~200 bytes, each unique (a counter, varying fields), written in large blocks."""
+    target = size_mib << 20
+    services = ["api", "billing", "search", "auth", "cart"]
+    paths = ["/api/v1/items", "/api/v1/users/42", "/login", "/checkout", "/search?q=kafka+shipper"]
+    n = 0
+    written = 0
+    with open(path, "wb", buffering=1 << 20) as f:
+        while written < target:
+            block = []
+            for _ in range(10_000):
+                svc = services[n % 5]
+                line = (
+                    f"2026-11-26T12:{(n // 60000) % 60:02d}:{(n // 1000) % 60:02d}.{n % 1000:03d}Z INFO "
+                    f"service={svc} req={n:010d} user=u{n % 7919} path={paths[n % 5]} status={200 + (n % 7 == 0) * 300} "
+                    f'latency_ms={n % 997} bytes={(n * 7) % 50000} msg="request handled by worker {n % 64}" pad=abcdefghijklmnopqrstuvwx'
+                )
+                block.append(line)
+                n += 1
+            data = ("\n".join(block) + "\n").encode()
+            f.write(data)
+            written += len(data)
+    return n, written
+
+
+async def _count(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await c.start()
+    try:
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            await c._client.force_metadata_update()
+            parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return 0
+        ends = await c.end_offsets(tps)
+        return sum(ends.values())
+    finally:
+        await c.stop()
+
+
+def count(bootstrap: str, topic: str) -> int:
+    return asyncio.run(_count(bootstrap, topic))
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    async def go() -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, partitions, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(go())
+
+
+def run_measured(
+    cmd: list[str], done=None, poll_s: float = 0.25, env=None
+) -> tuple[float, float, float, int]:  # type: ignore[no-untyped-def]
+    """(wall s, cpu s, peak RSS MiB, exit code) of one process; `done()` ends a process that never exits."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    wall = None
+    if done is not None:
+        while proc.poll() is None:
+            if done():
+                wall = time.perf_counter() - t0
+                proc.send_signal(signal.SIGTERM)
+                break
+            time.sleep(poll_s)
+    _pid, status, ru = os.wait4(proc.pid, 0)
+    if wall is None:
+        wall = time.perf_counter() - t0
+    if status != 0 and done is None:
+        sys.stderr.write(proc.stderr.read().decode(errors="replace")[-3000:] if proc.stderr else "")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def bench_ours(file: Path, lines: int, nbytes: int, bootstrap: str, work: Path) -> Result:
+    topic = f"bench-ours-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic)
+    cmd = [sys.executable, "-m", "logtide.cli", "ship", "--path", str(file), "--bootstrap", bootstrap,
+           "--topic", topic, "--state-dir", str(work / "ours-state"), "--from-beginning", "--once",
+           "--compression", "lz4"]  # fmt: skip
+    wall, cpu, rss, rc = run_measured(cmd)
+    got = count(bootstrap, topic)
+    return Result(
+        "logtide ship", got, nbytes, wall, cpu, rss, "" if rc == 0 and got == lines else f"rc={rc} got={got}"
+    )
+
+
+def bench_kcat(file: Path, lines: int, nbytes: int, bootstrap: str) -> Result:
+    topic = f"bench-kcat-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic)
+    cmd = ["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", "0", "-X", "acks=all", "-X", "enable.idempotence=true",
+           "-X", "compression.codec=lz4", "-X", "linger.ms=20", "-l", str(file)]  # fmt: skip
+    wall, cpu, rss, rc = run_measured(cmd)
+    got = count(bootstrap, topic)
+    return Result(
+        "kcat -P", got, nbytes, wall, cpu, rss, "" if rc == 0 and got == lines else f"rc={rc} got={got}"
+    )
+
+
+RSYSLOG_CONF = """
+global(workDirectory="{work}")
+module(load="imfile" mode="inotify")
+module(load="omkafka")
+template(name="raw" type="string" string="%rawmsg%")
+input(type="imfile" File="{file}" Tag="bench" ruleset="tokafka" freshStartTail="off" reopenOnTruncate="on")
+ruleset(name="tokafka" queue.type="LinkedList" queue.size="200000" queue.dequeueBatchSize="4096") {{
+  action(type="omkafka" broker=["{bootstrap}"] topic="{topic}" template="raw" partitions.number="1"
+         confParam=["compression.codec=lz4", "enable.idempotence=true", "linger.ms=20"]
+         topicConfParam=["request.required.acks=-1"])
+}}
+"""
+
+
+def bench_rsyslog(file: Path, lines: int, nbytes: int, bootstrap: str, work: Path) -> Result:
+    topic = f"bench-rsyslog-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic)
+    rs = work / "rsyslog"
+    rs.mkdir()
+    conf = rs / "rsyslog.conf"
+    conf.write_text(RSYSLOG_CONF.format(work=rs, file=file, bootstrap=bootstrap, topic=topic))
+    cmd = ["rsyslogd", "-n", "-f", str(conf), "-i", str(rs / "rsyslogd.pid")]
+    state = {"last": 0, "at": time.perf_counter()}
+
+    def done() -> bool:
+        got = count(bootstrap, topic)
+        now = time.perf_counter()
+        if got != state["last"]:
+            state["last"], state["at"] = got, now
+        return got >= lines or now - state["at"] > 60  # finished, or stalled for a minute
+
+    wall, cpu, rss, _rc = run_measured(cmd, done=done, poll_s=1.0)
+    got = count(bootstrap, topic)
+    return Result(
+        "rsyslog imfile->omkafka", got, nbytes, wall, cpu, rss, "" if got == lines else f"got={got}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--bootstrap", default=None, help="default: the local Kafka of `logtide services up`")
+    ap.add_argument("--only", default="ours,kcat,rsyslog")
+    ap.add_argument("--keep", action="store_true", help="keep the generated file and work directory")
+    args = ap.parse_args()
+    if args.bootstrap is None:
+        from logtide.services import ensure_up
+
+        args.bootstrap = ensure_up(elasticsearch=False)["kafka"]
+    which = set(args.only.split(","))
+    work = Path(tempfile.mkdtemp(prefix="bench-shipper-"))
+    file = work / "bench.log"
+    t0 = time.perf_counter()
+    lines, nbytes = make_file(file, args.size_mib)
+    print(f"file: {lines:,} lines, {nbytes / (1 << 20):.0f} MiB, {nbytes / lines:.0f} B/line "
+          f"(written in {time.perf_counter() - t0:.1f}s); broker {args.bootstrap}; acks=all, lz4")  # fmt: skip
+    results: list[Result] = []
+    try:
+        if "ours" in which:
+            results.append(bench_ours(file, lines, nbytes, args.bootstrap, work))
+            print(_row(results[-1]), flush=True)
+        if "kcat" in which:
+            if shutil.which("kcat"):
+                results.append(bench_kcat(file, lines, nbytes, args.bootstrap))
+                print(_row(results[-1]), flush=True)
+            else:
+                print("kcat: not installed (apt-get install kcat)")
+        if "rsyslog" in which:
+            if shutil.which("rsyslogd") and Path("/usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so").exists():
+                results.append(bench_rsyslog(file, lines, nbytes, args.bootstrap, work))
+                print(_row(results[-1]), flush=True)
+            else:
+                print("rsyslog: not installed (apt-get install rsyslog rsyslog-kafka)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"{'shipper':26} {'lines/s':>11} {'MiB/s':>8} {'peak RSS':>9} {'CPU s':>7} {'wall s':>7}  check")
+    for r in results:
+        print(_row(r))
+    ours = next((r for r in results if r.name == "logtide ship"), None)
+    if ours:
+        for r in results:
+            if r is not ours:
+                print(f"ours / {r.name}: {ours.lines_per_s / r.lines_per_s:.2f}x throughput, "
+                      f"{ours.cpu_s / r.cpu_s:.2f}x CPU seconds, {ours.peak_rss_mib / r.peak_rss_mib:.2f}x peak RSS")  # fmt: skip
+
+
+def _row(r: Result) -> str:
+    return (f"{r.name:26} {r.lines_per_s:>11,.0f} {r.mib_per_s:>8.1f} {r.peak_rss_mib:>7.0f}MB {r.cpu_s:>7.1f} "
+            f"{r.wall_s:>7.1f}  {'ok' if not r.note else r.note}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
