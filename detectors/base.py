@@ -157,15 +157,18 @@ class CommonConfig:
 
     ``warmup``: points learned before any score is given (no alarm before a baseline exists).
     ``score_scale``: decades of tail probability mapped onto [0, 1] (score = -log10(p) / scale).
-    ``alarm``: the score at which an alarm opens; ``min_duration``: consecutive points at or above
-    ``alarm`` needed to open it (against one-point blips); ``refractory``: points after an alarm
-    during which scores are damped by ``damp`` (one incident, one alarm: against flapping), unless
-    a score beats the one that opened the alarm by ``escalate`` (a worse incident pages again).
+    ``alarm``: the suggested alert threshold on the score (the expected band is drawn at it).
+    ``watch``: the score at which the gate considers an incident open; ``min_duration``: consecutive
+    points at or above ``watch`` needed to open it (against one-point blips); ``refractory``: points
+    after it opened during which scores are damped by ``damp`` (one incident, one alarm: against
+    flapping), unless a score beats the one that opened it by ``escalate`` (a worse incident pages
+    again). ``watch`` may sit below ``alarm``: a notable deviation then already mutes its echoes.
     """
 
     warmup: int = 100
     score_scale: float = 8.0
     alarm: float = 0.5
+    watch: float = 0.5
     min_duration: int = 1
     refractory: int = 0
     damp: float = 0.5
@@ -179,7 +182,7 @@ class Gate:
 
     def __init__(self, cfg: CommonConfig) -> None:
         self._warm = cfg.warmup
-        self._alarm = cfg.alarm
+        self._alarm = cfg.watch
         self._min = cfg.min_duration
         self._refr = cfg.refractory
         self._damp = cfg.damp

@@ -26,7 +26,9 @@ class TailConfig:
     percentile of an absolute Gaussian deviation); ``memory``: statistics (for the threshold) and excesses (for the
     tail fit) remembered, with exponential forgetting; ``xi_max``: cap on the tail heaviness;
     ``warmup``: statistics seen before probabilities are trusted (p = 1 before); ``skip``: first
-    statistics ignored (a baseline's first few verdicts, before it has any spread, are noise)."""
+    statistics ignored (a baseline's first few verdicts, before it has any spread, are noise);
+    ``guard``: statistics whose tail probability is below it are not learned (an anomaly must not
+    teach the calibration that anomalies are normal, as in DSPOT)."""
 
     z_q: float = 2.5
     memory: float = 500.0
@@ -34,6 +36,7 @@ class TailConfig:
     xi_max: float = 0.5
     warmup: int = 30
     skip: int = 10
+    guard: float = 0.0
 
 
 
@@ -88,8 +91,14 @@ class TailCalibrator:
             return u + self._sig * math.log(r / p)
         return u + self._sig / xi * ((p / r) ** (-xi) - 1.0)
 
-    def learn(self, x: float) -> None:
-        """Add one statistic to the history."""
+    def learn(self, x: float, p: float = -1.0) -> None:
+        """Add one statistic to the history; ``p``: its tail probability if already computed."""
+        guard = self._cfg.guard
+        if guard > 0.0:
+            if p < 0.0:
+                p = self.tail(x)
+            if p < guard:
+                return
         n = self._n + 1
         self._n = n
         n -= self._cfg.skip
@@ -117,7 +126,7 @@ class TailCalibrator:
                 self._xi = 0.0
                 self._sig = m
         m = self._l1
-        xw = x if n < 10 or x < 10.0 * m else 10.0 * m  # winsorised: one outlier moves u little
+        xw = 10.0 * m if n > 10 and x > 10.0 * m > 0.0 else x  # winsorised: one outlier moves u little
         m += a * (xw - m)
         self._l1 = m
         self._u = self._cfg.z_q * m

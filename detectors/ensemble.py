@@ -47,18 +47,22 @@ class EnsembleConfig(CommonConfig):
     alpha_sel: float = 0.005
     clip: float = 4.0
     mode: str = "auto"
-    tests: list[str] = field(default_factory=lambda: ["point", "level"])
+    tests: list[str] = field(default_factory=lambda: ["point", "level", "spread"])
     k: float = 0.5
     h: float = 8.0
     alpha_short: float = 0.1
     alpha_level: float = 0.001
+    level_band: float = 3.0
+    relearn: int = 200
     level_memory: float = 2000.0
     lik_window: int = 10
     lik_memory: float = 2000.0
     tail_z: float = 2.5
     tail_memory: float = 500.0
+    guard: float = 0.0
+    spread_guard: float = 1e-4
     warmup: int = 200
-    alarm: float = 0.3
+    watch: float = 0.3
     refractory: int = 300
     damp: float = 0.4
 
@@ -72,20 +76,26 @@ class EnsembleDetector(Detector):
     def reset(self) -> None:
         c = self.config
         self._base = Baseline(baseline_config(c))
-        tc = TailConfig(z_q=c.tail_z, memory=c.tail_memory)
+        tc = TailConfig(z_q=c.tail_z, memory=c.tail_memory, guard=c.guard)
         self._use = (("point" in c.tests), ("shift" in c.tests), ("spread" in c.tests))
         self._use_lik = "likelihood" in c.tests
         self._use_models = "models" in c.tests
-        self._use_level = "level" in c.tests
-        tl = TailConfig(z_q=c.tail_z, memory=c.level_memory, memory_tail=c.level_memory / 10)
+        self._use_level = "level" in c.tests or "drift" in c.tests
+        self._use_drift = "drift" in c.tests
+        self._dcs = Cusum(c.k, c.h)
+        self._dcal = TailCalibrator(tc)
+        tl = TailConfig(z_q=c.tail_z, memory=c.level_memory, memory_tail=c.level_memory / 10, guard=c.guard)
         self._lcal = [TailCalibrator(tl), TailCalibrator(tl)]
         self._lm = 0.0  # long-run mean and variance of the values themselves
         self._lv = 0.0
         self._ln = 0
+        self._loc = 0  # consecutive points out of control
         nm = len(c.alphas) + len(c.periods)
         self._mcal = [TailCalibrator(tc) for _ in range(nm)] if self._use_models else []
-        self._cal = [TailCalibrator(tc) for _ in range(3)]
-        self._bonf = float(max(1, sum(self._use) + self._use_lik + len(self._mcal) + self._use_level))
+        # the spread collapse (flatline) is never learned as normal: it only grows while it lasts
+        ts_ = TailConfig(z_q=c.tail_z, memory=c.tail_memory, guard=max(c.guard, c.spread_guard))
+        self._cal = [TailCalibrator(tc), TailCalibrator(tc), TailCalibrator(ts_)]
+        self._bonf = float(max(1, sum(self._use) + self._use_lik + len(self._mcal) + self._use_level + self._use_drift))
         self._lik_ring = [0.0] * c.lik_window
         self._lik_pos = 0
         self._lik_sum = 0.0
@@ -93,7 +103,11 @@ class EnsembleDetector(Detector):
         self._lik_m = 0.0
         self._lik_v = 0.0
         self._cs = Cusum(c.k, c.h)
-        self._vs = 1.0  # short-term mean squared standardised residual
+        self._vs = 1.0  # short-term mean squared standardised residual, for the spread test
+        self._last = math.nan  # flatline: last value, current and longest run of repeats, changes seen
+        self._run = 0
+        self._max_run = 0
+        self._moves = 0
         self._gate = Gate(c)
         self._p_band = 10.0 ** (-c.alarm * c.score_scale) / self._bonf
         self.last_raw = 0.0
@@ -146,6 +160,7 @@ class EnsembleDetector(Detector):
             d = value - lm
             zl = d / sd
             up, dn = self._lcal
+            inside = ln <= 50 or -c.level_band <= zl <= c.level_band
             if zl >= 0.0:
                 pl = up.tail(zl)
                 up.learn(zl)
@@ -154,10 +169,28 @@ class EnsembleDetector(Detector):
                 pl = dn.tail(-zl)
                 dn.learn(-zl)
                 up.learn(0.0)
+            if self._use_drift and ln > 50:
+                # slow drift: CUSUM of the value against the in-control reference
+                stat, shifted = self._dcs.step(zl)
+                cd = self._dcal
+                pd = cd.tail(stat)
+                cd.learn(stat)
+                pl = min(pl, pd)
+                if shifted:
+                    self._lm, self._loc = value, 0
             p = min(p, pl)
-            a = c.alpha_level if ln * c.alpha_level > 1.0 else 1.0 / (ln + 1)
-            self._lm = lm + a * d
-            self._lv = (1.0 - a) * (self._lv + a * d * d)
+            # the reference learns only while the value is in control (no boiling frog under a slow
+            # drift); after ``relearn`` points in a row out of control the shift is confirmed and
+            # the reference starts again from here
+            if not inside:
+                self._loc += 1
+                if self._loc >= c.relearn:
+                    self._lm, self._loc = value, 0
+            else:
+                self._loc = 0
+                a = c.alpha_level if ln * c.alpha_level > 1.0 else 1.0 / (ln + 1)
+                self._lm = lm + a * d
+                self._lv = (1.0 - a) * (self._lv + a * d * d)
             self._ln = ln + 1
         shift = 0.0
         if use_shift:
@@ -167,14 +200,30 @@ class EnsembleDetector(Detector):
             c1.learn(stat)
             p = min(p, p1)
         if use_spread:
+            # a collapse of the spread: recent mean squared standardised residual, on a log scale
             zc = z if -10.0 < z < 10.0 else (10.0 if z > 0 else -10.0)
-            a = c.alpha_short
-            vs = self._vs + a * (zc * zc - self._vs)
+            vs = self._vs + c.alpha_short * (zc * zc - self._vs)
             self._vs = vs
-            stat = abs(math.log(vs)) if vs > 1e-20 else 46.0
+            stat = -math.log(vs) if vs > 1e-20 else 46.0
+            stat = max(stat, 0.0)
             c2 = cal[2]
             p2 = c2.tail(stat)
-            c2.learn(stat)
+            c2.learn(stat, p2)
+            # a flatline after activity: the series repeats one value exactly for longer than any
+            # run of repeats it ever had; twice as long is a 1-in-16 event, ten times 1-in-10,000
+            if value == self._last:
+                run = self._run + 1
+                self._run = run
+                if self._moves > 10 and run > 10:
+                    ratio = run / (self._max_run + 1.0)
+                    if ratio > 1.0:
+                        pf = ratio ** -4.0
+                        p2 = min(p2, pf)
+            else:
+                self._max_run = max(self._max_run, self._run)
+                self._run = 0
+                self._moves += 1
+                self._last = value
             p = min(p, p2)
         if self._use_lik:
             # Numenta's anomaly likelihood: is the recent average of point surprises unusually high
@@ -207,7 +256,10 @@ class EnsembleDetector(Detector):
 
     def get_state(self) -> dict[str, Any]:
         return {"b": self._base.get_state(), "cal": [k.get_state() for k in self._cal],
-                "cs": self._cs.get_state(), "vs": self._vs, "g": self._gate.get_state(),
+                "mcal": [k.get_state() for k in self._mcal],
+                "lv": [self._ln, self._lm, self._lv, self._lcal[0].get_state(), self._lcal[1].get_state(),
+                       self._loc, self._dcs.get_state(), self._dcal.get_state()],
+                "cs": self._cs.get_state(), "vs": [self._vs, self._last, self._run, self._max_run, self._moves], "g": self._gate.get_state(),
                 "lk": [self._lik_ring, self._lik_pos, self._lik_sum, self._lik_n, self._lik_m, self._lik_v]}
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -220,8 +272,13 @@ class EnsembleDetector(Detector):
         self._ln, self._lm, self._lv = int(lv[0]), float(lv[1]), float(lv[2])
         self._lcal[0].set_state(lv[3])
         self._lcal[1].set_state(lv[4])
+        self._loc = int(lv[5])
+        self._dcs.set_state(lv[6])
+        self._dcal.set_state(lv[7])
         self._cs.set_state(state["cs"])
-        self._vs = float(state["vs"])
+        vs = state["vs"]
+        self._vs, self._last = float(vs[0]), float(vs[1])
+        self._run, self._max_run, self._moves = int(vs[2]), int(vs[3]), int(vs[4])
         lk = state["lk"]
         self._lik_ring = [float(v) for v in lk[0]]
         self._lik_pos, self._lik_sum, self._lik_n = int(lk[1]), float(lk[2]), int(lk[3])
