@@ -120,10 +120,10 @@ def process_batch(
 
 def format_anomaly_line(a: Anomaly) -> str:
     """One readable line: when, which series, value vs expected [band], score, severity."""
-    when = a.window.end if a.window else a.timestamp
+    when = f"{a.window.start:%Y-%m-%d %H:%M}-{a.window.end:%H:%M}Z" if a.window else f"{a.timestamp:%Y-%m-%d %H:%M}Z"
     stat = a.labels.get("stat", "value")
     return (
-        f"{when:%Y-%m-%d %H:%M}Z {a.severity.value.upper():8} {a.series.key}  {stat}={a.value:.4g} "
+        f"{when} {a.severity.value.upper():8} {a.series.key}  {stat}={a.value:.4g} "
         f"vs expected {a.expected:.4g} [{a.band.lower:.4g}, {a.band.upper:.4g}]  score {a.score:.2f}"
     )
 
