@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 ACCESS_PATTERN = (
-    r'^(?P<remote_addr>\S+) - (?P<remote_user>\S+) \[(?P<time>[^\]]+)\] '
+    r"^(?P<remote_addr>\S+) - (?P<remote_user>\S+) \[(?P<time>[^\]]+)\] "
     r'"(?P<method>[A-Z]+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<status>\d{3}) (?P<body_bytes>\d+) '
     r'"(?P<referrer>[^"]*)" "(?P<user_agent>[^"]*)" rt=(?P<request_time>[\d.]+) '
-    r'urt=(?P<upstream_response_time>[\d.-]+) ua=(?P<upstream>\S+)$'
+    r"urt=(?P<upstream_response_time>[\d.-]+) ua=(?P<upstream>\S+)$"
 )
 APP_PATTERN = (
     r"^(?P<time>\d{4}-\d{2}-\d{2}T[\d:.]+Z) +(?P<level>[A-Z]+) +\[(?P<thread>[^\]]+)\] "
@@ -149,10 +149,12 @@ def _stack(rng: random.Random, svc: Service) -> list[str]:
 
 def _rare_error(rng: random.Random, svc: Service) -> tuple[str, list[str]]:
     """The errors of a normal day, behind the few 5xx responses every service has."""
-    msg = rng.choice((
-        f"Request failed: connection reset by peer trace_id={_trace(rng)}",
-        f"Unexpected null in response mapping trace_id={_trace(rng)}",
-    ))
+    msg = rng.choice(
+        (
+            f"Request failed: connection reset by peer trace_id={_trace(rng)}",
+            f"Unexpected null in response mapping trace_id={_trace(rng)}",
+        )
+    )
     return msg, [
         "java.lang.IllegalStateException: response body was null",
         f"\tat com.shop.{svc.name}.ResponseMapper.map(ResponseMapper.java:{rng.randrange(20, 90)})",
@@ -262,7 +264,8 @@ def demo_config_yaml(logs_dir: Path, services: tuple[Service, ...] = SERVICES) -
     """The demo's `logtide run` configuration (written beside the outputs for the user to reuse)."""
     logs = logs_dir.resolve()
     rules = "\n".join(
-        f'    - {{service: {s.name}, regex: " ua=10\\\\.0\\\\.3\\\\.{s.port - 8080}:{s.port}$"}}' for s in services
+        f'    - {{service: {s.name}, regex: " ua=10\\\\.0\\\\.3\\\\.{s.port - 8080}:{s.port}$"}}'
+        for s in services
     )
     path_rules = "\n".join(f'    - {{service: {s.name}, path: "*/app/{s.name}.log"}}' for s in services)
     return f"""\

@@ -120,7 +120,11 @@ def process_batch(
 
 def format_anomaly_line(a: Anomaly) -> str:
     """One readable line: when, which series, value vs expected [band], score, severity."""
-    when = f"{a.window.start:%Y-%m-%d %H:%M}-{a.window.end:%H:%M}Z" if a.window else f"{a.timestamp:%Y-%m-%d %H:%M}Z"
+    when = (
+        f"{a.window.start:%Y-%m-%d %H:%M}-{a.window.end:%H:%M}Z"
+        if a.window
+        else f"{a.timestamp:%Y-%m-%d %H:%M}Z"
+    )
     stat = a.labels.get("stat", "value")
     return (
         f"{when} {a.severity.value.upper():8} {a.series.key}  {stat}={a.value:.4g} "

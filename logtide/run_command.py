@@ -27,7 +27,9 @@ def _setup_logging(level_name: str, verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else getattr(logging, level_name)
     if not verbose:
         level = max(level, logging.WARNING)  # the command prints its own progress; warnings still show
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def build_config(
@@ -85,11 +87,19 @@ def _summary_text(s: Any, data_dir: Path, seconds: float) -> str:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file (YAML).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default="./data", show_default=True,
               help="Where the NDJSON outputs and the state (offsets, windows, detectors) live.")  # fmt: skip
-@click.option("--once", is_flag=True, help="Read the files to their end, close every window, print a summary, exit.")
+@click.option(
+    "--once", is_flag=True, help="Read the files to their end, close every window, print a summary, exit."
+)
 @click.option("--path", "paths", multiple=True, help="Glob of files to read (repeatable); adds an input.")
-@click.option("--parser", type=click.Choice(PARSERS), default="plain", show_default=True, help="Parser for --path.")
-@click.option("--from-beginning", is_flag=True, help="Config inputs without a checkpoint start at the beginning.")
-@click.option("--clickhouse", is_flag=True, help="Also write into the embedded ClickHouse (chdb) under the data dir.")
+@click.option(
+    "--parser", type=click.Choice(PARSERS), default="plain", show_default=True, help="Parser for --path."
+)
+@click.option(
+    "--from-beginning", is_flag=True, help="Config inputs without a checkpoint start at the beginning."
+)
+@click.option(
+    "--clickhouse", is_flag=True, help="Also write into the embedded ClickHouse (chdb) under the data dir."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print anomalies as they are found.")
 @click.option("-v", "--verbose", count=True, help="More logging.")
 def run(  # noqa: PLR0917 - click passes every option
@@ -184,6 +194,8 @@ def demo(data_dir: str, minutes: int, seed: int, verbose: int) -> None:
     click.echo("\n" + _summary_text(s, out, time.monotonic() - t0))
     click.echo(f"\noutputs in {out}/: " + ", ".join(f"{n}.ndjson" for n in OUTPUT_FILES)
                + f"; config {cfg_path}; logs {out}/logs/")  # fmt: skip
-    click.echo(f"re-run the pipeline yourself: logtide run --config {cfg_path} --data-dir {out}-rerun --once\n")
+    click.echo(
+        f"re-run the pipeline yourself: logtide run --config {cfg_path} --data-dir {out}-rerun --once\n"
+    )
     click.echo(_WHAT_YOU_SAW.format(hours=minutes / 60, win=cfg.streams.window.size_seconds,
                                     start=spec.incident_start, dur=spec.incident_minutes))  # fmt: skip
