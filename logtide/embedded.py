@@ -235,7 +235,11 @@ class Outputs:
             docs = [orjson.loads(b) for b in r.enriched]
             docs += [to_document(x) for x in (*r.dead, *r.aggregates, *r.anomalies)]
             if docs:
-                self.clickhouse.write(docs)
+                rejected = self.clickhouse.write(docs)
+                for pos, reason in rejected or ():
+                    log.warning(
+                        "clickhouse: document %s not stored: %s", docs[pos].get("event", {}).get("id"), reason
+                    )
         if self.on_anomaly is not None:
             for a in r.anomalies:
                 self.on_anomaly(a)
@@ -247,6 +251,9 @@ class Outputs:
     def close(self) -> None:
         for w in self.files.values():
             w.close()
+        backend_close = getattr(getattr(self.clickhouse, "backend", None), "close", None)
+        if backend_close is not None:
+            backend_close()  # chdb persists its parts when the session closes
 
 
 # --- adapters: the shipper's output and the snapshot store ---------------------------------------
