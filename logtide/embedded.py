@@ -43,6 +43,7 @@ import fcntl
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -51,7 +52,17 @@ from typing import IO, Any
 
 import orjson
 
-from schemas import Anomaly, DeadLetter, DeadLetterSource, Topics, WindowAggregate, encode, to_document
+from schemas import (
+    Anomaly,
+    DeadLetter,
+    DeadLetterSource,
+    DecodeError,
+    Topics,
+    WindowAggregate,
+    dead_letter,
+    encode,
+    to_document,
+)
 
 log = logging.getLogger("logtide.run")
 
@@ -89,24 +100,29 @@ def process_batch(
     lateness = stateful.spec.lateness_ms
     src = DeadLetterSource(stage="validate", topic=topic)
     for _key, value in records:
-        if metrics:
-            m = stateless.metric(value, now, src)
-            if m.dead is not None:
-                out.dead.append(m.dead)
-                continue
-            out.skewed += m.skew is not None
-            points = [m.point] if m.point is not None else []
-        else:
-            r = stateless.log(value, now, src)
-            if r.dead is not None:
-                out.dead.append(r.dead)
-                continue
-            ev = r.event
-            out.skewed += r.skew is not None
-            if any(f in ev.logtide.flags for f in ("parse_failure", "invalid_utf8", "ts_unparsed")):
-                out.flagged += 1
-            out.enriched.append(encode(ev))
-            points = r.points
+        try:
+            if metrics:
+                m = stateless.metric(value, now, src)
+                if m.dead is not None:
+                    out.dead.append(m.dead)
+                    continue
+                out.skewed += m.skew is not None
+                points = [m.point] if m.point is not None else []
+            else:
+                r = stateless.log(value, now, src)
+                if r.dead is not None:
+                    out.dead.append(r.dead)
+                    continue
+                ev = r.event
+                out.skewed += r.skew is not None
+                if any(f in ev.logtide.flags for f in ("parse_failure", "invalid_utf8", "ts_unparsed")):
+                    out.flagged += 1
+                out.enriched.append(encode(ev))
+                points = r.points
+        except Exception as exc:  # an operator bug on one odd record must not stop the pipeline
+            err = DecodeError("processing_error", f"{type(exc).__name__}: {exc}")
+            out.dead.append(dead_letter(value, err, DeadLetterSource(stage="enrich", topic=topic)))
+            continue
         for p in points:
             late = stateful.add(p)
             if late is not None:
@@ -365,7 +381,7 @@ class Summary:
     anomalies: int = 0
     snapshots: int = 0
     restored_series: int = 0
-    anomaly_list: list[Anomaly] = field(default_factory=list, repr=False)
+    anomaly_list: deque[Anomaly] = field(default_factory=lambda: deque(maxlen=10_000), repr=False)
 
     def add(self, r: BatchResult, metrics: bool, n: int) -> None:
         if metrics:
@@ -444,6 +460,8 @@ class EmbeddedRunner:
             stateful.restore(key, blob.encode())
         self.summary.restored_series = len(doc.get("series", {}))
         stateful.take_dirty()
+        self._exports: dict[str, str] = dict(doc.get("series", {}))  # series state as last saved
+        self._batches_since_snapshot = 0
         ch = None
         if self.use_clickhouse:
             from sinks.clickhouse_sink import ChdbBackend, ClickHouseSink
@@ -512,6 +530,7 @@ class EmbeddedRunner:
                                   now=datetime.now(UTC))  # fmt: skip
                 self.outputs.write(r)
                 self.summary.add(r, metrics, len(records))
+                self._batches_since_snapshot += 1
                 self.output.ack(fut)
             finally:
                 q.task_done()
@@ -520,6 +539,8 @@ class EmbeddedRunner:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.store.requested.wait(), self.snapshot_interval_s)
+            if not self.store.requested.is_set() and not self._batches_since_snapshot:
+                continue  # nothing new: no write
             self.store.requested.clear()
             try:
                 await self.snapshot()
@@ -540,9 +561,11 @@ class EmbeddedRunner:
                 await asyncio.sleep(0)
             self.outputs.sync()
             sf = self.stateful
-            series = {k: sf.export(k).decode() for k in sf.series}
-            sf.take_dirty()
-            self.store.write(self.shipper.states, series, {"stream_time_ms": sf.stream_time_ms})
+            exports = self._exports
+            for k in sf.take_dirty():  # only the series that changed are exported again
+                exports[k] = sf.export(k).decode()
+            self.store.write(self.shipper.states, exports, {"stream_time_ms": sf.stream_time_ms})
+            self._batches_since_snapshot = 0
             self.summary.snapshots += 1
         finally:
             self._resume.set()

@@ -27,7 +27,9 @@ def _write_input(path: Path) -> tuple[list[int], Counter[str]]:
     offsets, per_window, buf, pos = [], Counter(), [], 0
     for i in range(N):
         t = T0 + timedelta(milliseconds=50 * i)
-        line = orjson.dumps({"ts": t.isoformat(), "level": "error" if i % 7 == 0 else "info", "msg": f"req {i}"})
+        line = orjson.dumps(
+            {"ts": t.isoformat(), "level": "error" if i % 7 == 0 else "info", "msg": f"req {i}"}
+        )
         offsets.append(pos)
         pos += len(line) + 1
         buf.append(line)
@@ -76,7 +78,7 @@ def test_kill_9_mid_run_then_restart(tmp_path: Path) -> None:
     assert first_snapshot["registry"] and first_snapshot["series"]
 
     p = _run(["--config", str(cfg), "--data-dir", str(data), "--once"])
-    out, err = p.communicate(timeout=180)
+    _out, err = p.communicate(timeout=180)
     assert p.returncode == 0, err.decode()
 
     events = read_ndjson(enriched)  # every line parses: no torn line survived
@@ -105,3 +107,27 @@ def test_torn_last_line_is_cut(tmp_path: Path) -> None:
     f.write_bytes(b'{"only":')
     repair_torn_tail(f)
     assert f.read_bytes() == b""
+
+
+def test_sigterm_stops_cleanly_and_restart_adds_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"".join(
+        orjson.dumps({"ts": (T0 + timedelta(seconds=i)).isoformat(), "level": "info", "msg": f"m{i}"}) + b"\n"
+        for i in range(500)
+    ))  # fmt: skip
+    cfg = write_config(tmp_path / "c.yaml", [{"paths": [str(log)], "parser": {"type": "json"}}])
+    data = tmp_path / "data"
+    p = _run(["--config", str(cfg), "--data-dir", str(data)])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _lines(data / "enriched.ndjson") < 500:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err.decode()
+    assert b"processed 500 events" in out
+    # the clean stop saved every acknowledged offset: nothing is read twice
+    p = _run(["--config", str(cfg), "--data-dir", str(data), "--once"])
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err.decode()
+    assert b"processed 0 events" in out
+    assert _lines(data / "enriched.ndjson") == 500
