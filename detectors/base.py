@@ -173,12 +173,13 @@ class CommonConfig:
     refractory: int = 0
     damp: float = 0.5
     escalate: float = 0.1
+    hold: bool = True
 
 
 class Gate:
     """Warm-up, minimum duration and refractory period applied to a raw score stream."""
 
-    __slots__ = ("_alarm", "_damp", "_esc", "_min", "_n", "_peak", "_quiet", "_refr", "_run", "_warm")
+    __slots__ = ("_alarm", "_damp", "_esc", "_hold", "_min", "_n", "_peak", "_quiet", "_refr", "_run", "_warm")
 
     def __init__(self, cfg: CommonConfig) -> None:
         self._warm = cfg.warmup
@@ -187,6 +188,7 @@ class Gate:
         self._refr = cfg.refractory
         self._damp = cfg.damp
         self._esc = cfg.escalate
+        self._hold = cfg.hold
         self._peak = 0.0
         self._n = 0
         self._run = 0
@@ -203,9 +205,11 @@ class Gate:
         else:
             self._run = 0
         if self._quiet > 0:
-            self._quiet -= 1
+            # an open incident stays open while the score keeps reaching the watch level: it
+            # closes only after ``refractory`` points in a row below it (hysteresis)
+            self._quiet = self._refr if (s >= self._alarm and self._hold) else self._quiet - 1
             if s < self._peak + self._esc:
-                return s * self._damp
+                return (s if s < self._alarm else self._alarm) * self._damp
         if s >= self._alarm and self._refr > 0:
             self._quiet = self._refr
             self._peak = s

@@ -39,7 +39,7 @@ class EnsembleConfig(CommonConfig):
     ``alpha_short``: weight of the short-term residual variance of the spread test; ``smooth``: points
     averaged into the point statistic (1 = the point alone)."""
 
-    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 144]])
+    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 96], [604800.0, 84]])
     alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
     alpha_hw: float = 0.002
     gamma: float = 0.2
@@ -63,7 +63,7 @@ class EnsembleConfig(CommonConfig):
     spread_guard: float = 1e-4
     warmup: int = 200
     watch: float = 0.3
-    refractory: int = 300
+    refractory: int = 100
     damp: float = 0.4
 
 

@@ -37,7 +37,7 @@ class BaselineConfig:
     weights; ``alpha_hw``/``gamma``: Holt-Winters level and profile weights; ``alpha_err``: weight of
     the error average used both to pick the model and as the spread; ``clip``: winsorisation."""
 
-    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 144]])
+    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 96], [604800.0, 84]])
     alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
     alpha_hw: float = 0.002
     gamma: float = 0.2
@@ -218,7 +218,7 @@ class Baseline:
 class SeasonalConfig(CommonConfig):
     """Baseline settings (see ``BaselineConfig``) plus the calibration of the deviation."""
 
-    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 144]])
+    periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 96], [604800.0, 84]])
     alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
     alpha_hw: float = 0.002
     gamma: float = 0.2
