@@ -322,3 +322,45 @@ streams:
       - {{metric: log.error_ratio, stat: mean}}
       - {{metric: http.request.duration_ms, stat: p90}}
 """
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float | None]) -> str:
+    """One character per value, scaled from zero to the largest; a gap is a blank."""
+    top = max((v for v in values if v is not None), default=0.0) or 1.0
+    return "".join(" " if v is None else _BARS[min(7, int(v / top * 7.999))] for v in values)
+
+
+def incident_view(aggregates: list[dict], spec: DemoSpec, before: int = 30, after: int = 10) -> list[str]:
+    """Text lines showing the incident service's error ratio and p90 latency minute by minute around
+    the incident, from the aggregate documents (what the detectors saw)."""
+    series = {
+        "error ratio": (f"log.error_ratio{{service={spec.service},source=nginx}}", "mean", "{:.0%}"),
+        "p90 latency": (
+            f"http.request.duration_ms{{service={spec.service},source=nginx}}",
+            "p90",
+            "{:.0f} ms",
+        ),
+    }
+    t0 = spec.incident_start - timedelta(minutes=before)
+    n = before + spec.incident_minutes + after
+    starts = [t0 + timedelta(minutes=i) for i in range(n)]
+    width = max(len(k) for k in series)
+    lines = [
+        f"{spec.service} (nginx), one character per minute, {starts[0]:%H:%M}-{starts[-1]:%H:%M} UTC:",
+        f"  {'':{width}}  {' ' * before}{'^' * spec.incident_minutes}  incident",
+    ]
+    for label, (key, stat, fmt) in series.items():
+        by_start = {
+            datetime.fromisoformat(a["window"]["start"].replace("Z", "+00:00")): a["stats"][stat]
+            for a in aggregates
+            if a["series"]["key"] == key
+        }
+        values = [by_start.get(t) for t in starts]
+        seen = [v for v in values if v is not None]
+        lo = fmt.format(min(seen)) if seen else "-"
+        hi = fmt.format(max(seen)) if seen else "-"
+        lines.append(f"  {label:{width}}  {sparkline(values)}  {lo} .. {hi}")
+    return lines

@@ -11,8 +11,9 @@ import logging
 import shutil
 import signal
 import sys
+import textwrap
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,13 @@ def run_pipeline(
         return await runner.run()
 
     return asyncio.run(main())
+
+
+def read_docs(path: Path) -> list[dict[str, Any]]:
+    """The documents of one NDJSON output file."""
+    import orjson
+
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
 def _summary_text(s: Any, data_dir: Path, seconds: float) -> str:
@@ -140,17 +148,36 @@ def run(  # noqa: PLR0917 - click passes every option
     click.echo(_summary_text(s, out, time.monotonic() - t0))
 
 
-_WHAT_YOU_SAW = """\
-What you just saw: logtide read {hours:g} hours of generated nginx access logs and Java application
-logs (with multiline stack traces) for four services, parsed and enriched every line, derived per
-service metrics (request counts, error ratio, p90 latency) in {win:g}-second event-time windows, and
-ran each series through the production anomaly detector, which learned every series' normal level
-and noise on the fly. At {start:%H:%M} UTC the checkout service started failing for {dur} minutes:
-5xx responses and ERROR lines with stack traces, and slower requests. The anomalies above are the
-detectors noticing it, on the checkout series and inside the incident window, with no threshold
-set per series (one cut-off on a calibrated tail probability for all of them); the other services
-and the quiet hours raise nothing. The same operators run under
-Faust with Kafka in production (`logtide ship` + `logtide streams`)."""
+def what_you_saw(s: Any, spec: Any, window_s: float) -> str:
+    """The closing paragraph of the demo, saying what the detectors actually found."""
+    hit, elsewhere = [], []
+    for a in s.anomaly_list:
+        inside = spec.incident_start < a.timestamp <= spec.incident_end + timedelta(minutes=1)
+        (hit if inside and a.series.labels.get("service") == spec.service else elsewhere).append(a)
+    found = (
+        f"The {len(hit)} anomalies above at {spec.incident_start:%H:%M} are the detectors noticing it, on "
+        f"the {spec.service} series, within a minute of its start"
+        if hit
+        else "This time the detectors missed it (see anomalies.ndjson and aggregates.ndjson)"
+    )
+    quiet = (
+        "; the other services and the quiet hours raised nothing."
+        if not elsewhere
+        else f"; {len(elsewhere)} other anomalies are statistical blips of normal traffic."
+    )
+    text = (
+        f"What you just saw: logtide read {spec.minutes / 60:g} hours of generated nginx access logs and "
+        "Java application logs (multiline stack traces included) of four services, parsed and enriched "
+        f"every line, derived per-service metrics (request counts, error ratio, p90 latency) in "
+        f"{window_s:g}-second event-time windows, and ran every series through the production anomaly "
+        "detector, which learns each series' normal level and noise as it goes, with one cut-off on a "
+        f"calibrated tail probability for all series and no threshold set by hand. At "
+        f"{spec.incident_start:%H:%M} UTC the {spec.service} service started failing for "
+        f"{spec.incident_minutes} minutes: 5xx responses, ERROR lines with stack traces, slower requests. "
+        f"{found}{quiet} The same operators run under Faust with Kafka in production "
+        "(`logtide ship` + `logtide streams`)."
+    )
+    return textwrap.fill(text, width=100, break_on_hyphens=False)
 
 
 @click.command("demo")
@@ -162,7 +189,7 @@ Faust with Kafka in production (`logtide ship` + `logtide streams`)."""
 @click.option("-v", "--verbose", count=True, help="More logging.")
 def demo(data_dir: str, minutes: int, seed: int, verbose: int) -> None:
     """Generate realistic logs with an incident and run the embedded pipeline on them."""
-    from logtide.demo_data import DemoSpec, demo_config_yaml, write_demo_logs
+    from logtide.demo_data import DemoSpec, demo_config_yaml, incident_view, write_demo_logs
     from logtide.embedded import OUTPUT_FILES, format_anomaly_line
 
     _setup_logging("WARNING", verbose)
@@ -191,11 +218,13 @@ def demo(data_dir: str, minutes: int, seed: int, verbose: int) -> None:
         click.echo(format_anomaly_line(a))
     if not s.anomalies:
         click.echo("  (none)")
-    click.echo("\n" + _summary_text(s, out, time.monotonic() - t0))
+    click.echo("\n" + _summary_text(s, out, time.monotonic() - t0) + "\n")
+    for line in incident_view(read_docs(out / "aggregates.ndjson"), spec):
+        click.echo(line)
     click.echo(f"\noutputs in {out}/: " + ", ".join(f"{n}.ndjson" for n in OUTPUT_FILES)
                + f"; config {cfg_path}; logs {out}/logs/")  # fmt: skip
+    click.echo(f"one anomaly in full: head -1 {out}/anomalies.ndjson | python3 -m json.tool")
     click.echo(
         f"re-run the pipeline yourself: logtide run --config {cfg_path} --data-dir {out}-rerun --once\n"
     )
-    click.echo(_WHAT_YOU_SAW.format(hours=minutes / 60, win=cfg.streams.window.size_seconds,
-                                    start=spec.incident_start, dur=spec.incident_minutes))  # fmt: skip
+    click.echo(what_you_saw(s, spec, cfg.streams.window.size_seconds))

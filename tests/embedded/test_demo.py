@@ -75,6 +75,13 @@ def test_quiet_hour_after_warmup_raises_nothing(demo: dict[str, Any]) -> None:
     assert noisy == []
 
 
+def test_closing_paragraph_says_what_was_found(demo: dict[str, Any]) -> None:
+    from logtide.run_command import what_you_saw
+
+    text = what_you_saw(demo["summary"], demo["spec"], 60)
+    assert "anomalies above" in text and "checkout" in text
+
+
 def test_same_input_same_anomalies(demo: dict[str, Any], tmp_path: Path) -> None:
     run_once(demo["cfg"], tmp_path / "again")
     first = sorted(read_ndjson(demo["root"] / "out" / "anomalies.ndjson"), key=lambda a: a["event"]["id"])
@@ -88,6 +95,7 @@ def test_demo_command(tmp_path: Path) -> None:
                              ["demo", "--data-dir", str(out), "--minutes", "60"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "anomalies:" in res.output and "What you just saw" in res.output
+    assert "error ratio" in res.output and "p90 latency" in res.output  # the incident, minute by minute
     for name in OUTPUT_FILES:
         assert (out / f"{name}.ndjson").exists()
     assert (out / "demo.yaml").exists() and (out / "logs" / "access.log").exists()
