@@ -23,6 +23,9 @@ Delivery (what is and is not guaranteed):
   the windows are restored from the snapshot, not replayed on top of it.
 - A torn last line (a crash in the middle of a write) is cut off at the next start; its batch was not
   acknowledged, so it is processed again.
+- A snapshot remembers the window, derive and detect settings it was taken with; when they change,
+  the windows and detectors start afresh (a warning says so) and the read offsets are kept.
+- One runner per data directory (a lock file); a second one exits with an error.
 - Not guaranteed: input deleted or rotated away while the runner was down (as for the shipper);
   windows still open at SIGTERM are kept in the snapshot and closed by later input, not at stop;
   `--once` closes every window at the end of input but snapshots the state *before* closing, so a
@@ -146,6 +149,14 @@ def format_anomaly_line(a: Anomaly) -> str:
         f"{when} {a.severity.value.upper():8} {a.series.key}  {stat}={a.value:.4g} "
         f"vs expected {a.expected:.4g} [{a.band.lower:.4g}, {a.band.upper:.4g}]  score {a.score:.2f}"
     )
+
+
+def operators_fingerprint(streams_cfg: Any) -> str:
+    """Identity of the settings the saved window and detector state depends on."""
+    from schemas import stable_id
+
+    parts = (streams_cfg.window, streams_cfg.derive, streams_cfg.detect)
+    return stable_id(*(p.model_dump_json() for p in parts), streams_cfg.max_series_per_metric)
 
 
 # --- adapters: files ------------------------------------------------------------------------------
@@ -444,11 +455,19 @@ class EmbeddedRunner:
         self._lock_fd = fd
 
     async def run(self) -> Summary:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            return await self._run()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    async def _run(self) -> Summary:
         from shippers.shipper import Shipper
         from streams.pipeline import Stateful, Stateless
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock()
         cfg = self.cfg
         topics = Topics(cfg.topics.prefix)
         sc = cfg.shipper.model_copy(update={"state_dir": self.data_dir / "state"})
@@ -456,9 +475,17 @@ class EmbeddedRunner:
         self.stateful = stateful = Stateful(cfg.streams)
         self.store = store = SnapshotStore(self.data_dir / "state")
         doc = store.read()
+        fingerprint = operators_fingerprint(cfg.streams)
+        if doc.get("series") and doc.get("operators") != fingerprint:
+            log.warning(
+                "the window, derive or detect settings changed since the last snapshot: open windows and "
+                "detectors start afresh (read offsets are kept)"
+            )
+            doc["series"] = {}
         for key, blob in doc.get("series", {}).items():
             stateful.restore(key, blob.encode())
         self.summary.restored_series = len(doc.get("series", {}))
+        self._fingerprint = fingerprint
         stateful.take_dirty()
         self._exports: dict[str, str] = dict(doc.get("series", {}))  # series state as last saved
         self._batches_since_snapshot = 0
@@ -495,10 +522,9 @@ class EmbeddedRunner:
             snapper.cancel()
             consumer.cancel()
             await asyncio.gather(snapper, consumer, return_exceptions=True)
-        if failed is not None:
-            self.outputs.close()
-            raise failed
         try:
+            if failed is not None:
+                raise failed
             self._emit(*stateful.advance())
             await self.snapshot()  # before closing windows: a later run continues them
             if self.once:
@@ -506,8 +532,6 @@ class EmbeddedRunner:
             self.outputs.sync()
         finally:
             self.outputs.close()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
         return self.summary
 
     def _emit(self, aggs: list[WindowAggregate], anomalies: list[Anomaly]) -> None:
@@ -564,7 +588,8 @@ class EmbeddedRunner:
             exports = self._exports
             for k in sf.take_dirty():  # only the series that changed are exported again
                 exports[k] = sf.export(k).decode()
-            self.store.write(self.shipper.states, exports, {"stream_time_ms": sf.stream_time_ms})
+            extra = {"operators": self._fingerprint, "stream_time_ms": sf.stream_time_ms}
+            self.store.write(self.shipper.states, exports, extra)
             self._batches_since_snapshot = 0
             self.summary.snapshots += 1
         finally:

@@ -149,3 +149,34 @@ def test_clickhouse_option(tmp_path: Path) -> None:
     logs, aggs = (int(x) for x in out.stdout.split())
     assert logs == 10
     assert aggs == len(read_ndjson(tmp_path / "out" / "aggregates.ndjson")) > 0
+
+
+def test_changed_window_settings_start_windows_afresh_but_keep_offsets(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"".join(_line(f"2026-01-01T10:00:{i:02d}Z", "info") for i in range(20)))
+    out = tmp_path / "out"
+    assert run_once(write_config(tmp_path / "a.yaml", [_json_input(log)]), out).events == 20
+    with log.open("ab") as f:
+        f.write(_line("2026-01-01T10:00:30Z", "info"))
+    changed = write_config(
+        tmp_path / "b.yaml",
+        [_json_input(log)],
+        {"window": {"size_seconds": 120, "lateness_seconds": 0, "group_by": ["service"]}},
+    )
+    s = run_once(changed, out)
+    assert s.events == 1 and s.restored_series == 0
+
+
+def test_one_runner_per_data_dir(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        res = CliRunner().invoke(main, ["run", "--path", str(SAMPLE), "--data-dir", str(out), "--once"])
+        assert res.exit_code == 1 and "in use" in res.output
+    finally:
+        os.close(fd)
