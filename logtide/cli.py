@@ -11,8 +11,9 @@ import click
 from logtide import __version__
 from logtide.config_command import config
 from logtide.run_command import demo, run
-from logtide.ship_command import ship
 from logtide.services import services
+from logtide.ship_command import ship
+from logtide.sink_command import sink
 from logtide.streams_command import streams
 from logtide.topics_admin import topics
 
@@ -30,6 +31,7 @@ main.add_command(services)
 main.add_command(streams)
 main.add_command(run)
 main.add_command(demo)
+main.add_command(sink)
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
 
 from shippers.config import ShipperConfig
+from sinks.config import SinksConfig
 from streams.config import StreamsConfig
 
 _REF = re.compile(r"\$\{([^}]+)\}")
@@ -122,6 +123,7 @@ class Config(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     shipper: ShipperConfig = Field(default_factory=ShipperConfig)
     streams: StreamsConfig = Field(default_factory=StreamsConfig)
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
 
 
 def _resolve_ref(ref: str, env: dict[str, str], path: str) -> str:

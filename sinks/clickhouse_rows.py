@@ -6,6 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 
+def _num(value: Any) -> float:
+    """A finite float or ValueError: ClickHouse would refuse the whole insert for one bad value."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {value!r:.40}")
+    return float(value)
+
+
 def _ts(value: str | None) -> str:
     # ClickHouse's JSONEachRow reads ISO 8601 with best-effort parsing enabled by the writers.
     return value or "1970-01-01T00:00:00Z"
@@ -41,8 +48,9 @@ def aggregate_row(doc: dict[str, Any]) -> dict[str, Any]:
         "labels": series.get("labels") or {},
         "window_start": _ts(window["start"]),
         "window_end": _ts(window["end"]),
-        "size_seconds": window["size_seconds"],
-        **{k: stats[k] for k in ("count", "sum", "min", "max", "mean", "p50", "p90", "p99")},
+        "size_seconds": _num(window["size_seconds"]),
+        "count": int(_num(stats["count"])),
+        **{k: _num(stats[k]) for k in ("sum", "min", "max", "mean", "p50", "p90", "p99")},
     }
 
 
@@ -54,11 +62,11 @@ def anomaly_row(doc: dict[str, Any]) -> dict[str, Any]:
         "metric": series["metric"],
         "series": series["key"],
         "labels": series.get("labels") or {},
-        "value": doc["value"],
-        "expected": doc["expected"],
-        "lower": doc["band"]["lower"],
-        "upper": doc["band"]["upper"],
-        "score": doc["score"],
+        "value": _num(doc["value"]),
+        "expected": _num(doc["expected"]),
+        "lower": _num(doc["band"]["lower"]),
+        "upper": _num(doc["band"]["upper"]),
+        "score": _num(doc["score"]),
         "severity": doc["severity"],
         "detector": doc["detector"]["name"],
         "message": doc.get("message", ""),

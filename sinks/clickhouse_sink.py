@@ -4,7 +4,7 @@ engine (chdb) for the quick start and tests. Both take the same rows and the sam
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ _INSERT_SETTINGS = "SETTINGS date_time_input_format='best_effort', input_format_
 
 class ClickHouseBackend(Protocol):
     def command(self, sql: str) -> None: ...
+    def close(self) -> None: ...
     def insert_json_rows(self, table: str, rows: list[dict[str, Any]]) -> None: ...
     def query_rows(self, sql: str) -> list[dict[str, Any]]: ...
 
@@ -66,6 +67,9 @@ class ServerBackend:
         result = self._client.query(sql)
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
+    def close(self) -> None:
+        self._client.close()
+
 
 class ClickHouseSink:
     """Groups documents by table and inserts them in one statement per table."""
@@ -74,18 +78,50 @@ class ClickHouseSink:
         self.backend = backend
         self.database = database
         self.skipped = 0
+        self.written = 0
         for stmt in ddl(database):
             backend.command(stmt)
 
-    def write(self, docs: Iterable[dict[str, Any]]) -> int:
-        """Insert the documents ClickHouse stores; returns how many rows were written."""
-        by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for doc in docs:
-            tr = to_row(doc)
+    def write(self, docs: Sequence[dict[str, Any]]) -> list[tuple[int, str]]:
+        """Insert the documents ClickHouse stores, one statement per table.
+
+        Returns (position, reason) for documents that cannot become a row; an insert that fails
+        raises, so the caller retries the batch (rows are deduplicated by event id).
+        """
+        by_table: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        rejected: list[tuple[int, str]] = []
+        for pos, doc in enumerate(docs):
+            try:
+                tr = to_row(doc)
+            except (KeyError, TypeError, ValueError) as exc:
+                rejected.append((pos, f"cannot map to a ClickHouse row: {type(exc).__name__}: {exc}"))
+                continue
             if tr is None:
                 self.skipped += 1
                 continue
-            by_table[tr[0]].append(tr[1])
+            by_table[tr[0]].append((pos, tr[1]))
         for table, rows in by_table.items():
-            self.backend.insert_json_rows(f"{self.database}.{table}", rows)
-        return sum(len(r) for r in by_table.values())
+            rejected += self._insert(f"{self.database}.{table}", rows)
+        return sorted(rejected)
+
+    def _insert(self, table: str, rows: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, str]]:
+        try:
+            self.backend.insert_json_rows(table, [r for _, r in rows])
+        except Exception:
+            if len(rows) == 1:
+                raise
+        else:
+            self.written += len(rows)
+            return []
+        # The batch failed: one row at a time tells a poison row (rejected) from an outage (raised).
+        rejected, errors = [], []
+        for pos, row in rows:
+            try:
+                self.backend.insert_json_rows(table, [row])
+                self.written += 1
+            except Exception as exc:
+                errors.append(exc)
+                rejected.append((pos, f"ClickHouse refused the row: {str(exc).splitlines()[0][:300]}"))
+        if len(errors) == len(rows):
+            raise errors[0]
+        return rejected

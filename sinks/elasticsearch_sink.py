@@ -23,7 +23,7 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 class WriteResult:
     indexed: int = 0
     retries: int = 0
-    rejected: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (position in the batch, reason)
 
 
 class ElasticsearchSink:
@@ -46,28 +46,30 @@ class ElasticsearchSink:
 
     async def write(self, docs: Sequence[dict[str, Any]]) -> WriteResult:
         result = WriteResult()
-        pending = list(docs)
+        pending = list(range(len(docs)))
         delay, waited = 0.2, 0.0
         while pending:
-            retry: list[dict[str, Any]] = []
+            retry: list[int] = []
             try:
-                resp = await self.client.bulk(operations=self._operations(pending), refresh=False)
+                resp = await self.client.bulk(
+                    operations=self._operations([docs[i] for i in pending]), refresh=False
+                )
             except Exception as exc:  # connection refused, timeout, 5xx on the whole request
                 if not _is_retryable_exception(exc):
                     raise
                 retry = pending
             else:
-                for doc, item in zip(pending, resp["items"], strict=True):
+                for pos, item in zip(pending, resp["items"], strict=True):
                     outcome = next(iter(item.values()))
                     status = outcome.get("status", 500)
                     if status < 300:
                         result.indexed += 1
                     elif status in RETRYABLE_STATUS:
-                        retry.append(doc)
+                        retry.append(pos)
                     else:
                         err = outcome.get("error") or {}
                         result.rejected.append(
-                            (doc, f"{status} {err.get('type', '')}: {err.get('reason', '')}".strip())
+                            (pos, f"{status} {err.get('type', '')}: {err.get('reason', '')}".strip())
                         )
             if not retry:
                 break

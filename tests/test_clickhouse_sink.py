@@ -29,9 +29,9 @@ def _docs() -> list[dict]:
 
 def test_sink_writes_each_kind_once_even_when_replayed(sink: ClickHouseSink) -> None:
     docs = _docs()
-    assert (
-        sink.write(docs) == 4
-    )  # logs, aggregates, anomalies, dead letters; metric samples and alerts are not stored
+    assert sink.write(docs) == []
+    # logs, aggregates, anomalies, dead letters are stored; metric samples and alerts are not
+    assert (sink.written, sink.skipped) == (4, 2)
     sink.write(docs)  # a replay: same ids
     for table in ("logs", "metrics_agg", "anomalies", "deadletter"):
         rows = sink.backend.query_rows(f"SELECT count() AS n FROM logtide.{table} FINAL")
@@ -80,3 +80,18 @@ def test_dashboard_queries_run_against_the_tables(sink: ClickHouseSink) -> None:
         assert all(isinstance(r, list) for r in results.values())
         non_empty = [q for q, r in results.items() if r]
         assert len(non_empty) == len(queries), [q for q in queries if q not in non_empty]
+
+
+def test_document_that_cannot_be_a_row_is_rejected_with_reason(sink: ClickHouseSink) -> None:
+    docs = _docs()
+    broken = dict(docs[2])  # a window aggregate without stats
+    del broken["stats"]
+    rejected = sink.write([docs[0], broken])
+    assert rejected == [(1, "cannot map to a ClickHouse row: KeyError: 'stats'")]
+
+
+def test_wrongly_typed_value_is_rejected_not_retried_forever(sink: ClickHouseSink) -> None:
+    docs = _docs()
+    bad = dict(docs[3], value="NaN-ish")  # an anomaly whose value is a string
+    rejected = sink.write([docs[0], bad])
+    assert rejected == [(1, "cannot map to a ClickHouse row: ValueError: expected a number, got 'NaN-ish'")]
