@@ -19,7 +19,7 @@ NAN = math.nan
 INF = math.inf
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Score:
     """One verdict: ``score`` in [0, 1] (0.5 = tail probability 1e-4 with the default scale), the value
     expected from the past and the band ``[lower, upper]`` the value was expected in."""

@@ -108,36 +108,39 @@ class Baseline:
         nl = self._nl
         lev = self._lev
         pred = self._pred
+        sel = self._sel
+        pi = self._i
+        pf = self._f
+        best = 0
+        be = sel[0]
         for k in range(nl):
             pred[k] = lev[k]
-        for j, per in enumerate(self._per):
-            b = self._buck[j]
+            if sel[k] < be:
+                best, be = k, sel[k]
+        span = ts - self._t0 if self._n > 0 and self._mode != "never" else -1.0
+        always = self._mode == "always"
+        k = nl
+        for j, (per, b, prof) in enumerate(zip(self._per, self._buck, self._prof)):
             ph = (ts % per) / per * b
             i = int(ph)
             if i >= b:
                 i = b - 1
             f = ph - i
-            self._i[j] = i
-            self._f[j] = f
-            prof = self._prof[j]
-            pred[nl + j] = lev[nl + j] + (1.0 - f) * prof[i] + f * prof[(i + 1) % b]
-        sel = self._sel
-        best = 0
-        be = sel[0]
-        for k in range(1, nl):
-            if sel[k] < be:
+            pi[j] = i
+            pf[j] = f
+            i2 = i + 1 if i + 1 < b else 0
+            pred[k] = lev[k] + prof[i] + f * (prof[i2] - prof[i])
+            if span >= per and (sel[k] < be or (always and j == 0)):
                 best, be = k, sel[k]
-        if self._mode != "never" and self._n > 0:
-            span = ts - self._t0
-            for j, per in enumerate(self._per):
-                if span >= per and (sel[nl + j] < be or (self._mode == "always" and j == 0)):
-                    best, be = nl + j, sel[nl + j]
-                    if self._mode == "always":
-                        break
+                always = False
+            k += 1
         self.best = best
-        self.expected = pred[best]
-        self.scale = max(self._err[best] * _SD_PER_MAE, scale_floor(pred[best]))
-        return self.expected
+        x = pred[best]
+        self.expected = x
+        s = self._err[best] * _SD_PER_MAE
+        floor = 1e-9 * ((x if x > 0.0 else -x) + 1.0)
+        self.scale = s if s > floor else floor
+        return x
 
     def learn(self, ts: float, value: float) -> None:
         """Learn ``value`` (call after ``forecast``), winsorised around each model's forecast."""
@@ -145,6 +148,7 @@ class Baseline:
         lev = self._lev
         pred = self._pred
         err = self._err
+        sel = self._sel
         if n == 0:
             for k in range(len(lev)):
                 lev[k] = value
@@ -154,38 +158,41 @@ class Baseline:
         clip = self._clip * _SD_PER_MAE if n > 10 else math.inf
         ae = self._ae if n * self._ae > 1.0 else 1.0 / (n + 1)
         asel = self._asel if n * self._asel > 1.0 else 1.0 / (n + 1)
-        sel = self._sel
+        inv = 1.0 / (n + 1)
         nl = self._nl
+        al = self._al
+        a_hw = self._ahw if n * self._ahw > 1.0 else inv
+        g0 = self._g
+        t0 = self._t0
         for k in range(len(lev)):
             e = value - pred[k]
-            ea = abs(e)
-            lim = clip * err[k] + 1e-300
+            ea = e if e >= 0.0 else -e
+            ek = err[k]
+            lim = clip * ek + 1e-300
             if ea > lim:
                 e = lim if e > 0 else -lim
                 ea = lim
-            err[k] += ae * (ea - err[k])
+            err[k] = ek + ae * (ea - ek)
             sel[k] += asel * (ea * ea - sel[k])
             if k < nl:
-                a = self._al[k]
-                if n * a < 1.0:
-                    a = 1.0 / (n + 1)
-                lev[k] += a * e
-            else:
-                # profile of absolute values per bucket (split between the two neighbours) plus a
-                # fast offset that follows the day-to-day level: pred = profile + offset
-                j = k - nl
-                a = self._ahw if n * self._ahw > 1.0 else 1.0 / (n + 1)
-                lev[k] += a * e
-                prof = self._prof[j]
-                i = self._i[j]
-                f = self._f[j]
-                i2 = (i + 1) % self._buck[j]
-                # the first periods are copied in (1/cycles seen), later ones blended with gamma
-                cycles = (ts - self._t0) / self._per[j]
-                g = self._g if cycles * self._g >= 1.0 else 1.0 / (1.0 + int(cycles))
-                x = pred[k] + e - lev[k]  # the (winsorised) value, net of the new offset
-                prof[i] += g * (1.0 - f) * (x - prof[i])
-                prof[i2] += g * f * (x - prof[i2])
+                a = al[k]
+                lev[k] += (a if n * a >= 1.0 else inv) * e
+                continue
+            # seasonal model: a slow offset plus a profile of the values per bucket (split between
+            # the two neighbouring buckets); the first periods are copied in (1/cycles seen),
+            # later ones blended with gamma
+            j = k - nl
+            lk = lev[k] + a_hw * e
+            lev[k] = lk
+            x = pred[k] + e - lk  # the (winsorised) value, net of the new offset
+            cycles = (ts - t0) / self._per[j]
+            g = g0 if cycles * g0 >= 1.0 else 1.0 / (1.0 + int(cycles))
+            prof = self._prof[j]
+            i = self._i[j]
+            f = self._f[j]
+            i2 = i + 1 if i + 1 < self._buck[j] else 0
+            prof[i] += g * (1.0 - f) * (x - prof[i])
+            prof[i2] += g * f * (x - prof[i2])
         self._n = n + 1
 
     def relearn(self, level: float) -> None:
