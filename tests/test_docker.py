@@ -18,7 +18,17 @@ def _compose() -> dict:
 
 def test_compose_runs_the_full_stack() -> None:
     services = _compose()["services"]
-    for name in ("kafka", "elasticsearch", "kibana", "clickhouse", "grafana", "topics"):
+    for name in (
+        "kafka",
+        "elasticsearch",
+        "kibana",
+        "clickhouse",
+        "grafana",
+        "topics",
+        "shipper",
+        "streams",
+        "sink",
+    ):
         assert name in services, name
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert services["elasticsearch"]["environment"]["discovery.type"] == "single-node"
@@ -38,6 +48,8 @@ def test_compose_references_resolve() -> None:
             src = vol.split(":", 1)[0]
             if src.startswith("."):
                 assert (DOCKER / src).exists(), f"{name} mounts missing {src}"
+            elif src.startswith("/"):
+                assert vol.endswith(":ro"), f"{name}: host paths are mounted read-only ({vol})"
             else:
                 assert src in volumes, f"{name} uses undeclared volume {src}"
         build = svc.get("build")
@@ -50,6 +62,19 @@ def test_compose_references_resolve() -> None:
 def test_compose_logtide_config_is_valid() -> None:
     cfg = load_config(DOCKER / "logtide.compose.yaml")
     assert cfg.kafka.bootstrap_servers == ["kafka:19092"]
+    assert cfg.sinks.elasticsearch is not None and cfg.sinks.elasticsearch.hosts == [
+        "http://elasticsearch:9200"
+    ]
+    assert cfg.sinks.clickhouse is not None and cfg.sinks.clickhouse.host == "clickhouse"
+
+
+def test_logtide_containers_run_existing_commands() -> None:
+    """Each logtide container's command is a real subcommand (the image's entry point is `logtide`)."""
+    from logtide.cli import main
+
+    for name, svc in _compose()["services"].items():
+        if svc.get("image", "").startswith("logtide") and svc["build"]["target"] == "base":
+            assert svc["command"][0] in main.commands, f"{name}: {svc['command']}"
 
 
 def test_grafana_provisioning_parses() -> None:
