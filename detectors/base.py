@@ -205,9 +205,10 @@ class Gate:
         else:
             self._run = 0
         if self._quiet > 0:
-            # an open incident stays open while the score keeps reaching the watch level: it
-            # closes only after ``refractory`` points in a row below it (hysteresis)
-            self._quiet = self._refr if (s >= self._alarm and self._hold) else self._quiet - 1
+            # an incident stays open while the score stays at the watch level (two points in a
+            # row: isolated blips do not prolong it); it closes ``refractory`` points after that
+            # (hysteresis)
+            self._quiet = self._refr if (self._run > 1 and self._hold) else self._quiet - 1
             if s < self._peak + self._esc:
                 return (s if s < self._alarm else self._alarm) * self._damp
         if s >= self._alarm and self._refr > 0:
