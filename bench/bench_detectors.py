@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import detectors  # noqa: E402
+import detectors
 
 ALL = ["ewma", "robust", "seasonal", "cusum", "page_hinkley", "isolation", "ensemble"]
 

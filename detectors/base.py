@@ -168,10 +168,10 @@ class CommonConfig:
     warmup: int = 100
     score_scale: float = 8.0
     alarm: float = 0.5
-    watch: float = 0.5
+    watch: float = 0.3
     min_duration: int = 1
-    refractory: int = 0
-    damp: float = 0.5
+    refractory: int = 100
+    damp: float = 0.4
     escalate: float = 0.1
     hold: bool = True
 

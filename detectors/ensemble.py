@@ -71,9 +71,6 @@ class EnsembleConfig(CommonConfig):
     tail_z: float = 2.5
     tail_memory: float = 500.0
     warmup: int = 200
-    watch: float = 0.3
-    refractory: int = 100
-    damp: float = 0.4
 
 
 class EnsembleDetector(Detector):

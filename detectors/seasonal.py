@@ -24,7 +24,6 @@ from typing import Any
 
 from detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
 from detectors.calibration import TailCalibrator, TailConfig
-from detectors.ewma import scale_floor
 
 _SD_PER_MAE = 1.2533141373155  # standard deviation / mean absolute deviation for Gaussian noise
 
@@ -120,7 +119,7 @@ class Baseline:
         span = ts - self._t0 if self._n > 0 and self._mode != "never" else -1.0
         always = self._mode == "always"
         k = nl
-        for j, (per, b, prof) in enumerate(zip(self._per, self._buck, self._prof)):
+        for j, (per, b, prof) in enumerate(zip(self._per, self._buck, self._prof, strict=True)):
             ph = (ts % per) / per * b
             i = int(ph)
             if i >= b:
