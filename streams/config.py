@@ -151,10 +151,17 @@ class StreamsConfig(_Section):
     )
     # Faust worker
     state_dir: Path = Path("./data/streams")
-    store: str = "rocksdict://"
+    store: str = Field(
+        default="rocksdb://",
+        description="Faust table store: rocksdb:// (RocksDB through rocksdict), rocksdict:// (alias) or memory://.",
+    )
     partitions: PositiveInt = Field(default=6, description="Partitions of internal topics (points, changelog).")
     batch_size: PositiveInt = 1000
     batch_within_seconds: PositiveFloat = 0.05
+    session_timeout_seconds: PositiveFloat = Field(
+        default=30.0, description="Kafka group session timeout: how soon a dead worker's partitions move."
+    )
+    commit_interval_seconds: PositiveFloat = 1.0
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
     web_port: int = Field(default=6066, ge=0, le=65535)
 

@@ -24,6 +24,7 @@ worker without double counting. Faust's exactly-once mode is not used (faust-str
 from __future__ import annotations
 
 import logging
+import os
 import time
 import weakref
 from collections import defaultdict
@@ -35,6 +36,7 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event  # the context Faust tables read the partition from
+from mode import CrashingSupervisor
 
 from schemas import DeadLetter, DeadLetterSource, Topics, encode
 from streams.config import StreamsConfig
@@ -80,22 +82,32 @@ class StreamsApp:
         self.app_id = app_id or cfg.app_id
         self.stateless = Stateless(cfg)
         self.states: dict[int, Stateful] = {}
+        self.trace = bool(os.environ.get("LOGTIDE_STREAMS_TRACE"))  # log offsets of every batch
         state_root = Path(state_dir or cfg.state_dir)
+        state_root.mkdir(parents=True, exist_ok=True)
         conf: dict[str, Any] = {
             "broker": [f"kafka://{b}" for b in brokers],
-            "store": cfg.store,
+            # faust-streaming registers RocksDB as rocksdb:// and drives it with rocksdict when
+            # python-rocksdb is absent; rocksdict:// is not a registered scheme (it would resolve to the
+            # rocksdict module itself and fail at start).
+            "store": "rocksdb://" if cfg.store.startswith("rocksdict:") else cfg.store,
             "datadir": str(state_root / self.app_id),
             "topic_partitions": cfg.partitions,
             "topic_replication_factor": 1,
             "consumer_auto_offset_reset": "earliest",
             "web_enabled": cfg.web_port != 0,
             "web_port": cfg.web_port or 6066,
-            "broker_commit_interval": 1.0,
+            "broker_commit_interval": cfg.commit_interval_seconds,
+            "broker_session_timeout": cfg.session_timeout_seconds,
+            "broker_heartbeat_interval": min(3.0, cfg.session_timeout_seconds / 4),
             "producer_acks": -1,
             "producer_linger_ms": 5,
             "stream_buffer_maxsize": max(4096, 4 * cfg.batch_size),
-            "table_standby_replicas": 1,
+            "table_standby_replicas": 0,
             "stream_wait_empty": False,
+            # an agent that crashes takes the worker down (to be restarted and resume from the last
+            # commit) instead of leaving its partitions silently unprocessed
+            "agent_supervisor": CrashingSupervisor,
         }
         if credentials is not None:
             conf["broker_credentials"] = credentials
@@ -112,12 +124,15 @@ class StreamsApp:
         self.t_points = app.topic(
             f"{self.app_id}-points", partitions=cfg.partitions, internal=True, **raw
         )
-        self.table = app.Table("series", partitions=cfg.partitions, **raw)
+        # key_type/value_type bytes is what makes Faust use the raw codec for a table (it ignores a schema's
+        # serializers and falls back to JSON).
+        self.table = app.Table("series", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
 
         app.agent(self.t_logs_raw, name="logs")(self._logs_agent)
         app.agent(self.t_metrics_raw, name="metrics")(self._metrics_agent)
         app.agent(self.t_points, name="aggregate")(self._aggregate_agent)
         app.timer(interval=5.0)(self._update_lag)
+        app.task(self._on_start)
         app.on_partitions_revoked.connect(self._on_revoked)
 
     # --- output helpers ---------------------------------------------------------------------------
@@ -154,6 +169,8 @@ class StreamsApp:
                     comb.add(p)
             self._flush_points(comb)
             self._observe("logs", name, events, t0)
+            if self.trace:
+                log.info("logs batch %s", _offsets(events))
 
     async def _metrics_agent(self, stream: faust.StreamT) -> None:
         cfg, m = self.cfg, self.metrics
@@ -244,7 +261,14 @@ class StreamsApp:
                     if c > overflow.get(metric, 0):
                         m.series_overflow.labels(metric).inc(c - overflow.get(metric, 0))
             m.series.set(sum(len(s.series) for s in self.states.values()))
+            if self.trace:
+                log.info("aggregate batch %s", _offsets(events))
             self._observe("aggregate", self.t_points.get_topic_name(), events, t0)
+
+    async def _on_start(self) -> None:
+        # Faust's producer buffer makes the stream wait whenever more than 100 records are pending
+        # (and logs a warning each time); a batch of outputs is larger than that by design.
+        self.app.producer.buffer.max_messages = max(1000, 8 * self.cfg.batch_size)
 
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         """Forget the in-memory copy of revoked partitions; the table is the truth on reassignment."""
@@ -263,6 +287,13 @@ class StreamsApp:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
         except Exception as exc:  # lag is best effort: never take the worker down for a gauge
             log.debug("lag update failed: %s", exc)
+
+
+def _offsets(events: list[Any]) -> str:
+    spans: dict[int, list[int]] = {}
+    for ev in events:
+        spans.setdefault(ev.message.partition, []).append(ev.message.offset)
+    return " ".join(f"p{p}:{min(o)}-{max(o)}({len(o)})" for p, o in sorted(spans.items()))
 
 
 def serve_metrics(metrics: StreamsMetrics, port: int) -> None:

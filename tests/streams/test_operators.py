@@ -42,7 +42,11 @@ def raw(doc: dict) -> bytes:
 
 
 def test_invalid_input_becomes_dead_letter_with_original_bytes() -> None:
-    for bad, reason in [(b"{not json", "invalid_json"), (b'{"message": "x"}', "missing_field"), (b"[1]", "validation")]:
+    for bad, reason in [
+        (b"{not json", "invalid_json"),
+        (b'{"message": "x"}', "missing_field"),
+        (b"[1]", "validation"),
+    ]:
         ev, skew = validate_log(bad, NOW)
         assert isinstance(ev, DeadLetter) and skew is None
         assert ev.error.type == reason
@@ -73,8 +77,15 @@ def test_skewed_events_are_forwarded_but_not_aggregated() -> None:
 
 @pytest.mark.parametrize(
     ("level", "want"),
-    [("ERROR", "error"), ("warn", "warning"), ("Fatal", "critical"), (3, "error"), ("6", "info"), ("?", "unknown"),
-     (None, "unknown")],
+    [
+        ("ERROR", "error"),
+        ("warn", "warning"),
+        ("Fatal", "critical"),
+        (3, "error"),
+        ("6", "info"),
+        ("?", "unknown"),
+        (None, "unknown"),
+    ],
 )
 def test_normalise_severity(level, want) -> None:
     assert normalise_severity(level).value == want
@@ -86,14 +97,16 @@ def test_status_class() -> None:
 
 
 def test_enrich_full() -> None:
-    cfg = StreamsConfig.model_validate({
-        "services": [
-            {"host": "web-*", "service": "frontend", "environment": "prod"},
-            {"path": "/var/log/nginx/*", "service": "nginx"},
-            {"regex": r"^payments:", "service": "payments"},
-        ],
-        "static_labels": {"dc": "eu1", "team": "core"},
-    })
+    cfg = StreamsConfig.model_validate(
+        {
+            "services": [
+                {"host": "web-*", "service": "frontend", "environment": "prod"},
+                {"path": "/var/log/nginx/*", "service": "nginx"},
+                {"regex": r"^payments:", "service": "payments"},
+            ],
+            "static_labels": {"dc": "eu1", "team": "core"},
+        }
+    )
     enrich = Enricher(cfg)
     tz = timezone(timedelta(hours=2))
     doc = log_doc(
@@ -112,8 +125,19 @@ def test_enrich_full() -> None:
     assert ev.attributes["http.status_class"] == "5xx" and ev.attributes["duration_ms"] == 12.5
     assert ev.trace.id == "4bf92f3577b34da6a3ce929d0e0e4736"
 
-    ev = enrich(decode(raw(log_doc(NOW, "x", log={"file": {"path": "/var/log/nginx/access.log"}},
-                                   attributes={"status": "200", "request_time": "0.25"})), LogEvent))
+    ev = enrich(
+        decode(
+            raw(
+                log_doc(
+                    NOW,
+                    "x",
+                    log={"file": {"path": "/var/log/nginx/access.log"}},
+                    attributes={"status": "200", "request_time": "0.25"},
+                )
+            ),
+            LogEvent,
+        )
+    )
     assert ev.service.name == "nginx" and ev.attributes["duration_ms"] == 250.0
     ev = enrich(decode(raw(log_doc(NOW, "payments: charge ok", service={"name": "given"})), LogEvent))
     assert ev.service.name == "given"  # an event's own service wins unless override
@@ -124,12 +148,25 @@ def test_enrich_full() -> None:
 def test_enrich_geoip_with_reader() -> None:
     class Reader:
         def get(self, ip: str):
-            return {"country": {"iso_code": "FR"}, "city": {"names": {"en": "Lyon"}},
-                    "location": {"latitude": 45.7, "longitude": 4.8}} if ip == "1.2.3.4" else None
+            return (
+                {
+                    "country": {"iso_code": "FR"},
+                    "city": {"names": {"en": "Lyon"}},
+                    "location": {"latitude": 45.7, "longitude": 4.8},
+                }
+                if ip == "1.2.3.4"
+                else None
+            )
 
-    ev = Enricher(StreamsConfig(), geo=Reader())(decode(raw(log_doc(NOW, "x", source={"ip": "1.2.3.4"})), LogEvent))
+    ev = Enricher(StreamsConfig(), geo=Reader())(
+        decode(raw(log_doc(NOW, "x", source={"ip": "1.2.3.4"})), LogEvent)
+    )
     doc = orjson.loads(__import__("schemas").encode(ev))
-    assert doc["source"]["geo"] == {"country_iso_code": "FR", "city_name": "Lyon", "location": {"lat": 45.7, "lon": 4.8}}
+    assert doc["source"]["geo"] == {
+        "country_iso_code": "FR",
+        "city_name": "Lyon",
+        "location": {"lat": 45.7, "lon": 4.8},
+    }
 
 
 def test_config_rejects_bad_values() -> None:
@@ -146,11 +183,25 @@ def test_config_rejects_bad_values() -> None:
 
 def test_points_from_access_log() -> None:
     sl = Stateless(StreamsConfig())
-    r = sl.log(raw(log_doc(NOW, "GET / 500", host={"name": "h1"}, service={"name": "api"},
-                           attributes={"status": 500, "duration_ms": 40})), NOW)
+    r = sl.log(
+        raw(
+            log_doc(
+                NOW,
+                "GET / 500",
+                host={"name": "h1"},
+                service={"name": "api"},
+                attributes={"status": 500, "duration_ms": 40},
+            )
+        ),
+        NOW,
+    )
     got = {(p.metric, p.value) for p in r.points}
-    assert got == {("log.events", 1.0), ("log.error_ratio", 1.0), ("http.responses", 1.0),
-                   ("http.request.duration_ms", 40.0)}
+    assert got == {
+        ("log.events", 1.0),
+        ("log.error_ratio", 1.0),
+        ("http.responses", 1.0),
+        ("http.request.duration_ms", 40.0),
+    }
     keys = {p.key for p in r.points}
     assert "log.events{host=h1,level=unknown,service=api}" in keys
     assert "http.responses{host=h1,service=api,status_class=5xx}" in keys
@@ -208,8 +259,12 @@ def small_cfg(**kw) -> StreamsConfig:
     base = {
         "max_future_skew_seconds": 1e9,
         "window": {"size_seconds": 10, "lateness_seconds": 2, "group_by": ["service"]},
-        "detect": {"detector": "test_z", "params": {"warmup": 20}, "threshold": 0.5,
-                   "rules": [{"metric": "log.error_ratio", "stat": "mean"}]},
+        "detect": {
+            "detector": "test_z",
+            "params": {"warmup": 20},
+            "threshold": 0.5,
+            "rules": [{"metric": "log.error_ratio", "stat": "mean"}],
+        },
     }
     base.update(kw)
     return StreamsConfig.model_validate(base)
@@ -223,8 +278,15 @@ def incident_stream(seed: int = 1, minutes: int = 20, incident_at: int = 15):
         ts = t0 + timedelta(milliseconds=100 * i)
         burst = incident_at * 60 <= i / 10 < (incident_at + 1) * 60
         err = rnd.random() < (0.6 if burst else 0.02)
-        yield raw(log_doc(ts, f"m{i}", log={"level": "error" if err else "info"}, service={"name": "api"},
-                          event={"id": f"e{i}"}))
+        yield raw(
+            log_doc(
+                ts,
+                f"m{i}",
+                log={"level": "error" if err else "info"},
+                service={"name": "api"},
+                event={"id": f"e{i}"},
+            )
+        )
 
 
 def run_pipeline(cfg: StreamsConfig, records, restart_every: int | None = None):
@@ -322,8 +384,19 @@ def test_combined_panes_give_the_same_aggregates_and_anomalies() -> None:
     assert sf.duplicates > 0
 
     def norm(xs):
-        return sorted((x.series.key, x.window.start, x.stats.count, x.stats.min, x.stats.max, x.stats.p50,
-                       x.stats.p99, round(x.stats.sum, 6)) for x in xs)
+        return sorted(
+            (
+                x.series.key,
+                x.window.start,
+                x.stats.count,
+                x.stats.min,
+                x.stats.max,
+                x.stats.p50,
+                x.stats.p99,
+                round(x.stats.sum, 6),
+            )
+            for x in xs
+        )
 
     assert norm(aggs) == norm(direct_aggs)
     assert {a.event.id for a in anoms} == {a.event.id for a in direct_anoms}

@@ -131,7 +131,9 @@ def test_spec_rejects_non_multiple() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=300), st.sampled_from([0.01, 0.02]))
+@given(
+    st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=300), st.sampled_from([0.01, 0.02])
+)
 def test_sketch_relative_accuracy_and_merge(values, alpha) -> None:
     half = len(values) // 2
     a, b = Sketch(alpha), Sketch(alpha)

@@ -1,0 +1,337 @@
+"""The Faust streams app end to end against the real local Kafka.
+
+Workers run as real processes (`logtide streams`, with the test detector registered). Each test has
+its own topic prefix, consumer group and state directories. Expected aggregates are computed by the
+pure operators on the same input, folded point by point (the embedded runner's path), and must match
+exactly; a brute-force count per series and window checks those in turn. No timing thresholds: tests
+wait on conditions (records on a topic, committed offsets) with generous timeouts.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas import Topics
+from streams.config import StreamsConfig
+from streams.pipeline import Stateful, Stateless
+from tests.streams.kafka_util import (
+    Worker,
+    committed_all,
+    create_topics,
+    produce,
+    read_until,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 10
+SERVICES = ("api", "web")
+
+
+def streams_cfg(app_id: str) -> dict[str, Any]:
+    return {
+        "app_id": app_id,
+        "partitions": 4,
+        "window": {
+            "size_seconds": WINDOW_S,
+            "lateness_seconds": 5,
+            "group_by": ["service"],
+            "idle_timeout_seconds": None,
+        },
+        "detect": {
+            "detector": "test_z",
+            "params": {"warmup": 20},
+            "threshold": 0.5,
+            "rules": [{"metric": "log.error_ratio", "stat": "mean"}],
+        },
+        "metrics_port": 0,
+        "web_port": 0,
+        "session_timeout_seconds": 10,
+        "commit_interval_seconds": 0.5,
+        "batch_size": 500,
+    }
+
+
+def t_base() -> datetime:
+    now = datetime.now(UTC) - timedelta(hours=2)
+    return now.replace(second=0, microsecond=0)
+
+
+def log_record(ts: datetime, service: str, i: int, error: bool) -> tuple[bytes, bytes]:
+    status = 500 if error else 200
+    doc = {
+        "@timestamp": ts.isoformat(),
+        "event": {"id": f"{service}-{i}"},
+        "logtide": {"schema": "log_event"},
+        "message": f"GET /item/{i} {status}",
+        "log": {"level": "error" if error else "info"},
+        "service": {"name": service},
+        "host": {"name": f"{service}-1"},
+        "attributes": {"status": status, "duration_ms": 20 + (i % 7)},
+    }
+    return service.encode(), orjson.dumps(doc)
+
+
+def make_logs(t0: datetime, start_s: int, end_s: int, incident: tuple[int, int] | None, seed: int = 5):
+    """Per service, 5 events/s from t0+start_s to t0+end_s; 3 % errors, 70 % in the incident (api only)."""
+    rnd = random.Random(seed + start_s)
+    out = []
+    for k in range(start_s * 5, end_s * 5):
+        ts = t0 + timedelta(milliseconds=200 * k)
+        for svc in SERVICES:
+            burst = incident is not None and svc == "api" and incident[0] <= k / 5 < incident[1]
+            out.append(log_record(ts, svc, k, rnd.random() < (0.7 if burst else 0.03)))
+    return out
+
+
+def closers(t0: datetime, at_s: int) -> list[tuple[bytes, bytes]]:
+    return [log_record(t0 + timedelta(seconds=at_s), svc, 10_000_000 + at_s, False) for svc in SERVICES]
+
+
+def expected(cfg: StreamsConfig, records: list[tuple[bytes, bytes]]) -> tuple[dict, list]:
+    """Aggregates (by id) and anomalies the operators give on the same input, point by point."""
+    sl, sf = Stateless(cfg), Stateful(cfg)
+    aggs, anomalies = {}, []
+    now = datetime.now(UTC)
+    for _, v in records:
+        r = sl.log(v, now)
+        for p in r.points:
+            sf.add(p)
+        a, n = sf.advance()
+        aggs.update(
+            {
+                x.event.id: orjson.loads(
+                    orjson.dumps(x.model_dump(mode="json", by_alias=True, exclude_none=True))
+                )
+                for x in a
+            }
+        )
+        anomalies += n
+    return aggs, anomalies
+
+
+def brute_counts(
+    records: list[tuple[bytes, bytes]], lateness_s: float
+) -> dict[tuple[str, str, datetime], int]:
+    """Events per (service, level, window start), for the windows the series' own later events closed."""
+    out: dict[tuple[str, str, datetime], int] = {}
+    newest: dict[tuple[str, str], datetime] = {}
+    for _, v in records:
+        d = orjson.loads(v)
+        ts = datetime.fromisoformat(d["@timestamp"])
+        start = ts - timedelta(seconds=ts.timestamp() % WINDOW_S)
+        series = (d["service"]["name"], d["log"]["level"])
+        newest[series] = max(newest.get(series, ts), ts)
+        out[(*series, start)] = out.get((*series, start), 0) + 1
+    return {
+        k: n
+        for k, n in out.items()
+        if k[2] + timedelta(seconds=WINDOW_S + lateness_s) <= newest[(k[0], k[1])]
+    }
+
+
+def same_stats(got: dict, want: dict) -> bool:
+    g, w = got["stats"], want["stats"]
+    return (
+        all(g[k] == w[k] for k in ("count", "min", "max", "p50", "p90", "p99"))
+        and abs(g["sum"] - w["sum"]) < 1e-6
+    )
+
+
+@pytest.fixture
+def env(kafka: str, unique: str, tmp_path: Path):
+    prefix = f"t{unique}."
+    app_id = f"t{unique}"
+    topics = Topics(prefix)
+    cfg_dict = streams_cfg(app_id)
+    config = write_config(tmp_path / "logtide.yaml", kafka, prefix, cfg_dict)
+    workers: list[Worker] = []
+
+    def start(name: str) -> Worker:
+        w = Worker(config, tmp_path / f"state-{name}", tmp_path / f"{name}.log")
+        workers.append(w)
+        return w
+
+    import asyncio
+
+    asyncio.run(create_topics(kafka, topics, 4))
+
+    def check() -> None:
+        for w in workers:
+            w.check()
+
+    yield {
+        "kafka": kafka,
+        "topics": topics,
+        "cfg": StreamsConfig.model_validate(cfg_dict),
+        "start": start,
+        "app_id": app_id,
+        "tmp": tmp_path,
+        "check": check,
+    }
+    for w in workers:
+        w.stop()
+
+
+async def wait_aggs(env: dict, want: dict) -> dict[str, dict]:
+    recs = await read_until(
+        env["kafka"],
+        env["topics"].metrics_agg,
+        lambda rs: {r["event"]["id"] for r in rs} >= set(want),
+        240,
+        env["check"],
+    )
+    return {r["event"]["id"]: r for r in recs}
+
+
+def check_aggs(got: dict[str, dict], want: dict[str, dict]) -> None:
+    missing = set(want) - set(got)
+    assert not missing
+    bad = [k for k in want if not same_stats(got[k], want[k])]
+    assert not bad, f"{len(bad)} aggregates differ: " + "; ".join(
+        f"{want[k]['series']['key']} {want[k]['window']['start']}: {got[k]['stats']['count']} != {want[k]['stats']['count']}"
+        for k in bad[:6]
+    )
+
+
+async def test_end_to_end_exact_aggregates_incident_dead_letters_lateness(env) -> None:
+    kafka, topics, cfg = env["kafka"], env["topics"], env["cfg"]
+    t0 = t_base()
+    logs = make_logs(t0, 0, 1800, incident=(1200, 1260))
+    data = logs + closers(t0, 1830)
+    want, want_anoms = expected(cfg, data)
+    assert want_anoms, "the reference pipeline must see the incident"
+
+    worker = env["start"]("a")
+    await wait_for(worker.settled, "the worker to be ready", check=env["check"])
+    bad = [
+        (None, b"{not json"),
+        (None, b'{"message": "no timestamp"}'),
+        (
+            None,
+            orjson.dumps(
+                {
+                    "@timestamp": "yesterday",
+                    "event": {"id": "x"},
+                    "logtide": {"schema": "log_event"},
+                    "message": "m",
+                }
+            ),
+        ),
+    ]
+    await produce(kafka, topics.logs_raw, bad + data)
+
+    got = await wait_aggs(env, want)
+    check_aggs(got, want)
+    # and the counts against a brute-force recount of the input
+    brute = brute_counts(data, cfg.window.lateness_seconds)
+    counted = {}
+    for r in got.values():
+        if r["series"]["metric"] == "log.events":
+            start = datetime.fromisoformat(r["window"]["start"])
+            counted[(r["labels"]["service"], r["labels"]["level"], start)] = r["stats"]["count"]
+    assert counted == brute
+
+    # the incident: anomalies on api's error ratio inside the incident minute, identical to the reference
+    anoms = await read_until(
+        kafka, topics.anomalies, lambda rs: len(rs) >= len(want_anoms), 120, env["check"]
+    )
+    assert {a["event"]["id"] for a in anoms} == {a.event.id for a in want_anoms}
+    first = min(anoms, key=lambda a: a["window"]["start"])
+    assert first["series"]["key"] == "log.error_ratio{service=api}"
+    assert (
+        t0 + timedelta(seconds=1200)
+        <= datetime.fromisoformat(first["window"]["start"])
+        < t0 + timedelta(seconds=1260)
+    )
+    assert first["value"] > first["band"]["upper"] and first["context"]
+
+    # a late event (its only window closed long ago) goes to the dead-letter topic, not into a window
+    late = log_record(t0 + timedelta(seconds=65), "api", 99_999_999, True)
+    await produce(kafka, topics.logs_raw, [late])
+    dead = await read_until(
+        kafka,
+        topics.deadletter,
+        lambda rs: any(r["error"]["type"] == "late_event" for r in rs),
+        120,
+        env["check"],
+    )
+    reasons = [r["error"]["type"] for r in dead]
+    assert set(reasons) == {"invalid_json", "missing_field", "validation", "late_event"}
+    # the late log line is dead-lettered once per point derived from it (count, error ratio, status, latency)
+    assert reasons.count("late_event") == 4
+    raw_bad = {base64.b64decode(r["dead_letter"]["original_base64"]) for r in dead}
+    assert b"{not json" in raw_bad
+    assert worker.alive(), worker.tail()
+
+
+async def test_restart_carries_state_from_the_changelog(env) -> None:
+    """Worker A processes the first part and stops; worker B, with an empty state directory, carries on:
+    windows spanning the cut-over are exact and the detector does not warm up again (incident shortly
+    after the restart, fewer windows after it than the warm-up, is detected)."""
+    kafka, topics, cfg = env["kafka"], env["topics"], env["cfg"]
+    t0 = t_base()
+    part1 = make_logs(t0, 0, 603, None)  # cut in the middle of a window
+    part2 = make_logs(t0, 603, 900, incident=(700, 740)) + closers(t0, 930)
+    want, want_anoms = expected(cfg, part1 + part2)
+    assert want_anoms
+
+    a = env["start"]("a")
+    await wait_for(a.settled, "worker a to be ready", check=env["check"])
+    await produce(kafka, topics.logs_raw, part1)
+    await committed_all(kafka, env["app_id"], topics.logs_raw, check=env["check"])
+    await committed_all(kafka, env["app_id"], f"{env['app_id']}-points", check=env["check"])
+    a.stop()
+    b = env["start"]("b")
+    await wait_for(b.settled, "worker b to be ready", check=env["check"])
+    await produce(kafka, topics.logs_raw, part2)
+    got = await wait_aggs(env, want)
+    check_aggs(got, want)
+    anoms = await read_until(
+        kafka, topics.anomalies, lambda rs: len(rs) >= len(want_anoms), 120, env["check"]
+    )
+    assert {x["event"]["id"] for x in anoms} == {x.event.id for x in want_anoms}
+    assert b.alive(), b.tail()
+
+
+async def test_two_workers_four_partitions_one_killed(env) -> None:
+    """Two workers split 4 partitions; one is killed (SIGKILL) after its work was committed; the other
+    takes over its partitions and their state, and every aggregate is still exact."""
+    kafka, topics, cfg = env["kafka"], env["topics"], env["cfg"]
+    t0 = t_base()
+    part1 = make_logs(t0, 0, 605, None)
+    part2 = make_logs(t0, 605, 900, incident=(700, 740)) + closers(t0, 930)
+    want, want_anoms = expected(cfg, part1 + part2)
+
+    a, b = env["start"]("a"), env["start"]("b")
+    points = f"{env['app_id']}-points"
+
+    def split() -> bool:
+        pa, pb = a.assigned(points), b.assigned(points)
+        return bool(pa) and bool(pb) and pa | pb == {0, 1, 2, 3} and not pa & pb and a.settled() and b.settled()
+
+    await wait_for(split, "both workers to share the 4 partitions", check=env["check"])
+    await produce(kafka, topics.logs_raw, part1)
+    await committed_all(kafka, env["app_id"], topics.logs_raw, check=env["check"])
+    await committed_all(kafka, env["app_id"], f"{env['app_id']}-points", check=env["check"])
+    assert split(), "the group rebalanced while part 1 was processed"
+    a.kill()
+    await wait_for(lambda: b.assigned(points) == {0, 1, 2, 3} and b.settled(), "worker b to take over",
+                   check=env["check"])
+    await produce(kafka, topics.logs_raw, part2)
+    got = await wait_aggs(env, want)
+    check_aggs(got, want)
+    anoms = await read_until(
+        kafka, topics.anomalies, lambda rs: len(rs) >= len(want_anoms), 120, env["check"]
+    )
+    assert {x["event"]["id"] for x in anoms} == {x.event.id for x in want_anoms}
+    assert b.alive(), b.tail()
