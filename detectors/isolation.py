@@ -13,6 +13,7 @@ the milliseconds of a scikit-learn call.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,10 @@ class IsolationDetector(Detector):
         self._fitted = 0  # reference size at the last fit (0: never)
         self._trees: list[tuple[list[int], list[int], list[int], list[float], list[float]]] = []
         self._norm = 1.0
+        self._ref_scores: list[float] = []
+        self._u = 1.0
+        self._sig = 1.0
+        self._k_frac = 1.0
         self._cal = TailCalibrator(TailConfig(z_q=c.tail_z, memory=c.tail_memory))
         self._gate = Gate(c)
 
@@ -97,6 +102,22 @@ class IsolationDetector(Detector):
         self._trees = trees
         self._norm = _avg_path(float(forest.max_samples_))
         self._fitted = len(x)
+        # the reference's own scores calibrate a new one: its rank among them, and beyond their
+        # top ``k`` an exponential tail fitted to those k (peaks over threshold)
+        ref = sorted(self._raw(row) for row in x.tolist())
+        self._ref_scores = ref
+        k = min(10, len(ref) - 1)
+        top = ref[-k:]
+        self._u = ref[-k - 1]
+        self._sig = max(sum(top) / k - self._u, 1e-6)
+        self._k_frac = k / (len(ref) + 1.0)
+
+    def _tail(self, s: float) -> float:
+        """Tail probability of an isolation score against the reference's scores."""
+        if s > self._u:
+            return self._k_frac * math.exp(-(s - self._u) / self._sig)
+        ref = self._ref_scores
+        return (len(ref) - bisect_left(ref, s) + 1.0) / (len(ref) + 1.0)
 
     def _raw(self, vec: Sequence[float]) -> float:
         """The isolation score 2 ** (-mean depth / c(n)), in (0, 1]; higher is more isolated."""
@@ -126,9 +147,7 @@ class IsolationDetector(Detector):
                 return Score(0.0, math.nan, math.nan, math.nan)
         s = 0.0
         if self._trees:
-            raw = self._raw(vec)
-            p = self._cal.tail(raw)
-            self._cal.learn(raw)
+            p = self._tail(self._raw(vec))
             s = surprise_to_score(p, c.score_scale)
         # the buffer holds the last fit's reference plus the points since, so a restore can refit it
         self._ref.append(vec)
