@@ -1,11 +1,21 @@
 """logtide detectors: streaming anomaly detectors, pure and deterministic, with serialisable state.
 
-    det = detectors.build(detectors.DEFAULT)          # or build("seasonal", periods=[[86400, 48]])
-    s = det.update(ts_seconds, value)                 # Score(score, expected, lower, upper)
-    blob = det.to_bytes(); det = detectors.from_bytes(blob)
+    det = detectors.build()                        # the production default, detectors.DEFAULT
+    det = detectors.build("seasonal", {"periods": [[86400, 96]]})   # any detector, plain config
+    s = det.update(ts_seconds, value)              # Score(score, expected, lower, upper)
+    blob = det.to_bytes()                          # JSON + packed doubles, exact
+    det = detectors.from_bytes(blob)               # same subsequent scores, bit for bit
 
-``score`` is in [0, 1]: -log10(tail probability) / 8 by default, so 0.5 means "once in 10,000
-normal points" on any series; alarm at ``score >= 0.5``.
+``score`` is in [0, 1]: ``-log10(p) / 8`` where ``p`` is the calibrated tail probability of the
+point (Bonferroni-corrected across the ensemble's tests), so one threshold means the same rate on
+every series. Suggested thresholds: 0.5 to page (p = 1e-4), 0.3 to flag (the level at which the gate
+opens an incident and NAB's optimal threshold). ``expected`` and ``[lower, upper]`` are the forecast
+and the band outside which the point test alone would reach 0.5. Non-finite values and timestamps
+score 0 and are not learned.
+
+Detectors: ``ewma``, ``robust`` (rolling median/IQR), ``seasonal`` (daily/weekly profiles with model
+selection), ``cusum``, ``page_hinkley``, ``isolation`` (isolation forest over feature vectors; pass a
+list of floats as the value for multivariate use) and ``ensemble`` (the default).
 """
 
 from __future__ import annotations
