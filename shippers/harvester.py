@@ -22,7 +22,7 @@ from typing import Any
 from shippers.checkpoint_store import FileState
 from shippers.config import LogInputConfig, ShipperConfig
 from shippers.events import IdHasher, LogEventBuilder, now_iso
-from shippers.fingerprint import head_hash, read_head
+from shippers.fingerprint import head_hash, read_head, same_file
 from shippers.line_reader import LineReader
 from shippers.metrics import ShipperMetrics
 from shippers.multiline import MultilineAggregator, MultilineEvent
@@ -208,8 +208,13 @@ class Harvester:
                 self._truncated(fd, st.st_size)
                 continue
             self._m_behind.set(max(0, st.st_size - self.read_offset))
-            if self.state.head_len < cfg.fingerprint_bytes and st.st_size > self.state.head_len:
-                head = read_head(fd, cfg.fingerprint_bytes)
+            head = read_head(fd, cfg.fingerprint_bytes)
+            if not same_file(self.state.head_len, self.state.head_hash, head):
+                # truncated and rewritten past our offset before we looked (copytruncate + busy writer):
+                # the size alone cannot tell, the first bytes can
+                self._truncated(fd, st.st_size)
+                continue
+            if self.state.head_len < len(head):
                 self.state.head_len, self.state.head_hash = len(head), head_hash(head)
                 ctx.mark_dirty()
             if st.st_nlink == 0:

@@ -232,28 +232,25 @@ class Shipper:
             inp = self.inputs[f.input_index]
             state = self.states.get(key)
             size = f.st.st_size
-            if state is not None and state.path == f.path and size == state.offset:
+            unchanged = state is not None and state.path == f.path and size == state.offset
+            if unchanged and f.st.st_mtime <= state.updated:  # type: ignore[union-attr]
                 continue  # nothing new (the common case on a rescan)
             head = self._head(f.path)
             if head is None:
                 continue
-            if state is not None and not same_file(state.head_len, state.head_hash, head):
-                log.info(
-                    "%s: inode reused by a new file (first bytes differ); reading it from the start", f.path
-                )
-                self.metrics.rotations.labels(inp.cfg.name, "inode_reused").inc()
-                state = None
-                self.states.pop(key, None)
             if state is not None:
                 state.path = f.path
-                if size < state.offset:
-                    log.info("%s was truncated while not open; reading it from the start", f.path)
+                if size < state.offset or not same_file(state.head_len, state.head_hash, head):
+                    # Truncated, rewritten, or the inode reused by a new file: in every case the bytes
+                    # there are not the ones we read, so all of them are new (whatever start_position).
+                    log.info("%s: content differs from what was read; reading it from the start", f.path)
                     self.metrics.rotations.labels(inp.cfg.name, "truncated").inc()
                     self._on_truncate(state, state.offset)
                     state.offset, state.head_len, state.head_hash = 0, len(head), head_hash(head)
                     state.fp_id = new_fp_id(state.dev, state.ino)
                     new_states = True
                 elif size == state.offset:
+                    state.updated = time.time()  # checked: unchanged, no need to look again
                     continue
             else:
                 if looks_binary(head):

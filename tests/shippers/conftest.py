@@ -98,6 +98,6 @@ async def wait_acked(shipper, path: Path, timeout_s: float = 30.0) -> bool:  # t
         except FileNotFoundError:
             return True
         state = shipper.states.get(f"{st.st_dev}:{st.st_ino}")
-        return state is not None and state.offset >= st.st_size
+        return state is not None and state.offset == st.st_size
 
     return await wait_for(done, timeout_s)

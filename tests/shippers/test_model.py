@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shippers.fingerprint import same_file
 from tests.shippers.conftest import kafka_output, shipper_config
 from tests.shippers.helpers import consume, wait_for
 
@@ -94,8 +95,11 @@ class Harness:
                 except FileNotFoundError:
                     continue
                 state = sh.states.get(f"{st_.st_dev}:{st_.st_ino}")
-                if state is None or state.offset < st_.st_size:
+                if state is None or state.offset != st_.st_size:
                     return False
+                with open(p, "rb") as f:  # same size is not enough: truncated and rewritten?
+                    if not same_file(state.head_len, state.head_hash, f.read(state.head_len)):
+                        return False
             return True
 
         assert await wait_for(caught_up, 60), "shipper did not catch up"
