@@ -130,6 +130,7 @@ class Harvester:
         self.key = f"{ctx.host_name}/{state.key}".encode()
         self.ids = IdHasher(ctx.host_name, state.fp_id)
         self.last_data = time.monotonic()
+        self.expansion = 2.5  # encoded bytes per raw byte, learnt as lines go by
         self._m_lines = ctx.metrics.lines_read.labels(inp.cfg.name)
         self._m_bytes = ctx.metrics.bytes_read.labels(inp.cfg.name)
         self._m_sent = ctx.metrics.events_sent.labels(inp.cfg.name)
@@ -187,9 +188,11 @@ class Harvester:
     async def _loop(self, fd: int) -> None:
         ctx = self.ctx
         cfg = ctx.cfg
-        chunk = cfg.read_chunk_bytes
-        reserve = chunk * 2 + 4096  # encoded events are about twice the raw bytes
         while not ctx.stopping.is_set():
+            # Read as much as, once encoded, fits a third of the budget: a few chunks in flight keep
+            # the partition busy; short lines (which expand most) are read in smaller chunks.
+            chunk = max(4096, min(cfg.read_chunk_bytes, int(ctx.budget.limit / 3 / self.expansion)))
+            reserve = int(chunk * self.expansion) + 4096
             await ctx.budget.acquire(reserve)
             try:
                 data = os.pread(fd, chunk, self.read_offset)
@@ -270,6 +273,11 @@ class Harvester:
                 if done is not None:
                     self._build_event(done, records)
             end = ml.pending_start if ml.current is not None else self.reader.consumed_offset
+        if records:
+            nbytes = 0
+            for _k, v in records:
+                nbytes += len(v)
+            self.expansion = max(1.0, 0.5 * self.expansion + 0.5 * nbytes / len(data))
         self._submit(records, end, reserve)
 
     def _build_lines(self, lines: list[Any], records: list[Record]) -> None:
