@@ -505,6 +505,7 @@ class EmbeddedRunner:
             shipper.request_stop()
         self._resume = asyncio.Event()
         self._resume.set()
+        self._closing = False
         consumer = asyncio.create_task(self._consume(), name="embedded-consume")
         snapper = asyncio.create_task(self._snapshot_loop(), name="embedded-snapshot")
         failed: BaseException | None = None
@@ -519,7 +520,8 @@ class EmbeddedRunner:
                 await runner
                 await self.output.queue.join()
         finally:
-            snapper.cancel()
+            self._closing = True
+            self.store.requested.set()  # wakes the snapshot loop, which ends
             consumer.cancel()
             await asyncio.gather(snapper, consumer, return_exceptions=True)
         try:
@@ -558,11 +560,21 @@ class EmbeddedRunner:
                 self.output.ack(fut)
             finally:
                 q.task_done()
+            # `get` on a non-empty queue does not yield: let the shipper (acknowledgements, reading)
+            # and the snapshot task run between batches
+            await asyncio.sleep(0)
 
     async def _snapshot_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.store.requested.wait(), self.snapshot_interval_s)
+        # no cancellation and no `wait_for` here: on Python 3.11 `wait_for` can swallow a cancellation
+        # that races with the event, which left this task running for ever; a flag ends the loop
+        while not self._closing:
+            waiter = asyncio.ensure_future(self.store.requested.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.snapshot_interval_s)
+            finally:
+                waiter.cancel()
+            if self._closing:
+                return
             if not self.store.requested.is_set() and not self._batches_since_snapshot:
                 continue  # nothing new: no write
             self.store.requested.clear()
