@@ -182,7 +182,7 @@ def what_you_saw(s: Any, spec: Any, window_s: float) -> str:
 
 @click.command("demo")
 @click.option("--data-dir", type=click.Path(file_okay=False), default="./data/demo", show_default=True,
-              help="Where the generated logs, the demo config and the outputs go (cleared first).")  # fmt: skip
+              help="Where the generated logs, the demo config and the outputs go (the demo's own files there are replaced).")  # fmt: skip
 @click.option("--minutes", type=click.IntRange(60, 24 * 60), default=180, show_default=True,
               help="Event time covered by the generated logs, ending now.")  # fmt: skip
 @click.option("--seed", type=int, default=12, show_default=True, help="Random seed of the generator.")
