@@ -109,7 +109,7 @@ def test_torn_last_line_is_cut(tmp_path: Path) -> None:
     assert f.read_bytes() == b""
 
 
-def test_sigterm_stops_cleanly_and_restart_adds_nothing(tmp_path: Path) -> None:
+def test_tails_then_sigterm_stops_cleanly_and_restart_adds_nothing(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"".join(
         orjson.dumps({"ts": (T0 + timedelta(seconds=i)).isoformat(), "level": "info", "msg": f"m{i}"}) + b"\n"
@@ -121,13 +121,18 @@ def test_sigterm_stops_cleanly_and_restart_adds_nothing(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and _lines(data / "enriched.ndjson") < 500:
         time.sleep(0.05)
+    with log.open("ab") as f:  # tailing: lines appended while it runs are picked up
+        for i in range(500, 600):
+            f.write(orjson.dumps({"ts": (T0 + timedelta(seconds=i)).isoformat(), "msg": f"m{i}"}) + b"\n")
+    while time.monotonic() < deadline and _lines(data / "enriched.ndjson") < 600:
+        time.sleep(0.05)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err.decode()
-    assert b"processed 500 events" in out
+    assert b"processed 600 events" in out
     # the clean stop saved every acknowledged offset: nothing is read twice
     p = _run(["--config", str(cfg), "--data-dir", str(data), "--once"])
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err.decode()
     assert b"processed 0 events" in out
-    assert _lines(data / "enriched.ndjson") == 500
+    assert _lines(data / "enriched.ndjson") == 600
