@@ -185,7 +185,7 @@ class Shipper:
         except OSError as exc:
             log.error("final checkpoint failed: %s", exc)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.output.stop(), self.cfg.shutdown_timeout_s)
+            await asyncio.wait_for(self.output.stop(), 5)  # everything acknowledged is checkpointed already
         self.metrics.close()
 
     # -- discovery -------------------------------------------------------------------------------
