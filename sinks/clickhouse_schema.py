@@ -3,6 +3,8 @@
 ReplacingMergeTree keyed on the stable event id makes replays and retries idempotent: a duplicate
 delivery collapses into one row at merge time, and `FINAL` (or `argMax`) reads it once already.
 The same DDL runs on a ClickHouse server (clickhouse-connect) and in the embedded engine (chdb).
+No TTL is set: a TTL would silently drop replayed history older than it; add one per deployment
+with `ALTER TABLE ... MODIFY TTL` when retention matters more than replays.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ CREATE TABLE IF NOT EXISTS {db}.logs (
 ) ENGINE = ReplacingMergeTree(ingested)
 PARTITION BY toDate(ts)
 ORDER BY (service, ts, id)
-TTL toDateTime(ts) + INTERVAL 30 DAY
 """,
     "metrics_agg": """
 CREATE TABLE IF NOT EXISTS {db}.metrics_agg (
@@ -50,7 +51,6 @@ CREATE TABLE IF NOT EXISTS {db}.metrics_agg (
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toDate(window_end)
 ORDER BY (metric, series, window_end, id)
-TTL toDateTime(window_end) + INTERVAL 90 DAY
 """,
     "anomalies": """
 CREATE TABLE IF NOT EXISTS {db}.anomalies (
@@ -85,7 +85,6 @@ CREATE TABLE IF NOT EXISTS {db}.deadletter (
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toDate(ts)
 ORDER BY (stage, error_type, ts, id)
-TTL toDateTime(ts) + INTERVAL 14 DAY
 """,
 }
 
