@@ -281,6 +281,10 @@ class Harvester:
         self._submit(records, end, reserve)
 
     def _build_lines(self, lines: list[Any], records: list[Record]) -> None:
+        builder = self.inp.builder
+        if builder.plain:
+            self._count_flags(0, builder.encode_plain(lines, self.key, self.ids, self.path_block, records))
+            return
         key = self.key
         ids = self.ids
         build = self.inp.builder.build

@@ -214,3 +214,25 @@ def test_plain_event_shape_and_stable_id() -> None:
     assert not failed and ev.message == "hello" and ev.labels == {"env": "prod"}
     assert ev.log is not None and ev.log.offset == 4096 and ev.attributes == {"team": "core"}
     assert ev.service is not None and ev.service.name == "api" and ev.logtide.flags == ["invalid_utf8"]
+
+
+def test_plain_fast_path_matches_the_contract() -> None:
+    b = LogEventBuilder(LogInputConfig(paths=["/x"], labels={"env": "prod"}, service={"name": "api"}), HOST)
+    ids = IdHasher("test-host", "1:2:3")
+    records: list = []
+    flags = b.encode_plain(
+        [(0, 4, b"abc", False), (4, 5, b"", False), (5, 9, b"\xffz", True)],
+        b"k",
+        ids,
+        {"path": "/x"},
+        records,
+    )
+    assert sorted(flags) == ["invalid_utf8", "truncated"]
+    assert len(records) == 2  # the empty line carries nothing
+    first, second = (validate_event(v) for _k, v in records)
+    assert first.event.id == stable_id("test-host", "1:2:3", 0) and first.message == "abc"
+    assert second.event.id == stable_id("test-host", "1:2:3", 5) and second.logtide.flags == [
+        "invalid_utf8",
+        "truncated",
+    ]
+    assert first.labels == {"env": "prod"} and first.service is not None and first.service.name == "api"
