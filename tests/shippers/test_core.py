@@ -1,0 +1,81 @@
+"""The shipper core over in-process outputs (no broker): the Output protocol, retries, selection rules."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from shippers.config import LogInputConfig, ShipperConfig
+from shippers.output import ListOutput, Output, QueueOutput
+from shippers.shipper import Shipper
+from tests.shippers.helpers import validate_event
+
+
+def _cfg(tmp_path: Path, **inp: object) -> ShipperConfig:
+    return ShipperConfig(
+        inputs=[LogInputConfig(paths=[str(tmp_path / "*.log")], start_position="beginning", **inp)],  # type: ignore[arg-type]
+        state_dir=tmp_path / "state",
+        retry_initial_s=0.01,
+        host_name="h",
+    )
+
+
+async def test_outputs_satisfy_the_protocol() -> None:
+    assert isinstance(ListOutput(), Output) and isinstance(QueueOutput(), Output)
+
+
+async def test_retries_until_acknowledged_then_checkpoints(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_text("".join(f"a {i}\n" for i in range(100)))
+    out = ListOutput()
+    out.fail_next = 3  # the first three sends fail: the same records are sent again
+    shipper = Shipper(_cfg(tmp_path), out, once=True, log_topic="t")
+    await shipper.run()
+    assert [validate_event(v).message for _t, _k, v in out.records] == [f"a {i}" for i in range(100)]
+    retries = shipper.metrics.retries.labels(str(tmp_path / "*.log"))._value.get()
+    assert retries == 3
+    (state,) = shipper.store.load().values()
+    assert state.offset == (tmp_path / "a.log").stat().st_size
+
+
+async def test_excludes_ignore_older_and_compressed(tmp_path: Path) -> None:
+    for name in ("keep.log", "skip.log", "old.log"):
+        (tmp_path / name).write_text(f"{name}\n")
+    (tmp_path / "x.log.gz").write_bytes(b"\x1f\x8b\x08\x00")
+    long_ago = time.time() - 7200
+    os.utime(tmp_path / "old.log", (long_ago, long_ago))
+    out = ListOutput()
+    await Shipper(
+        _cfg(tmp_path, exclude=["skip.*"], ignore_older_s=3600), out, once=True, log_topic="t"
+    ).run()
+    assert [validate_event(v).message for _t, _k, v in out.records] == ["keep.log"]
+
+
+async def test_max_open_files_caps_concurrent_harvesters(tmp_path: Path) -> None:
+    for i in range(30):
+        (tmp_path / f"f{i}.log").write_text("".join(f"f{i} {j}\n" for j in range(20)))
+    out = ListOutput()
+    cfg = _cfg(tmp_path).model_copy(update={"max_open_files": 3})
+    shipper = Shipper(cfg, out, once=True, log_topic="t")
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, int(shipper.metrics.open_files._value.get()))
+            await asyncio.sleep(0)
+
+    w = asyncio.create_task(watch())
+    await shipper.run()
+    w.cancel()
+    assert len(out.records) == 600 and 1 <= peak <= 3
+
+
+async def test_queue_output_feeds_an_in_process_consumer(tmp_path: Path) -> None:
+    (tmp_path / "q.log").write_text("one\ntwo\n")
+    out = QueueOutput(maxsize=10)
+    await Shipper(_cfg(tmp_path), out, once=True, log_topic="logs").run()
+    got = [out.queue.get_nowait() for _ in range(out.queue.qsize())]
+    assert [(t, validate_event(v).message) for t, _k, v in got] == [("logs", "one"), ("logs", "two")]
+    assert {k for _t, k, _v in got} == {got[0][1]}  # one file, one key
