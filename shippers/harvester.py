@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from shippers.checkpoint_store import FileState
@@ -273,12 +274,10 @@ class Harvester:
                 if done is not None:
                     self._build_event(done, records)
             end = ml.pending_start if ml.current is not None else self.reader.consumed_offset
+        nbytes = sum(map(len, map(itemgetter(1), records)))
         if records:
-            nbytes = 0
-            for _k, v in records:
-                nbytes += len(v)
             self.expansion = max(1.0, 0.5 * self.expansion + 0.5 * nbytes / len(data))
-        self._submit(records, end, reserve)
+        self._submit(records, end, reserve, nbytes)
 
     def _build_lines(self, lines: list[Any], records: list[Record]) -> None:
         builder = self.inp.builder
@@ -347,7 +346,7 @@ class Harvester:
 
     # -- acknowledgements and checkpoints -------------------------------------------------------
 
-    def _submit(self, records: list[Record], end: int, reserve: int) -> None:
+    def _submit(self, records: list[Record], end: int, reserve: int, nbytes: int = -1) -> None:
         entry = [end, False]
         self.pending.append(entry)
         if not records:
@@ -356,14 +355,13 @@ class Harvester:
             entry[1] = True
             self._advance()
             return
-        task = asyncio.get_running_loop().create_task(self._send(records, entry, reserve))
+        task = asyncio.get_running_loop().create_task(self._send(records, entry, reserve, nbytes))
         self.sends.add(task)
         task.add_done_callback(self.sends.discard)
 
-    async def _send(self, records: list[Record], entry: list[Any], reserve: int) -> None:
-        nbytes = 0
-        for _k, v in records:
-            nbytes += len(v)
+    async def _send(self, records: list[Record], entry: list[Any], reserve: int, nbytes: int) -> None:
+        if nbytes < 0:
+            nbytes = sum(map(len, map(itemgetter(1), records)))
         if nbytes > reserve:
             # short lines expand more than the estimate: hold the real size, so the budget stays true
             self.ctx.budget.overcommit(nbytes - reserve)
