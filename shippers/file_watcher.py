@@ -89,12 +89,13 @@ def watch_roots(inputs: list[LogInputConfig]) -> list[tuple[str, bool]]:
             recursive = len(fixed) < len(parts) - 1
             root = str(Path(*fixed)) if fixed else "/"
             roots[root] = roots.get(root, False) or recursive
-    # an existing ancestor, so a directory created later is still seen
+    # A directory that does not exist yet: watch its nearest existing ancestor, not recursively (never
+    # a recursive watch of a large tree); when it appears the roots change and the watcher restarts.
     out: dict[str, bool] = {}
     for root, recursive in roots.items():
         p = Path(root)
         rec = recursive
-        while not p.exists() and p != p.parent:
-            p, rec = p.parent, True
+        while not p.is_dir() and p != p.parent:
+            p, rec = p.parent, False
         out[str(p)] = out.get(str(p), False) or rec
     return sorted(out.items())

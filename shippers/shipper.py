@@ -135,7 +135,7 @@ class Shipper:
             background.append(asyncio.create_task(self._registrar(), name="registrar"))
             background.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
             if self.inputs:
-                background.append(asyncio.create_task(self._watch_loop(), name="watch"))
+                background.append(asyncio.create_task(self._watch_supervisor(), name="watch"))
             background.extend(self._metric_tasks())
             await self._stop.wait()
         finally:
@@ -354,10 +354,26 @@ class Shipper:
             except Exception:
                 log.exception("rescan failed")
 
-    async def _watch_loop(self) -> None:
+    async def _watch_supervisor(self) -> None:
+        """Runs the watcher; restarts it when the directories to watch change (one was created)."""
+        while True:
+            roots = watch_roots([i.cfg for i in self.inputs])
+            task = asyncio.create_task(self._watch_loop(roots))
+            try:
+                while not task.done():
+                    await asyncio.wait([task], timeout=self.cfg.rescan_interval_s)
+                    if watch_roots([i.cfg for i in self.inputs]) != roots:
+                        log.info("directories to watch changed; restarting the watcher")
+                        break
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            if task.done() and not task.cancelled() and task.exception() is None:
+                await asyncio.sleep(self.cfg.rescan_interval_s)  # the watcher gave up: the rescan carries on
+
+    async def _watch_loop(self, roots: list[tuple[str, bool]]) -> None:
         from watchfiles import Change, awatch
 
-        roots = watch_roots([i.cfg for i in self.inputs])
         recursive = any(r for _, r in roots)
         paths = [p for p, _ in roots]
         stop = asyncio.Event()

@@ -79,3 +79,44 @@ async def test_queue_output_feeds_an_in_process_consumer(tmp_path: Path) -> None
     got = [out.queue.get_nowait() for _ in range(out.queue.qsize())]
     assert [(t, validate_event(v).message) for t, _k, v in got] == [("logs", "one"), ("logs", "two")]
     assert {k for _t, k, _v in got} == {got[0][1]}  # one file, one key
+
+
+def test_watch_roots(tmp_path: Path) -> None:
+    from shippers.file_watcher import watch_roots
+
+    (tmp_path / "a").mkdir()
+    roots = watch_roots(
+        [
+            LogInputConfig(paths=[str(tmp_path / "a" / "*.log")]),
+            LogInputConfig(paths=[str(tmp_path / "*" / "deep" / "x.log")]),
+            LogInputConfig(paths=[str(tmp_path / "missing" / "sub" / "*.log")]),
+        ]
+    )
+    # the wildcard directory makes tmp_path recursive; a missing directory is watched through its
+    # nearest existing ancestor, never recursively on that account
+    assert roots == [(str(tmp_path), True), (str(tmp_path / "a"), False)]
+    roots = watch_roots([LogInputConfig(paths=[str(tmp_path / "missing" / "sub" / "*.log")])])
+    assert roots == [(str(tmp_path), False)]
+
+
+async def test_directory_created_after_start(tmp_path: Path) -> None:
+    from tests.shippers.helpers import wait_for
+
+    cfg = ShipperConfig(
+        inputs=[LogInputConfig(paths=[str(tmp_path / "later" / "*.log")])],
+        state_dir=tmp_path / "state",
+        rescan_interval_s=0.2,
+        watch_debounce_ms=50,
+    )
+    out = ListOutput()
+    shipper = Shipper(cfg, out, log_topic="t")
+    task = asyncio.create_task(shipper.run())
+    await shipper.started.wait()
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "new.log").write_text("hello\n")
+    assert await wait_for(lambda: len(out.records) == 1, 30)
+    with open(tmp_path / "later" / "new.log", "a") as f:
+        f.write("again\n")
+    assert await wait_for(lambda: len(out.records) == 2, 30)
+    shipper.request_stop()
+    await task
