@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nab", type=Path, default=Path(__file__).resolve().parents[2] / "shared/datasets/nab")
     ap.add_argument("--series", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--isolation-series", type=int, default=1_000,
+    ap.add_argument("--isolation-series", type=int, default=100,
                     help="fleet size for the isolation forest (each refit costs milliseconds)")
     ap.add_argument("--detectors", default=",".join(ALL))
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -171,11 +171,11 @@ class EnsembleDetector(Detector):
         if zl >= 0.0:
             p = self._cu.tail(zl)
             self._cu.learn(zl)
-            self._cd.learn(0.0)
+            self._cd.learn_zero()
         else:
             p = self._cd.tail(-zl)
             self._cd.learn(-zl)
-            self._cu.learn(0.0)
+            self._cu.learn_zero()
         # the reference learns only while the value is in control (no boiling frog under a slow
         # drift); after ``relearn`` points in a row out of control the new level is confirmed and
         # the reference restarts from here

@@ -19,6 +19,7 @@ level shift (see ``changepoint``).
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +93,7 @@ class Baseline:
         self._t0 = math.nan
         self._tl = math.nan
         self._lev = [0.0] * m  # level of every model
-        self._prof = [[0.0] * b for b in self._buck]
+        self._prof = [array("d", bytes(8 * b)) for b in self._buck]  # compact: 8 bytes a bucket
         self._err = [0.0] * m
         self._sel = [0.0] * m  # long-memory mean squared error, for the model choice
         self._pred = [0.0] * m
@@ -215,7 +216,7 @@ class Baseline:
         self._n = int(state[0])
         self._t0 = float(state[1])
         self._lev = [float(v) for v in state[2]]
-        self._prof = [[float(v) for v in p] for p in state[3]]
+        self._prof = [array("d", [float(v) for v in p]) for p in state[3]]
         self._err = [float(v) for v in state[4]]
         self._sel = [float(v) for v in state[5]]
 
