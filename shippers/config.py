@@ -47,7 +47,7 @@ class MultilineConfig(_Section):
     negate: bool = False
     flush_timeout_s: PositiveFloat = 2.0
     max_lines: PositiveInt = 500
-    max_bytes: PositiveInt = 1 << 20
+    max_bytes: int = Field(default=256 << 10, ge=1024, le=8 << 20)
 
     _re = field_validator("pattern")(_check_regex)
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import orjson
+
 from shippers.checkpoint_store import FileState
 from shippers.config import LogInputConfig, ShipperConfig
 from shippers.events import IdHasher, LogEventBuilder, now_iso
@@ -88,6 +90,25 @@ class HarvestContext:
     on_truncate: Callable[[FileState, int], None] | None = None
 
 
+_TOO_LARGE = {"MessageSizeTooLargeError", "RecordTooLarge", "RecordTooLargeError", "RecordListTooLargeError"}
+
+
+def shrink_record(value: bytes, keep: int = 64 << 10) -> bytes:
+    """The event with its message (and original) cut to `keep` characters and a `truncated` flag."""
+    try:
+        ev = orjson.loads(value)
+        for holder, key in ((ev, "message"), (ev.get("event", {}), "original")):
+            if isinstance(holder.get(key), str):
+                holder[key] = holder[key][:keep]
+        flags = ev.setdefault("logtide", {}).setdefault("flags", [])
+        if "truncated" not in flags:
+            flags.append("truncated")
+        ev.pop("attributes", None)
+        return orjson.dumps(ev)
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return value[:keep]
+
+
 async def send_with_retry(ctx: HarvestContext, topic: str, records: list[Record], input_name: str) -> bool:
     """Send until acknowledged (exponential backoff with full jitter); False only if stopped for good."""
     delay = ctx.cfg.retry_initial_s
@@ -101,6 +122,19 @@ async def send_with_retry(ctx: HarvestContext, topic: str, records: list[Record]
         except Exception as exc:
             attempt += 1
             ctx.metrics.send_errors.labels(input_name, type(exc).__name__).inc()
+            if type(exc).__name__ in _TOO_LARGE:
+                # Retrying the same bytes cannot succeed: send halves, and shrink a lone oversized record.
+                if len(records) > 1:
+                    half = len(records) // 2
+                    await send_with_retry(ctx, topic, records[:half], input_name)
+                    return await send_with_retry(ctx, topic, records[half:], input_name)
+                log.error(
+                    "a record of %d bytes is too large for %s; shipping it truncated",
+                    len(records[0][1]),
+                    topic,
+                )
+                records = [(records[0][0], shrink_record(records[0][1]))]
+                continue
             if attempt == 1 or attempt % 10 == 0:
                 log.warning("send to %s failed (attempt %d): %r; retrying", topic, attempt, exc)
             ctx.metrics.retries.labels(input_name).inc()

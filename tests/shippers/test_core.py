@@ -120,3 +120,29 @@ async def test_directory_created_after_start(tmp_path: Path) -> None:
     assert await wait_for(lambda: len(out.records) == 2, 30)
     shipper.request_stop()
     await task
+
+
+class _SizeLimitedOutput(ListOutput):
+    """Refuses any call carrying a record over `limit` bytes, as a broker's message.max.bytes does."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    async def send(self, topic: str, records) -> None:  # type: ignore[no-untyped-def,override]
+        if any(len(v) > self.limit for _k, v in records):
+
+            class MessageSizeTooLargeError(Exception):
+                pass
+
+            raise MessageSizeTooLargeError("too large")
+        await super().send(topic, records)
+
+
+async def test_oversized_record_is_shipped_truncated_not_retried_forever(tmp_path: Path) -> None:
+    (tmp_path / "big.log").write_text("small one\n" + "B" * 150_000 + "\nsmall two\n")
+    out = _SizeLimitedOutput(100_000)
+    await Shipper(_cfg(tmp_path), out, once=True, log_topic="t").run()
+    events = [validate_event(v) for _t, _k, v in out.records]
+    assert [e.message[:9] for e in events] == ["small one", "B" * 9, "small two"]
+    assert len(events[1].message) == 64 << 10 and "truncated" in events[1].logtide.flags
