@@ -157,7 +157,9 @@ class StreamsConfig(_Section):
     )
     partitions: PositiveInt = Field(default=6, description="Partitions of internal topics (points, changelog).")
     batch_size: PositiveInt = 1000
-    batch_within_seconds: PositiveFloat = 0.05
+    batch_within_seconds: PositiveFloat = Field(
+        default=0.25, description="Longest wait to fill a batch (bigger batches combine better; adds latency)."
+    )
     session_timeout_seconds: PositiveFloat = Field(
         default=30.0, description="Kafka group session timeout: how soon a dead worker's partitions move."
     )

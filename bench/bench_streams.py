@@ -1,0 +1,419 @@
+"""Throughput of the streams job under three runners on the local broker, in the same run:
+
+  faust    `logtide streams` (one worker): validate, enrich -> logs.enriched, derive + combine ->
+           points (repartition), window aggregate (count/sum/min/max/mean/p50/p90/p99) + detect.
+  quix     the same job written with Quix Streams: our validate/enrich/derive operators, Quix's
+           group_by repartition, its tumbling window (count/sum/min/max/mean; no percentiles) and a
+           stateful detect step with the same detector.
+  aiokafka a bare consume -> orjson decode -> produce loop: the Python ceiling.
+
+Each runner consumes the same pre-produced topic with its own consumer group. Throughput is measured
+from the group's committed offsets (time from the first commit to the last input record and, for the
+two stream processors, the last repartitioned record committed), so start-up is excluded the same way
+for both. Then (--latency) end-to-end latency at a paced rate: from a line written to the aggregate
+of its window on metrics.agg (anomalies leave in the same batch as their aggregate).
+
+    .venv/bin/python bench/bench_streams.py --events 100000
+    .venv/bin/python bench/bench_streams.py --events 100000 --latency --rate 10000 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from schemas import Topics  # noqa: E402
+
+WINDOW_S = 10
+SERVICES = [f"svc{i}" for i in range(8)]
+HOSTS = [f"host{i}" for i in range(4)]
+PATHS = ["/", "/api/items", "/api/cart", "/login", "/static/app.js"]
+
+
+def make_event(i: int, ts: datetime, rnd: random.Random) -> tuple[bytes, bytes]:
+    svc, host = SERVICES[i % len(SERVICES)], HOSTS[(i // len(SERVICES)) % len(HOSTS)]
+    status = 500 if rnd.random() < 0.02 else (404 if rnd.random() < 0.05 else 200)
+    ms = round(rnd.lognormvariate(3.0, 0.6), 2)
+    path = PATHS[i % len(PATHS)]
+    doc = {
+        "@timestamp": ts.isoformat(),
+        "event": {"id": f"e{i}", "original": f'10.0.0.{i % 250} - - "GET {path} HTTP/1.1" {status} {ms}'},
+        "logtide": {"schema": "log_event"},
+        "message": f"GET {path} {status}",
+        "log": {"level": "error" if status >= 500 else "info", "file": {"path": "/var/log/nginx/access.log"}},
+        "host": {"name": host},
+        "service": {"name": svc},
+        "attributes": {"status": status, "duration_ms": ms, "path": path},
+    }
+    return f"{svc}/{host}".encode(), orjson.dumps(doc)
+
+
+def streams_section(app_id: str, detector: str = "default", lateness: float = 5.0) -> dict[str, Any]:
+    return {
+        "app_id": app_id,
+        "partitions": 4,
+        "window": {"size_seconds": WINDOW_S, "lateness_seconds": lateness, "group_by": ["service", "host"]},
+        "detect": {"detector": detector},
+        "metrics_port": 0,
+        "web_port": 0,
+        "batch_size": 5000,
+        "batch_within_seconds": 0.5,
+        "commit_interval_seconds": 0.5,
+    }
+
+
+# --- kafka helpers -----------------------------------------------------------------------------------
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, compression_type="lz4")
+    await p.start()
+    t = time.perf_counter()
+    try:
+        futs = [await p.send(topic, value=v, key=k) for k, v in records]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+    return len(records) / (time.perf_counter() - t)
+
+
+class Progress:
+    """Committed and end offsets of a consumer group, with long-lived clients (cheap to poll)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+
+    async def __aenter__(self) -> Progress:
+        await self.admin.start()
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def of(self, group: str, topics: list[str]) -> tuple[int, int]:
+        from aiokafka import TopicPartition
+
+        desc = await self.admin.describe_topics(topics)
+        tps = [TopicPartition(d["topic"], p["partition"]) for d in desc for p in d["partitions"]]
+        ends = await self.consumer.end_offsets(tps)
+        offs = await self.admin.list_consumer_group_offsets(group)
+        committed = sum(offs[tp].offset for tp in tps if tp in offs and offs[tp].offset >= 0)
+        return committed, sum(ends.values())
+
+    async def topics(self) -> list[str]:
+        return list(await self.admin.list_topics())
+
+
+async def measure_group(bootstrap: str, group: str, inputs: list[str], n_events: int,
+                        internal_prefix: str | None, *, proc: subprocess.Popen, timeout: float = 900) -> float:
+    """Events/s of a group: from its first commit until every input and internal record is committed."""
+    t_first = None
+    base = 0
+    deadline = time.monotonic() + timeout
+    async with Progress(bootstrap) as prog:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{group} exited with {proc.returncode}")
+            committed_in, end_in = await prog.of(group, inputs)
+            if t_first is None and committed_in > 0:
+                t_first, base = time.monotonic(), committed_in
+            if committed_in >= end_in:
+                topics = list(inputs)
+                if internal_prefix:
+                    topics += [t for t in await prog.topics() if t.startswith(internal_prefix)]
+                committed_all, end_all = await prog.of(group, topics)
+                if committed_all >= end_all and t_first is not None:
+                    dt = time.monotonic() - t_first
+                    return (n_events - base) / dt if dt > 0 else float("nan")
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{group} did not finish")
+
+
+# --- runners -----------------------------------------------------------------------------------------
+
+
+async def bare_loop(bootstrap: str, topic: str, out: str, n: int) -> float:
+    """consume -> orjson.loads -> orjson.dumps -> produce, batched; the floor cost of Python + Kafka."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
+                         auto_offset_reset="earliest", enable_auto_commit=True, max_partition_fetch_bytes=8 << 20)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, compression_type="lz4")
+    await c.start()
+    await p.start()
+    seen = 0
+    t0 = None
+    futs = []
+    try:
+        while seen < n:
+            batch = await c.getmany(timeout_ms=1000, max_records=5000)
+            if t0 is None and batch:
+                t0 = time.perf_counter()
+            for recs in batch.values():
+                for r in recs:
+                    doc = orjson.loads(r.value)
+                    futs.append(await p.send(out, value=orjson.dumps(doc), key=r.key))
+                    seen += 1
+            if len(futs) > 20000:
+                await asyncio.gather(*futs)
+                futs.clear()
+        await asyncio.gather(*futs)
+        return n / (time.perf_counter() - (t0 or time.perf_counter()))
+    finally:
+        await c.stop()
+        await p.stop()
+
+
+def start_faust(cfg_path: Path, state: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "logtide.cli", "streams", "--config", str(cfg_path), "--state-dir", str(state),
+         "--loglevel", "warning"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(ROOT),
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+    )
+
+
+def start_quix(bootstrap: str, prefix: str, group: str, state: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, __file__, "--quix-worker", bootstrap, prefix, group, str(state)],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(ROOT),
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def quix_worker(bootstrap: str, prefix: str, group: str, state_dir: str) -> None:
+    """The same job written with Quix Streams (runs until SIGTERM)."""
+    from quixstreams import Application
+    from quixstreams.dataframe.windows import Count, Max, Mean, Min, Sum
+
+    from schemas import encode
+    from streams.config import StreamsConfig
+    from streams.detect import build_detector, restore_detector
+    from streams.pipeline import Stateless
+
+    cfg = StreamsConfig.model_validate(streams_section(group))
+    topics = Topics(prefix)
+    sl = Stateless(cfg)
+    app = Application(broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
+                      state_dir=state_dir, commit_interval=0.5, loglevel="WARNING")
+    raw = app.topic(topics.logs_raw, value_deserializer="bytes", key_deserializer="bytes")
+    enriched = app.topic(topics.logs_enriched + ".quix", value_serializer="bytes", key_serializer="bytes")
+    aggs = app.topic(topics.metrics_agg + ".quix", value_serializer="json", key_serializer="json")
+
+    sdf = app.dataframe(raw)
+    sdf = sdf.apply(lambda v: sl.log(v, datetime.now(UTC)))
+    sdf = sdf.filter(lambda r: r.dead is None)
+    sdf.apply(lambda r: encode(r.event)).to_topic(enriched)
+    pts = sdf.apply(lambda r: [[p.key, p.ts_ms, p.value] for p in r.points], expand=True)
+    pts = pts.group_by(lambda p: p[0], name="series")
+    pts = pts.set_timestamp(lambda value, key, ts, headers: value[1])
+    pts = pts.apply(lambda p: p[2])
+    w = pts.tumbling_window(WINDOW_S * 1000, grace_ms=int(cfg.window.lateness_seconds * 1000)).agg(
+        count=Count(), sum=Sum(), min=Min(), max=Max(), mean=Mean()
+    ).final()
+
+    def detect(value: dict[str, Any], state: Any) -> dict[str, Any]:
+        blob = state.get("det")
+        det = restore_detector(blob.encode()) if blob else build_detector("default", {})
+        s = det.update(value["end"] / 1000, value["mean"])
+        state.set("det", det.to_bytes().decode())
+        return {**value, "score": s.score}
+
+    w = w.apply(detect, stateful=True)
+    w.to_topic(aggs)
+    app.run()
+
+
+# --- latency -----------------------------------------------------------------------------------------
+
+
+async def latency_run(bootstrap: str, rate: int, seconds: int, workdir: Path) -> dict[str, float]:
+    """Paced input at `rate` events/s with event time = now; latency of each aggregate behind its window end."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    uid = uuid.uuid4().hex[:8]
+    prefix = f"benchlat{uid}."
+    topics = Topics(prefix)
+    await create_topics(bootstrap, topics.all(), 4)
+    cfg_path = workdir / "lat.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": [bootstrap]}, "topics": {"prefix": prefix},
+        "streams": streams_section(f"benchlat{uid}", lateness=1.0),
+    }))
+    proc = start_faust(cfg_path, workdir / "state-lat", workdir / "faust-lat.log")
+    # wait for the worker to be in its group
+    await asyncio.sleep(8)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, compression_type="lz4")
+    await p.start()
+    rnd = random.Random(3)
+    i = 0
+    t_start = time.monotonic()
+    try:
+        while time.monotonic() - t_start < seconds:
+            target = int((time.monotonic() - t_start) * rate)
+            now = datetime.now(UTC)
+            while i < target:
+                k, v = make_event(i, now, rnd)
+                await p.send(topics.logs_raw, value=v, key=k)
+                i += 1
+            await asyncio.sleep(0.005)
+        # keep time moving so that the last windows close: a trickle of events for lateness + a window
+        t_end = time.monotonic()
+        while time.monotonic() - t_end < WINDOW_S + 3:
+            now = datetime.now(UTC)
+            for j in range(len(SERVICES) * len(HOSTS)):
+                k, v = make_event(i + j, now, rnd)
+                await p.send(topics.logs_raw, value=v, key=k)
+            i += len(SERVICES) * len(HOSTS)
+            await asyncio.sleep(0.1)
+        await p.flush()
+    finally:
+        await p.stop()
+    sent_rate = i / (time.monotonic() - t_start)
+    c = AIOKafkaConsumer(topics.metrics_agg, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await c.start()
+    lat = []
+    try:
+        while True:
+            batch = await c.getmany(timeout_ms=3000)
+            if not batch:
+                break
+            for recs in batch.values():
+                for r in recs:
+                    d = orjson.loads(r.value)
+                    if d["series"]["metric"] != "log.events":
+                        continue
+                    end = datetime.fromisoformat(d["window"]["end"]).timestamp()
+                    lat.append(r.timestamp / 1000 - end)
+    finally:
+        await c.stop()
+        stop(proc)
+    lat.sort()
+    if not lat:
+        return {"sent_rate": sent_rate, "n": 0}
+    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0]] * 99
+    return {"sent_rate": sent_rate, "n": len(lat), "p50": q[49], "p99": q[98], "max": lat[-1]}
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> None:
+    from logtide.services import ensure_up
+
+    bootstrap = ensure_up(kafka=True, elasticsearch=False)["kafka"]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    uid = uuid.uuid4().hex[:8]
+    prefix = f"bench{uid}."
+    topics = Topics(prefix)
+    await create_topics(bootstrap, [*topics.all(), topics.logs_enriched + ".quix", topics.metrics_agg + ".quix",
+                                    prefix + "bare.out"], args.partitions)
+    rnd = random.Random(1)
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    n = args.events
+    per_s = 2000  # event-time density: windows of 10 s hold 20,000 events over 32 service/host pairs
+    records = [make_event(i, t0 + timedelta(seconds=i / per_s), rnd) for i in range(n)]
+    prod_rate = await produce_all(bootstrap, topics.logs_raw, records)
+    print(f"input: {n} events on {topics.logs_raw} ({args.partitions} partitions), produced at {prod_rate:,.0f}/s")
+
+    results: dict[str, float] = {}
+    results["aiokafka"] = await bare_loop(bootstrap, topics.logs_raw, prefix + "bare.out", n)
+    print(f"aiokafka bare loop: {results['aiokafka']:,.0f} events/s", flush=True)
+
+    app_id = f"bench{uid}"
+    cfg_path = workdir / "faust.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": [bootstrap]}, "topics": {"prefix": prefix},
+        "streams": streams_section(app_id),
+    }))
+    proc = start_faust(cfg_path, workdir / "state-faust", workdir / "faust.log")
+    try:
+        results["faust"] = await measure_group(bootstrap, app_id, [topics.logs_raw], n, f"{app_id}-points", proc=proc)
+    finally:
+        stop(proc)
+    print(f"faust worker:       {results['faust']:,.0f} events/s", flush=True)
+
+    qgroup = f"benchq{uid}"
+    proc = start_quix(bootstrap, prefix, qgroup, workdir / "state-quix", workdir / "quix.log")
+    try:
+        results["quix"] = await measure_group(bootstrap, qgroup, [topics.logs_raw], n, f"repartition__{qgroup}--", proc=proc)
+    finally:
+        stop(proc)
+    print(f"quix streams:       {results['quix']:,.0f} events/s", flush=True)
+
+    print("\nratios")
+    print(f"  faust / quix      = {results['faust'] / results['quix']:.2f}")
+    print(f"  faust / aiokafka  = {results['faust'] / results['aiokafka']:.2f}")
+    print(f"  quix  / aiokafka  = {results['quix'] / results['aiokafka']:.2f}")
+    print(f"  target >= 30,000/s per worker: {'met' if results['faust'] >= 30_000 else 'NOT met'}")
+
+    if args.latency:
+        r = await latency_run(bootstrap, args.rate, args.seconds, workdir)
+        if r.get("n"):
+            print(f"\nlatency at {r['sent_rate']:,.0f} events/s (paced), line written -> its window's aggregate "
+                  f"on metrics.agg (window {WINDOW_S}s, lateness 1s): p50 {r['p50']:.2f}s  p99 {r['p99']:.2f}s  "
+                  f"max {r['max']:.2f}s over {r['n']} windows; target p99 < step + 2 s = {WINDOW_S + 2}s: "
+                  f"{'met' if r['p99'] < WINDOW_S + 2 else 'NOT met'}")
+        else:
+            print(f"\nlatency: no aggregates observed (sent {r['sent_rate']:,.0f}/s)")
+    print(f"\nlogs: {workdir}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--quix-worker":
+        quix_worker(*sys.argv[2:6])
+        sys.exit(0)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--rate", type=int, default=10_000)
+    ap.add_argument("--seconds", type=int, default=30)
+    asyncio.run(main(ap.parse_args()))
