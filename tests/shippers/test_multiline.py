@@ -60,7 +60,7 @@ def test_offsets_span_the_event() -> None:
 
 
 def test_caps_bound_the_event_and_flag_it() -> None:
-    agg = MultilineAggregator(MultilineConfig(pattern=r"^\S", max_lines=3, max_bytes=1000))
+    agg = MultilineAggregator(MultilineConfig(pattern=r"^\S", max_lines=3, max_bytes=1024))
     agg.push("head", 0, 5)
     for i in range(100):
         agg.push(f"  cont {i}", 5 + i * 10, 15 + i * 10)
