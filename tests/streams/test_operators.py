@@ -401,3 +401,12 @@ def test_combined_panes_give_the_same_aggregates_and_anomalies() -> None:
     assert norm(aggs) == norm(direct_aggs)
     assert {a.event.id for a in anoms} == {a.event.id for a in direct_anoms}
     assert anoms
+
+
+def test_example_config_validates() -> None:
+    from pathlib import Path
+
+    from logtide.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "examples/streams.yaml")
+    assert cfg.streams.window.step_ms == 10_000 and cfg.streams.window.size_ms == 60_000
