@@ -410,3 +410,20 @@ def test_example_config_validates() -> None:
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "examples/streams.yaml")
     assert cfg.streams.window.step_ms == 10_000 and cfg.streams.window.size_ms == 60_000
+
+
+def test_faust_app_builds_from_config(tmp_path) -> None:
+    """The worker's wiring (topics, table, agents, metrics) builds without a broker."""
+    from logtide.config import parse_config
+    from logtide.streams_command import build_app
+
+    cfg = parse_config({"topics": {"prefix": "x."}, "streams": {"app_id": "wire", "metrics_port": 0}})
+    sapp = build_app(cfg, state_dir=tmp_path)
+    assert {a.name for a in sapp.app.agents.values()} >= {"logs", "metrics", "aggregate"}
+    assert sapp.t_points.get_topic_name() == "wire-points"
+    assert sapp.table.changelog_topic.get_topic_name() == "wire-series-changelog"
+    assert sapp.app.conf.store.scheme == "rocksdb"
+    from prometheus_client import generate_latest
+
+    sapp.metrics.dead_letters.labels("invalid_json").inc()
+    assert b'logtide_streams_dead_letters_total{reason="invalid_json"} 1.0' in generate_latest(sapp.metrics.registry)
