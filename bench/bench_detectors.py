@@ -8,7 +8,8 @@ Two workloads, one process (so the figures are per core):
   starts from a detector warmed up on two days of data (restored from bytes, as from a Faust
   table), so the rounds measure the steady state, not the warm-up.
 
-State bytes are the size of ``to_bytes()``, what a Faust table stores per series; ``mem`` is the
+Times are CPU time of this process (``time.process_time``), so other work on a shared machine
+inflates them less than wall time would. State bytes are the size of ``to_bytes()``, what a Faust table stores per series; ``mem`` is the
 Python heap per live detector object (tracemalloc), what a worker holds in RAM.
 
     .venv/bin/python bench/bench_detectors.py --nab ../shared/datasets/nab --series 100000 --rounds 5
@@ -56,10 +57,10 @@ def bench_nab(name: str, series: list[tuple[list[float], list[float]]]) -> dict:
     for ts, vs in series:
         det = detectors.build(name)
         update = det.update
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for t, v in zip(ts, vs, strict=True):
             update(t, v)
-        elapsed += time.perf_counter() - t0
+        elapsed += time.process_time() - t0
         points += len(ts)
         sizes.append(len(det.to_bytes()))
     return {"points": points, "seconds": round(elapsed, 3), "us_per_point": round(1e6 * elapsed / points, 2),
@@ -90,10 +91,10 @@ def bench_fleet(name: str, n_series: int, rounds: int, seed: int = 0) -> dict:
         k = 2 * 288 + r
         ts = 1.7e9 + 300 * k
         values = [synthetic(rng, i, k, *params[i]) for i in range(n_series)]
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for det, v in zip(fleet, values, strict=True):
             det.update(ts, v)
-        elapsed += time.perf_counter() - t0
+        elapsed += time.process_time() - t0
     sizes = [len(fleet[i].to_bytes()) for i in range(0, n_series, max(1, n_series // 200))]
     points = n_series * rounds
     del fleet
