@@ -64,9 +64,10 @@ async def test_kill_minus_9_in_a_loop_loses_nothing(tmp_path: Path, kafka_bootst
     writer.start()
     rng = random.Random(7)
     try:
-        for _ in range(7):
-            proc = subprocess.Popen(_ship_cmd(d, kafka_bootstrap, topic, state),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        for run in range(7):
+            with open(tmp_path / f"ship-{run}.err", "wb") as err:
+                proc = subprocess.Popen(_ship_cmd(d, kafka_bootstrap, topic, state),
+                                        stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
             await asyncio.sleep(rng.uniform(1.0, 3.0))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
@@ -82,7 +83,12 @@ async def test_kill_minus_9_in_a_loop_loses_nothing(tmp_path: Path, kafka_bootst
     events = await consume(kafka_bootstrap, topic, len(written), timeout_s=120)
     got = Counter(e["message"] for e in events)
     missing = [w for w in written if w not in got]
-    assert not missing, f"{len(missing)} of {len(written)} lines lost, e.g. {missing[:3]}"
+    if missing:  # enough to diagnose a failure seen once
+        logs = "".join(p.read_text()[-2000:] for p in sorted(tmp_path.glob("ship-*.err")))
+        files = {p.name: p.stat().st_size for p in d.iterdir()}
+        registry = (state / "registry.json").read_text()
+        pytest.fail(f"{len(missing)} of {len(written)} lines lost, e.g. {missing[:3]}\nfiles={files}\n"
+                    f"registry={registry}\nfinal run:\n{res.stderr[-3000:]}\nkilled runs:\n{logs}")  # fmt: skip
     assert set(got) <= set(written)
     duplicates = sum(got.values()) - len(got)
     # duplicates are possible (what was in flight at each kill), but bounded by the in-flight window
