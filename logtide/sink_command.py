@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from logtide.config import Config, ConfigError, load_config
+from logtide.config import Config
+from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs, producer_kwargs
 from schemas import Topics
 from sinks.config import ClickHouseConfig, ElasticsearchConfig
@@ -119,12 +120,7 @@ def sink(
     once: bool,
 ) -> None:
     """Write enriched events, aggregates, anomalies and dead letters to Elasticsearch and ClickHouse."""
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if bootstrap:
-        cfg.kafka.bootstrap_servers = bootstrap.split(",")
+    cfg = load_for_command(config_path, bootstrap)
     if es_hosts:
         cfg.sinks.elasticsearch = (cfg.sinks.elasticsearch or ElasticsearchConfig()).model_copy(
             update={"hosts": es_hosts.split(",")}

@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from logtide.config import Config, ConfigError, KafkaConfig, load_config
+from logtide.config import Config, KafkaConfig
+from logtide.config_command import load_for_command
 
 
 def faust_credentials(k: KafkaConfig) -> Any:
@@ -76,12 +77,7 @@ def streams(
 ) -> None:
     """Run a streams worker: validate, enrich, window-aggregate and detect, from the raw topics to
     logs.enriched, metrics.agg, anomalies and deadletter."""
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if bootstrap:
-        cfg.kafka.bootstrap_servers = bootstrap.split(",")
+    cfg = load_for_command(config_path, bootstrap)
     if metrics_port is not None:
         cfg.streams.metrics_port = metrics_port
     run_worker(cfg, state_dir=state_dir, loglevel=loglevel)

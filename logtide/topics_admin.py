@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import click
 
-from logtide.config import Config, ConfigError, load_config
+from logtide.config import Config
+from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs
 from schemas.topics import ALL, Topics
 
@@ -75,12 +76,7 @@ def topics() -> None:
 @click.option("--bootstrap", help="Override kafka.bootstrap_servers (HOST:PORT[,HOST:PORT]).")
 def create(config_path: str | None, bootstrap: str | None) -> None:
     """Create the topics (partitions, replication, retention from the config); safe to repeat."""
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if bootstrap:
-        cfg.kafka.bootstrap_servers = bootstrap.split(",")
+    cfg = load_for_command(config_path, bootstrap)
     try:
         results = asyncio.run(ensure_topics(cfg))
     except Exception as exc:
