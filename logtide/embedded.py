@@ -66,6 +66,7 @@ from schemas import (
     encode,
     to_document,
 )
+from shippers.checkpoint_store import atomic_write
 
 log = logging.getLogger("logtide.run")
 
@@ -160,25 +161,6 @@ def operators_fingerprint(streams_cfg: Any) -> str:
 
 
 # --- adapters: files ------------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: temp file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def repair_torn_tail(path: Path) -> int:

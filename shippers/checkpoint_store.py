@@ -36,6 +36,25 @@ class FileState:
     updated: float = field(default_factory=time.time)
 
 
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data`: temp file, fsync, rename, fsync of the directory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class CheckpointStore:
     """Loads and atomically saves the registry in `state_dir/registry.json`."""
 
@@ -63,21 +82,5 @@ class CheckpointStore:
     def save(self, states: dict[str, FileState]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         doc = {"version": REGISTRY_VERSION, "files": {k: asdict(s) for k, s in states.items()}}
-        data = orjson.dumps(doc)
-        tmp = self.state_dir / f".registry.json.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dfd = os.open(self.state_dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(self.path, orjson.dumps(doc), mode=0o600)
         self.last_write = time.time()
