@@ -17,4 +17,4 @@ trap cleanup EXIT
 .venv/bin/logtide services up
 
 .venv/bin/ruff check .
-.venv/bin/python -m pytest -p no:cacheprovider -ra "$@"
+.venv/bin/python -m pytest -p no:cacheprovider -ra --durations=15 "$@"
