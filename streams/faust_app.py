@@ -181,6 +181,8 @@ class StreamsApp:
                     continue
                 if r.skew:
                     m.clock_skew.labels(r.skew).inc()
+                if r.untimed:
+                    m.untimed.labels(name).inc()
                 await self._send(sink, enriched, msg.key, encode(r.event))
                 n_enriched += 1
                 for p in r.points:
@@ -212,6 +214,8 @@ class StreamsApp:
                     continue
                 if r.skew:
                     m.clock_skew.labels(r.skew).inc()
+                if r.untimed:
+                    m.untimed.labels(name).inc()
                 if r.point is not None:
                     comb.add(r.point)
             await self._flush_points(sink, comb)

@@ -28,6 +28,11 @@ class StreamsMetrics:
         self.clock_skew = Counter(
             "logtide_streams_clock_skew_events", "Events flagged for clock skew.", ["direction"], registry=r
         )
+        self.untimed = Counter(
+            "logtide_streams_untimed_events",
+            "Events forwarded but kept out of windows: no real event time (ts_missing, ts_unparsed, "
+            "parse_failure).", ["topic"], registry=r,
+        )
         self.series = Gauge("logtide_streams_series", "Series held by this worker.", registry=r)
         self.series_overflow = Counter(
             "logtide_streams_series_overflow", "Points folded into an overflow series.", ["metric"], registry=r

@@ -54,6 +54,7 @@ class LogResult:
     event: LogEvent | None = None
     points: list[Point] = field(default_factory=list)
     skew: str | None = None
+    untimed: bool = False  # no real event time (see `has_event_time`): forwarded, kept out of windows
 
 
 @dataclass(slots=True)
@@ -62,6 +63,17 @@ class MetricResult:
     sample: MetricSample | None = None
     point: Point | None = None
     skew: str | None = None
+    untimed: bool = False
+
+
+# Shipper flags saying `@timestamp` is the ingest time, not the event's own time.
+UNTIMED_FLAGS = frozenset({"ts_missing", "ts_unparsed", "parse_failure"})
+
+
+def has_event_time(flags: list[str]) -> bool:
+    """Whether `@timestamp` is a real event time. An ingest time would move its series' stream time to
+    "now" and, on a replay of history, make every later historical event of that series late."""
+    return not any(f in UNTIMED_FLAGS for f in flags)
 
 
 class Stateless:
@@ -74,19 +86,24 @@ class Stateless:
         self.derive = Deriver(cfg.window.group_by)
 
     def log(self, raw: bytes, now: datetime, source: DeadLetterSource | None = None) -> LogResult:
-        """Skewed events are enriched and forwarded, flagged, but produce no points (kept out of windows)."""
+        """Skewed events, and events without a real event time (`has_event_time`), are enriched and
+        forwarded, flagged, but produce no points (kept out of windows)."""
         ev, skew = validate(raw, LogEvent, now, self.policy, source or DeadLetterSource(stage="validate"))
         if isinstance(ev, DeadLetter):
             return LogResult(dead=ev)
         ev = self.enrich(ev)
-        pts = self.derive.from_log(ev) if self.cfg.derive.enabled and not is_skewed(ev) else []
-        return LogResult(event=ev, points=pts, skew=skew)
+        untimed = not has_event_time(ev.logtide.flags)
+        windowed = self.cfg.derive.enabled and not untimed and not is_skewed(ev)
+        pts = self.derive.from_log(ev) if windowed else []
+        return LogResult(event=ev, points=pts, skew=skew, untimed=untimed)
 
     def metric(self, raw: bytes, now: datetime, source: DeadLetterSource | None = None) -> MetricResult:
         s, skew = validate(raw, MetricSample, now, self.policy, source or DeadLetterSource(stage="validate"))
         if isinstance(s, DeadLetter):
             return MetricResult(dead=s)
-        return MetricResult(sample=s, point=None if is_skewed(s) else self.derive.from_sample(s), skew=skew)
+        untimed = not has_event_time(s.logtide.flags)
+        point = None if untimed or is_skewed(s) else self.derive.from_sample(s)
+        return MetricResult(sample=s, point=point, skew=skew, untimed=untimed)
 
 
 @dataclass(slots=True)

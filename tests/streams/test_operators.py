@@ -72,6 +72,29 @@ def test_skewed_events_are_forwarded_but_not_aggregated() -> None:
     assert r.event is not None and r.points == [] and r.skew == "future"
 
 
+@pytest.mark.parametrize("flag", ["ts_missing", "ts_unparsed", "parse_failure"])
+def test_events_without_event_time_do_not_move_stream_time(flag) -> None:
+    """A replay of history with one line stamped with its ingest time: that line is forwarded but
+    derives no points, so the historical lines after it are not late."""
+    cfg = StreamsConfig(max_past_skew_seconds=1e9)
+    sl, sf = Stateless(cfg), Stateful(cfg)
+    old = NOW - timedelta(days=30)
+    docs = [log_doc(old + timedelta(seconds=i), f"m{i}") for i in range(20)]
+    docs.insert(5, {**log_doc(NOW, "ingest-stamped"), "logtide": {"schema": "log_event", "flags": [flag]}})
+    late = untimed = 0
+    for d in docs:
+        r = sl.log(raw(d), NOW)
+        assert r.event is not None
+        if r.untimed:
+            untimed += 1
+            assert r.points == [] and flag in r.event.logtide.flags
+        late += sum(sf.add(p) is not None for p in r.points)
+    assert untimed == 1 and late == 0
+    assert sf.stream_time_ms < int((old + timedelta(days=1)).timestamp() * 1000)
+    aggs, _ = sf.flush()
+    assert sum(a.stats.count for a in aggs if a.series.metric == "log.events") > 0
+
+
 # --- enrich --------------------------------------------------------------------------------------
 
 
