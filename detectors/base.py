@@ -56,6 +56,8 @@ class Detector:
     dict, serialisation) is shared.
     """
 
+    __slots__ = ("config",)  # subclasses without ``__slots__`` get a ``__dict__`` as usual
+
     name: ClassVar[str] = ""
     Config: ClassVar[type]
 

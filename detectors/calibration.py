@@ -11,6 +11,8 @@ value is then ``r * (1 + xi * (x - u) / sigma) ** (-1 / xi)``, which extrapolate
 anything seen so far. One threshold on that probability means the same rate of false alarms on every series.
 """
 
+# ruff: noqa: PLR1730  (per-point paths compare and assign: min()/max() calls cost more)
+
 from __future__ import annotations
 
 import math
@@ -43,10 +45,17 @@ class TailConfig:
 class TailCalibrator:
     """Online generalised-Pareto tail model of a non-negative statistic; see module docstring."""
 
-    __slots__ = ("_a", "_at", "_cfg", "_ex", "_ex2", "_l1", "_l2", "_n", "_ne", "_rate", "_sig", "_u", "_xi")
+    __slots__ = ("_a", "_at", "_cfg", "_ex", "_ex2", "_guard", "_l1", "_l2", "_n", "_ne", "_rate", "_sig", "_skip",
+                 "_u", "_warm", "_xi", "_ximax", "_zq")
 
     def __init__(self, config: TailConfig | None = None) -> None:
         self._cfg = config or TailConfig()
+        # the settings read per point, as slots (the same objects as the config's: no extra memory)
+        self._zq = self._cfg.z_q
+        self._warm = self._cfg.warmup
+        self._skip = self._cfg.skip
+        self._guard = self._cfg.guard
+        self._ximax = self._cfg.xi_max
         self._n = 0  # statistics seen
         self._ne = 0  # excesses seen
         self._l1 = 0.0  # recent mean of the statistic (winsorised)
@@ -66,7 +75,7 @@ class TailCalibrator:
 
     def tail(self, x: float) -> float:
         """Probability that the statistic is at least ``x``, judged on the past only."""
-        if self._n < self._cfg.warmup or self._ne < 3:
+        if self._n < self._warm or self._ne < 3:
             return 1.0
         u = self._u
         r = self._rate
@@ -95,19 +104,21 @@ class TailCalibrator:
         """``learn(0.0)``, faster (the level test feeds a zero to the tail on the other side)."""
         n = self._n + 1
         self._n = n
-        n -= self._cfg.skip
+        n -= self._skip
         if n <= 0:
             return
-        a = self._a if n * self._a > 1.0 else 1.0 / n
+        a = self._a
+        if not n * a > 1.0:
+            a = 1.0 / n
         self._rate += a * (0.0 - self._rate)
         m = self._l1
         m += a * (0.0 - m)
         self._l1 = m
-        self._u = self._cfg.z_q * m
+        self._u = self._zq * m
 
     def learn(self, x: float, p: float = -1.0) -> None:
         """Add one statistic to the history; ``p``: its tail probability if already computed."""
-        guard = self._cfg.guard
+        guard = self._guard
         if guard > 0.0:
             if p < 0.0:
                 p = self.tail(x)
@@ -115,35 +126,50 @@ class TailCalibrator:
                 return
         n = self._n + 1
         self._n = n
-        n -= self._cfg.skip
+        n -= self._skip
         if n <= 0:
             return
-        a = self._a if n * self._a > 1.0 else 1.0 / n
+        a = self._a
+        if not n * a > 1.0:
+            a = 1.0 / n
         u = self._u
-        over = x > u and n > 1
-        self._rate += a * ((1.0 if over else 0.0) - self._rate)
-        if over:
+        if x > u and n > 1:
+            self._rate += a * (1.0 - self._rate)
             e = x - u
             ne = self._ne + 1
             self._ne = ne
-            at = self._at if ne * self._at > 1.0 else 1.0 / ne
-            self._ex += at * (e - self._ex)
-            self._ex2 += at * (e * e - self._ex2)
+            at = self._at
+            if not ne * at > 1.0:
+                at = 1.0 / ne
             m = self._ex
-            v = self._ex2 - m * m
+            m += at * (e - m)
+            self._ex = m
+            v = self._ex2
+            v += at * (e * e - v)
+            self._ex2 = v
+            v = v - m * m
             if v > 1e-300 and m > 0.0:
                 xi = 0.5 * (1.0 - m * m / v)
-                xi = 0.0 if xi < 0.0 else min(xi, self._cfg.xi_max)
+                if xi < 0.0:
+                    xi = 0.0
+                else:
+                    xm = self._ximax
+                    if xm < xi:
+                        xi = xm
                 self._xi = xi
-                self._sig = max(m * (1.0 - xi), 1e-12 * (u + 1e-12))
+                sig = m * (1.0 - xi)
+                lo = 1e-12 * (u + 1e-12)
+                self._sig = lo if lo > sig else sig
             elif m > 0.0:
                 self._xi = 0.0
                 self._sig = m
+        else:
+            self._rate += a * (0.0 - self._rate)
         m = self._l1
         xw = 10.0 * m if n > 10 and x > 10.0 * m > 0.0 else x  # winsorised: one outlier moves u little
         m += a * (xw - m)
         self._l1 = m
-        self._u = self._cfg.z_q * m
+        self._u = self._zq * m
 
     def get_state(self) -> list[Any]:
         return [self._n, self._ne, self._l1, self._l2, self._u, self._rate, self._ex, self._ex2, self._xi,

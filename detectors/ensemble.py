@@ -24,18 +24,26 @@ Per point, judged on the past only, then learned:
 State: about 40 numbers plus the profiles (96 + 84 by default), about 3 KB serialised.
 """
 
+# ruff: noqa: PLR1730  (per-point paths compare and assign: min()/max() calls cost more)
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
+from detectors.base import CommonConfig, Detector, Gate, Score
 from detectors.calibration import TailCalibrator, TailConfig
 from detectors.changepoint import Cusum
 from detectors.seasonal import Baseline, baseline_config
 
 _finite = math.isfinite
+_exp = math.exp
+_log = math.log
+_log10 = math.log10
+_sqrt = math.sqrt
+_INF = math.inf
+_TINY = 1e-300  # as in ``calibration``
 _TESTS = ("point", "level", "spread", "shift")
 
 
@@ -74,7 +82,17 @@ class EnsembleConfig(CommonConfig):
 
 
 class EnsembleDetector(Detector):
-    """Seasonal/level forecast; point, level, spread (and optionally shift) tests; one score."""
+    """Seasonal/level forecast; point, level, spread (and optionally shift) tests; one score.
+
+    ``update`` returns the same ``Score`` object every time, overwritten by the next update of this
+    detector (no allocation per point): read it, or copy it to keep it.
+    """
+
+    __slots__ = (
+        "_alpha_level", "_alpha_short", "_base", "_bonf", "_cd", "_cp", "_cs", "_cu", "_cusum", "_cv", "_gate",
+        "_last", "_level", "_level_band", "_lm", "_ln", "_loc", "_lv", "_max_run", "_moves", "_out", "_p_band",
+        "_point", "_relearn", "_run", "_score_scale", "_shift", "_spread", "_vs", "last_raw",
+    )
 
     name = "ensemble"
     Config = EnsembleConfig
@@ -89,6 +107,12 @@ class EnsembleDetector(Detector):
         self._spread = "spread" in c.tests
         self._shift = "shift" in c.tests
         self._bonf = float(max(1, len(set(c.tests))))
+        # settings read per point, as slots (the config's own objects)
+        self._alpha_level = c.alpha_level
+        self._level_band = c.level_band
+        self._relearn = c.relearn
+        self._alpha_short = c.alpha_short
+        self._score_scale = c.score_scale
         self._base = Baseline(baseline_config(c))
         tc = TailConfig(z_q=c.tail_z, memory=c.tail_memory)
         tl = TailConfig(z_q=c.tail_z, memory=c.level_memory, memory_tail=c.level_memory / 10)
@@ -110,21 +134,29 @@ class EnsembleDetector(Detector):
         self._moves = 0
         self._gate = Gate(c)
         self._p_band = 10.0 ** (-c.alarm * c.score_scale) / self._bonf
+        self._out = Score(0.0, math.nan, math.nan, math.nan)
         self.last_raw = 0.0  # the score before gating (not state: for inspection only)
 
     def update(self, ts: float, value: float) -> Score:
+        # The per-point path, with the tail lookups (``TailCalibrator.tail``/``inverse``), the level
+        # and spread tests, the score mapping and the gate inlined: same operations in the same order
+        # as the methods they copy (scores are bit-identical), without their call overhead.
         base = self._base
+        out = self._out
         if not (_finite(value) and _finite(ts)):
             e = base.expected
-            return Score(0.0, e, e, e)
+            out.score = 0.0
+            out.expected = out.lower = out.upper = e
+            return out
         exp = base.forecast(ts)
         if base._n == 0:
             base.learn(ts, value)
             self._level_step(value)
             self._last = value
             self._gate(0.0)
-            return Score(0.0, value, value, value)
-        c = self.config
+            out.score = 0.0
+            out.expected = out.lower = out.upper = value
+            return out
         scale = base.scale
         z = (value - exp) / scale
         if z > 1e6:
@@ -132,19 +164,121 @@ class EnsembleDetector(Detector):
         elif z < -1e6:
             z = -1e6
         p = 1.0
-        half = math.inf
+        half = _INF
         if self._point:
             za = -z if z < 0.0 else z
-            cp = self._cp
-            p = cp.tail(za)
-            half = cp.inverse(self._p_band) * scale
-            cp.learn(za)
+            cal = self._cp
+            if cal._n < cal._warm or cal._ne < 3:  # not ready: tail 1, inverse infinite
+                half = _INF * scale
+            else:
+                u = cal._u
+                r = cal._rate
+                if za <= u:
+                    p = 1.0 if za <= 0.0 else r ** (za / u)
+                else:
+                    y = (za - u) / cal._sig
+                    xi = cal._xi
+                    p = (r * _exp(-y) if y < 700 else 0.0) if xi < 1e-6 else r * (1.0 + xi * y) ** (-1.0 / xi)
+                    if not p > _TINY:
+                        p = _TINY
+                pb = self._p_band
+                if pb >= r:
+                    inv = u * _log(pb) / _log(r) if pb < 1.0 else 0.0
+                else:
+                    xi = cal._xi
+                    inv = u + cal._sig * _log(r / pb) if xi < 1e-6 else u + cal._sig / xi * ((pb / r) ** (-xi) - 1.0)
+                half = inv * scale
+            cal.learn(za)
         if self._level:
-            pl = self._level_step(value)
-            p = min(p, pl)
+            # level test (``_level_step``): the value against the long-run reference
+            lm = self._lm
+            sd = _sqrt(self._lv)
+            floor = 1e-9 * ((lm if lm > 0.0 else -lm) + 1.0)
+            if floor > sd:
+                sd = floor
+            d = value - lm
+            zl = d / sd
+            if zl >= 0.0:
+                cal = self._cu
+                x = zl
+                self._cd.learn_zero()
+            else:
+                cal = self._cd
+                x = -zl
+                self._cu.learn_zero()
+            if cal._n < cal._warm or cal._ne < 3:
+                pl = 1.0
+            else:
+                u = cal._u
+                if x <= u:
+                    pl = 1.0 if x <= 0.0 else cal._rate ** (x / u)
+                else:
+                    y = (x - u) / cal._sig
+                    xi = cal._xi
+                    r = cal._rate
+                    pl = (r * _exp(-y) if y < 700 else 0.0) if xi < 1e-6 else r * (1.0 + xi * y) ** (-1.0 / xi)
+                    if not pl > _TINY:
+                        pl = _TINY
+            cal.learn(x)
+            ln = self._ln
+            band = self._level_band
+            if ln > 50 and (zl > band or zl < -band):
+                loc = self._loc + 1
+                if loc >= self._relearn:
+                    self._lm = value
+                    loc = 0
+                self._loc = loc
+            else:
+                self._loc = 0
+                al = self._alpha_level
+                a = al if ln * al > 1.0 else 1.0 / (ln + 1)
+                self._lm = lm + a * d
+                self._lv = (1.0 - a) * (self._lv + a * d * d)
+            self._ln = ln + 1
+            if pl < p:
+                p = pl
         if self._spread:
-            pv = self._spread_step(z, value)
-            p = min(p, pv)
+            # spread test (``_spread_step``): collapse of the residual variance, flatline
+            zc = z if -10.0 < z < 10.0 else (10.0 if z > 0 else -10.0)
+            vs = self._vs
+            vs = vs + self._alpha_short * (zc * zc - vs)
+            self._vs = vs
+            stat = -_log(vs) if vs > 1e-20 else 46.0
+            if stat < 0.0:
+                stat = 0.0
+            cal = self._cv
+            if cal._n < cal._warm or cal._ne < 3:
+                pv = 1.0
+            else:
+                u = cal._u
+                if stat <= u:
+                    pv = 1.0 if stat <= 0.0 else cal._rate ** (stat / u)
+                else:
+                    y = (stat - u) / cal._sig
+                    xi = cal._xi
+                    r = cal._rate
+                    pv = (r * _exp(-y) if y < 700 else 0.0) if xi < 1e-6 else r * (1.0 + xi * y) ** (-1.0 / xi)
+                    if not pv > _TINY:
+                        pv = _TINY
+            cal.learn(stat, pv)
+            if value == self._last:
+                run = self._run + 1
+                self._run = run
+                if run > 10 and self._moves > 10:
+                    ratio = run / (self._max_run + 1.0)
+                    if ratio > 1.0:
+                        pf = ratio**-4.0
+                        if pf < pv:
+                            pv = pf
+            else:
+                run = self._run
+                if run > self._max_run:
+                    self._max_run = run
+                self._run = 0
+                self._moves += 1
+                self._last = value
+            if pv < p:
+                p = pv
         shift = 0.0
         if self._shift:
             stat, shift = self._cusum.step(z)
@@ -154,9 +288,46 @@ class EnsembleDetector(Detector):
         base.learn(ts, value)
         if shift:
             base.relearn(exp + shift * scale)
-        raw = surprise_to_score(p * self._bonf, c.score_scale)
-        self.last_raw = raw
-        return Score(self._gate(raw), exp, exp - half, exp + half)
+        # score (``surprise_to_score``)
+        q = p * self._bonf
+        if not q < 1.0:
+            s = 0.0
+        elif q <= 0.0:
+            s = 1.0
+        else:
+            s = -_log10(q) / self._score_scale
+            if s > 1.0:
+                s = 1.0
+        self.last_raw = s
+        # gate (``Gate.__call__``)
+        g = self._gate
+        n = g._n + 1
+        g._n = n
+        if n <= g._warm:
+            s = 0.0
+        else:
+            watch = g._alarm
+            if s >= watch:
+                g._run += 1
+                if g._run < g._min:
+                    s = s * g._damp
+            else:
+                g._run = 0
+            damped = False
+            quiet = g._quiet
+            if quiet > 0:
+                g._quiet = g._refr if (g._run > 1 and g._hold) else quiet - 1
+                if s < g._peak + g._esc:
+                    s = (s if s < watch else watch) * g._damp
+                    damped = True
+            if not damped and s >= watch and g._refr > 0:
+                g._quiet = g._refr
+                g._peak = s
+        out.score = s
+        out.expected = exp
+        out.lower = exp - half
+        out.upper = exp + half
+        return out
 
     def _level_step(self, value: float) -> float:
         """Tail probability of the value against the long-run values; learns the reference."""
