@@ -450,3 +450,75 @@ def test_faust_app_builds_from_config(tmp_path) -> None:
 
     sapp.metrics.dead_letters.labels("invalid_json").inc()
     assert b'logtide_streams_dead_letters_total{reason="invalid_json"} 1.0' in generate_latest(sapp.metrics.registry)
+
+
+# --- fast validation path ------------------------------------------------------------------------
+
+def _nested(n: int) -> list:
+    out: list = []
+    for _ in range(n):
+        out = [out]
+    return out
+
+
+_json_leaf = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=8)
+_json = st.recursive(_json_leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                     max_leaves=12)
+_field_values = {
+    "@timestamp": st.sampled_from(["2026-11-26T12:00:00+00:00", "2026-11-26T12:00:00", "2026-11-26 12:00:00Z",
+                                   "nope", "2026-11-26T12:00:00.123456-05:00"]) | _json,
+    "event": st.fixed_dictionaries({"id": st.text(max_size=4)}) | _json,
+    "logtide": st.sampled_from([{"schema": "log_event"}, {"schema": "metric_sample"},
+                                {"schema": "log_event", "flags": ["ts_missing"]}, {"schema": "log_event", "x": 1}])
+    | _json,
+    "message": st.text(max_size=8) | _json,
+    "log": st.sampled_from([{"level": "ERROR"}, {"level": 3}, {"file": {"path": "/x"}, "offset": -1}]) | _json,
+    "attributes": st.dictionaries(st.text(max_size=6), _json, max_size=3) | _json,
+    "labels": st.dictionaries(st.text(max_size=4), st.text(max_size=4) | _json, max_size=2),
+    "extra": _json,
+    "deep": st.integers(0, 40).map(_nested),
+}
+
+
+@st.composite
+def _records(draw) -> bytes:
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
+        return draw(st.binary(max_size=40))
+    if kind == 1:
+        return orjson.dumps(draw(_json))
+    base = orjson.loads(raw(log_doc(NOW)))
+    for name, strat in _field_values.items():
+        choice = draw(st.integers(0, 3))
+        if choice == 0:
+            base.pop(name, None)
+        elif choice == 1:
+            base[name] = draw(strat)
+    return orjson.dumps(base)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_records())
+def test_fast_validation_path_accepts_exactly_what_the_reference_accepts(data: bytes) -> None:
+    """`fast_decode` (the worker's path) against `schemas.decode` (the reference)."""
+    from schemas import encode
+    from streams.validate import fast_decode
+
+    ref = decode(data, LogEvent)
+    fast = fast_decode(data, LogEvent)
+    if isinstance(ref, DeadLetter):
+        assert fast is None
+        ev, _ = validate_log(data, NOW, SkewPolicy(1e12, 1e12))
+        assert isinstance(ev, DeadLetter) and ev.error == ref.error
+    else:
+        assert fast is not None and encode(fast) == encode(ref)
+
+
+def test_fast_validation_path_rejects_what_only_the_depth_walk_sees() -> None:
+    from streams.validate import fast_decode
+
+    deep = log_doc(NOW, attributes={"a": _nested(40)})
+    assert fast_decode(raw(deep), LogEvent) is None
+    assert decode(raw(deep), LogEvent).error.type == "too_deep"
+    shallow = log_doc(NOW, message="{" * 100)  # braces inside strings only loosen the bound
+    assert fast_decode(raw(shallow), LogEvent) is not None
