@@ -202,8 +202,10 @@ async def bare_loop(bootstrap: str, topic: str, out: str, n: int) -> float:
 
 
 def start_faust(cfg_path: Path, state: Path, log: Path) -> subprocess.Popen:
+    # BENCH_PROFILE=path: run the worker under cProfile (stats written there when it stops)
+    prof = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
     return subprocess.Popen(
-        [sys.executable, "-m", "logtide.cli", "streams", "--config", str(cfg_path), "--state-dir", str(state),
+        [sys.executable, *prof, "-m", "logtide.cli", "streams", "--config", str(cfg_path), "--state-dir", str(state),
          "--loglevel", "warning"],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(ROOT),
         env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,

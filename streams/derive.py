@@ -71,12 +71,21 @@ def group_labels(ev: LogEvent | MetricSample, group_by: list[str]) -> dict[str, 
 class Deriver:
     """Points from events, for a fixed choice of series dimensions."""
 
+    _KEYS_MAX = 100_000  # cached series keys (bounded: label values come from the data)
+
     def __init__(self, group_by: list[str]) -> None:
         self.group_by = list(group_by)
+        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
     def _point(self, metric: str, base: dict[str, str], t: int, v: float, **extra: str) -> Point:
         labels = {**base, **extra} if extra else base
-        return Point(series_key(metric, labels), metric, labels, t, v)
+        ck = (metric, tuple(labels.items()))
+        key = self._keys.get(ck)
+        if key is None:
+            if len(self._keys) >= self._KEYS_MAX:
+                self._keys.clear()
+            key = self._keys[ck] = series_key(metric, labels)
+        return Point(key, metric, labels, t, v)
 
     def from_log(self, ev: LogEvent) -> list[Point]:
         """Count, error ratio, status class and latency points of one (enriched) log event."""

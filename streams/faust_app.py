@@ -24,6 +24,7 @@ worker without double counting. Faust's exactly-once mode is not used (faust-str
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -172,10 +173,7 @@ class StreamsApp:
             n_enriched = 0
             for ev in events:
                 msg = ev.message
-                r = self.stateless.log(
-                    msg.value, now,
-                    DeadLetterSource(stage="validate", topic=msg.topic, partition=msg.partition, offset=msg.offset),
-                )
+                r = self.stateless.log(msg.value, now, functools.partial(_source, msg))
                 if r.dead is not None:
                     await self._dead(sink, r.dead)
                     continue
@@ -205,10 +203,7 @@ class StreamsApp:
             sink: list[Any] = []
             for ev in events:
                 msg = ev.message
-                r = self.stateless.metric(
-                    msg.value, now,
-                    DeadLetterSource(stage="validate", topic=msg.topic, partition=msg.partition, offset=msg.offset),
-                )
+                r = self.stateless.metric(msg.value, now, functools.partial(_source, msg))
                 if r.dead is not None:
                     await self._dead(sink, r.dead)
                     continue
@@ -298,6 +293,7 @@ class StreamsApp:
         # Faust's producer buffer makes the stream wait whenever more than 100 records are pending
         # (and logs a warning each time); a batch of outputs is larger than that by design.
         self.app.producer.buffer.max_messages = max(1000, 8 * self.cfg.batch_size)
+        _quiet_aiokafka_debug()
 
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         """Forget the in-memory copy of revoked partitions; the table is the truth on reassignment."""
@@ -316,6 +312,26 @@ class StreamsApp:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
         except Exception as exc:  # lag is best effort: never take the worker down for a gauge
             log.debug("lag update failed: %s", exc)
+
+
+def _source(msg: Any) -> DeadLetterSource:
+    return DeadLetterSource(stage="validate", topic=msg.topic, partition=msg.partition, offset=msg.offset)
+
+
+def _quiet_aiokafka_debug() -> None:
+    """Stop aiokafka building a debug record for every message sent when nothing prints it.
+
+    faust's Worker sets the root logger to DEBUG to drive its terminal spinner (it spins on every
+    record), so aiokafka's per-message `log.debug` in `send` created a LogRecord per output that every
+    real handler then dropped: about a tenth of the worker's time. Left alone when a real handler
+    shows debug records (`--loglevel debug`).
+    """
+    root = logging.getLogger()
+    shown = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
+    if shown and min(shown) > logging.DEBUG:
+        lg = logging.getLogger("aiokafka")
+        if lg.level == logging.NOTSET or lg.level < logging.INFO:
+            lg.setLevel(logging.INFO)
 
 
 def _offsets(events: list[Any]) -> str:

@@ -12,7 +12,7 @@ series (`export` / `restore`), which is what a Faust table stores and a changelo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -76,6 +76,10 @@ def has_event_time(flags: list[str]) -> bool:
     return not any(f in UNTIMED_FLAGS for f in flags)
 
 
+# A dead letter's source, or a function making it (called only when a record is dead-lettered).
+Source = DeadLetterSource | Callable[[], DeadLetterSource] | None
+
+
 class Stateless:
     """Validate, enrich, derive: no state, so it runs wherever the record is read."""
 
@@ -85,10 +89,10 @@ class Stateless:
         self.enrich = Enricher(cfg, geo)
         self.derive = Deriver(cfg.window.group_by)
 
-    def log(self, raw: bytes, now: datetime, source: DeadLetterSource | None = None) -> LogResult:
+    def log(self, raw: bytes, now: datetime, source: Source = None) -> LogResult:
         """Skewed events, and events without a real event time (`has_event_time`), are enriched and
         forwarded, flagged, but produce no points (kept out of windows)."""
-        ev, skew = validate(raw, LogEvent, now, self.policy, source or DeadLetterSource(stage="validate"))
+        ev, skew = validate(raw, LogEvent, now, self.policy, source)
         if isinstance(ev, DeadLetter):
             return LogResult(dead=ev)
         ev = self.enrich(ev)
@@ -97,8 +101,8 @@ class Stateless:
         pts = self.derive.from_log(ev) if windowed else []
         return LogResult(event=ev, points=pts, skew=skew, untimed=untimed)
 
-    def metric(self, raw: bytes, now: datetime, source: DeadLetterSource | None = None) -> MetricResult:
-        s, skew = validate(raw, MetricSample, now, self.policy, source or DeadLetterSource(stage="validate"))
+    def metric(self, raw: bytes, now: datetime, source: Source = None) -> MetricResult:
+        s, skew = validate(raw, MetricSample, now, self.policy, source)
         if isinstance(s, DeadLetter):
             return MetricResult(dead=s)
         untimed = not has_event_time(s.logtide.flags)

@@ -33,21 +33,18 @@ class Sketch:
     lowest ones collapse (the accuracy of the high quantiles, the ones that matter, is kept).
     """
 
-    __slots__ = ("alpha", "count", "max_bins", "neg", "pos", "zero")
+    __slots__ = ("_lg", "alpha", "count", "max_bins", "neg", "pos", "zero")
 
     MIN_VALUE = 1e-9
 
     def __init__(self, alpha: float = 0.01, max_bins: int = 2048) -> None:
         self.alpha = alpha
+        self._lg = math.log((1 + alpha) / (1 - alpha))  # log(gamma), once (it was recomputed per value)
         self.max_bins = max_bins
         self.pos: dict[int, int] = {}
         self.neg: dict[int, int] = {}
         self.zero = 0
         self.count = 0
-
-    @property
-    def _lg(self) -> float:
-        return math.log((1 + self.alpha) / (1 - self.alpha))
 
     def add(self, x: float, n: int = 1) -> None:
         self.count += n
