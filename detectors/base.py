@@ -68,7 +68,7 @@ class Detector:
             config = self.Config(**config)
         if overrides:
             config = self.Config(**{**asdict(config), **overrides})
-        self.config = config
+        self.config = share_config(config)
         self.reset()
 
     def reset(self) -> None:
@@ -101,6 +101,22 @@ class Detector:
         det = klass(config_from_dict(klass.Config, doc["c"]))
         det.set_state(doc["s"])
         return det
+
+
+_CONFIGS: dict[tuple[type, str], Any] = {}
+
+
+def share_config(config: Any) -> Any:
+    """One configuration object for all the detectors configured alike (a worker holds thousands of
+    detectors with the same settings): the first equal one seen, else ``config`` itself. Shared, so
+    treat a detector's ``config`` as read-only (build a new detector to change settings)."""
+    key = (type(config), repr(asdict(config)))
+    shared = _CONFIGS.get(key)
+    if shared is None:
+        if len(_CONFIGS) >= 256:
+            _CONFIGS.clear()
+        _CONFIGS[key] = shared = config
+    return shared
 
 
 def config_from_dict(config_cls: type, data: dict[str, Any]) -> Any:
