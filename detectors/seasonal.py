@@ -105,35 +105,46 @@ class Baseline:
 
     def forecast(self, ts: float) -> float:
         """Expected value at ``ts`` from the past; also sets ``expected``, ``scale`` and ``best``."""
-        nl = self._nl
         lev = self._lev
         pred = self._pred
         sel = self._sel
-        pi = self._i
-        pf = self._f
         best = 0
         be = sel[0]
-        for k in range(nl):
+        for k in range(self._nl):
             pred[k] = lev[k]
-            if sel[k] < be:
-                best, be = k, sel[k]
-        span = ts - self._t0 if self._n > 0 and self._mode != "never" else -1.0
-        always = self._mode == "always"
-        k = nl
-        for j, (per, b, prof) in enumerate(zip(self._per, self._buck, self._prof, strict=True)):
-            ph = (ts % per) / per * b
-            i = int(ph)
-            if i >= b:
-                i = b - 1
-            f = ph - i
-            pi[j] = i
-            pf[j] = f
-            i2 = i + 1 if i + 1 < b else 0
-            pred[k] = lev[k] + prof[i] + f * (prof[i2] - prof[i])
-            if span >= per and (sel[k] < be or (always and j == 0)):
-                best, be = k, sel[k]
-                always = False
-            k += 1
+            sk = sel[k]
+            if sk < be:
+                best = k
+                be = sk
+        per_ = self._per
+        if per_:
+            mode = self._mode
+            span = ts - self._t0 if self._n > 0 and mode != "never" else -1.0
+            always = mode == "always"
+            buck = self._buck
+            profs = self._prof
+            pi = self._i
+            pf = self._f
+            k = self._nl
+            for j in range(len(per_)):
+                per = per_[j]
+                b = buck[j]
+                prof = profs[j]
+                ph = (ts % per) / per * b
+                i = int(ph)
+                if i >= b:
+                    i = b - 1
+                f = ph - i
+                pi[j] = i
+                pf[j] = f
+                a0 = prof[i]
+                pred[k] = lev[k] + a0 + f * (prof[i + 1 if i + 1 < b else 0] - a0)
+                sk = sel[k]
+                if span >= per and (sk < be or (always and j == 0)):
+                    best = k
+                    be = sk
+                    always = False
+                k += 1
         self.best = best
         x = pred[best]
         self.expected = x
@@ -156,15 +167,16 @@ class Baseline:
             self._n = 1
             return
         clip = self._clip * _SD_PER_MAE if n > 10 else math.inf
-        ae = self._ae if n * self._ae > 1.0 else 1.0 / (n + 1)
-        asel = self._asel if n * self._asel > 1.0 else 1.0 / (n + 1)
         inv = 1.0 / (n + 1)
+        ae = self._ae
+        if not n * ae > 1.0:
+            ae = inv
+        asel = self._asel
+        if not n * asel > 1.0:
+            asel = inv
         nl = self._nl
         al = self._al
-        a_hw = self._ahw if n * self._ahw > 1.0 else inv
-        g0 = self._g
-        t0 = self._t0
-        for k in range(len(lev)):
+        for k in range(nl):  # level models
             e = value - pred[k]
             ea = e if e >= 0.0 else -e
             ek = err[k]
@@ -173,26 +185,49 @@ class Baseline:
                 e = lim if e > 0 else -lim
                 ea = lim
             err[k] = ek + ae * (ea - ek)
-            sel[k] += asel * (ea * ea - sel[k])
-            if k < nl:
-                a = al[k]
-                lev[k] += (a if n * a >= 1.0 else inv) * e
-                continue
-            # seasonal model: a slow offset plus a profile of the values per bucket (split between
+            sk = sel[k]
+            sel[k] = sk + asel * (ea * ea - sk)
+            a = al[k]
+            lev[k] += (a if n * a >= 1.0 else inv) * e
+        per_ = self._per
+        if per_:
+            # seasonal models: a slow offset plus a profile of the values per bucket (split between
             # the two neighbouring buckets); the first periods are copied in (1/cycles seen),
             # later ones blended with gamma
-            j = k - nl
-            lk = lev[k] + a_hw * e
-            lev[k] = lk
-            x = pred[k] + e - lk  # the (winsorised) value, net of the new offset
-            cycles = (ts - t0) / self._per[j]
-            g = g0 if cycles * g0 >= 1.0 else 1.0 / (1.0 + int(cycles))
-            prof = self._prof[j]
-            i = self._i[j]
-            f = self._f[j]
-            i2 = i + 1 if i + 1 < self._buck[j] else 0
-            prof[i] += g * (1.0 - f) * (x - prof[i])
-            prof[i2] += g * f * (x - prof[i2])
+            a_hw = self._ahw
+            if not n * a_hw > 1.0:
+                a_hw = inv
+            g0 = self._g
+            age = ts - self._t0
+            buck = self._buck
+            profs = self._prof
+            pi = self._i
+            pf = self._f
+            k = nl
+            for j in range(len(per_)):
+                pk = pred[k]
+                e = value - pk
+                ea = e if e >= 0.0 else -e
+                ek = err[k]
+                lim = clip * ek + 1e-300
+                if ea > lim:
+                    e = lim if e > 0 else -lim
+                    ea = lim
+                err[k] = ek + ae * (ea - ek)
+                sk = sel[k]
+                sel[k] = sk + asel * (ea * ea - sk)
+                lk = lev[k] + a_hw * e
+                lev[k] = lk
+                x = pk + e - lk  # the (winsorised) value, net of the new offset
+                cycles = age / per_[j]
+                g = g0 if cycles * g0 >= 1.0 else 1.0 / (1.0 + int(cycles))
+                prof = profs[j]
+                i = pi[j]
+                f = pf[j]
+                i2 = i + 1 if i + 1 < buck[j] else 0
+                prof[i] += g * (1.0 - f) * (x - prof[i])
+                prof[i2] += g * f * (x - prof[i2])
+                k += 1
         self._n = n + 1
 
     def relearn(self, level: float) -> None:
