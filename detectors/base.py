@@ -111,12 +111,27 @@ def share_config(config: Any) -> Any:
     detectors with the same settings): the first equal one seen, else ``config`` itself. Shared, so
     treat a detector's ``config`` as read-only (build a new detector to change settings)."""
     key = (type(config), repr(asdict(config)))
-    shared = _CONFIGS.get(key)
-    if shared is None:
+    got = _CONFIGS.get(key)
+    if got is None:
         if len(_CONFIGS) >= 256:
             _CONFIGS.clear()
-        _CONFIGS[key] = shared = config
-    return shared
+        _CONFIGS[key] = got = config
+    return got
+
+
+_SHARED: dict[tuple[type, str], Any] = {}
+
+
+def shared(value: Any) -> Any:
+    """The one object equal to ``value`` (same type and repr) used by all detectors: settings derived
+    per detector (reciprocals, tuples of periods) then live once per worker, not once per series."""
+    key = (type(value), repr(value))
+    got = _SHARED.get(key)
+    if got is None:
+        if len(_SHARED) >= 4096:
+            _SHARED.clear()
+        _SHARED[key] = got = value
+    return got
 
 
 def config_from_dict(config_cls: type, data: dict[str, Any]) -> Any:

@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from detectors.base import shared
+
 _TINY = 1e-300
 
 
@@ -66,8 +68,8 @@ class TailCalibrator:
         self._ex2 = 0.0  # mean squared excess over u
         self._xi = 0.0
         self._sig = 1.0
-        self._a = 1.0 / self._cfg.memory
-        self._at = 1.0 / self._cfg.memory_tail
+        self._a = shared(1.0 / self._cfg.memory)
+        self._at = shared(1.0 / self._cfg.memory_tail)
 
     @property
     def ready(self) -> bool:

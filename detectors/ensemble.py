@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.base import CommonConfig, Detector, Gate, Score
+from detectors.base import CommonConfig, Detector, Gate, Score, shared
 from detectors.calibration import TailCalibrator, TailConfig
 from detectors.changepoint import Cusum
 from detectors.seasonal import Baseline, baseline_config
@@ -106,7 +106,7 @@ class EnsembleDetector(Detector):
         self._level = "level" in c.tests
         self._spread = "spread" in c.tests
         self._shift = "shift" in c.tests
-        self._bonf = float(max(1, len(set(c.tests))))
+        self._bonf = shared(float(max(1, len(set(c.tests)))))
         # settings read per point, as slots (the config's own objects)
         self._alpha_level = c.alpha_level
         self._level_band = c.level_band
@@ -133,7 +133,7 @@ class EnsembleDetector(Detector):
         self._max_run = 0
         self._moves = 0
         self._gate = Gate(c)
-        self._p_band = 10.0 ** (-c.alarm * c.score_scale) / self._bonf
+        self._p_band = shared(10.0 ** (-c.alarm * c.score_scale) / self._bonf)
         self._out = Score(0.0, math.nan, math.nan, math.nan)
         self.last_raw = 0.0  # the score before gating (not state: for inspection only)
 

@@ -23,7 +23,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
+from detectors.base import CommonConfig, Detector, Gate, Score, shared, surprise_to_score
 from detectors.calibration import TailCalibrator, TailConfig
 
 _SD_PER_MAE = 1.2533141373155  # standard deviation / mean absolute deviation for Gaussian noise
@@ -78,9 +78,9 @@ class Baseline:
 
     def __init__(self, cfg: BaselineConfig | None = None) -> None:
         cfg = cfg or BaselineConfig()
-        self._al = [float(a) for a in cfg.alphas]
-        self._per = [float(p[0]) for p in cfg.periods]
-        self._buck = [int(p[1]) for p in cfg.periods]
+        self._al = shared(tuple(float(a) for a in cfg.alphas))
+        self._per = shared(tuple(float(p[0]) for p in cfg.periods))
+        self._buck = shared(tuple(int(p[1]) for p in cfg.periods))
         self._ahw = cfg.alpha_hw
         self._g = cfg.gamma
         self._ae = cfg.alpha_err
@@ -289,7 +289,7 @@ class SeasonalDetector(Detector):
         self._base = Baseline(baseline_config(c))
         self._cal = TailCalibrator(TailConfig(z_q=c.tail_z, memory=c.tail_memory))
         self._gate = Gate(c)
-        self._p_band = 10.0 ** (-c.alarm * c.score_scale)
+        self._p_band = shared(10.0 ** (-c.alarm * c.score_scale))
 
     def update(self, ts: float, value: float) -> Score:
         base = self._base
