@@ -294,6 +294,8 @@ class StreamsApp:
         # (and logs a warning each time); a batch of outputs is larger than that by design.
         self.app.producer.buffer.max_messages = max(1000, 8 * self.cfg.batch_size)
         _quiet_aiokafka_debug()
+        if os.environ.get("LOGTIDE_STREAMS_FAST_HANDOFF", "1") != "0":
+            _fast_handoff(self.app.consumer)
 
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         """Forget the in-memory copy of revoked partitions; the table is the truth on reassignment."""
@@ -312,6 +314,67 @@ class StreamsApp:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
         except Exception as exc:  # lag is best effort: never take the worker down for a gauge
             log.debug("lag update failed: %s", exc)
+
+
+class _Resumed:
+    """Awaitable that carries on a coroutine already stepped once by hand (`first` is what it yielded)."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro, self.first = coro, first
+
+    def __await__(self) -> Any:
+        coro, step = self.coro, self.first
+        while True:
+            try:
+                sent = yield step
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation and errors go on into the coroutine
+                try:
+                    step = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    step = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+def _fast_handoff(consumer: Any) -> None:
+    """Hand each fetched message to its stream without four tasks per message.
+
+    faust's fetch loop passes every message on with `wait_first(callback(message), suspend_flow.wait())`,
+    which wraps both, plus the consumer's stopped and crashed events, in new tasks: about a third of a
+    worker's time. The callback (decode, put on the stream's queue) almost always finishes without
+    waiting, so it is stepped once here; only when it does wait (a full stream buffer) does the rest
+    of it go through the original `wait_first`, which still lets a rebalance (`suspend_flow`) or a
+    stop interrupt it. Set LOGTIDE_STREAMS_FAST_HANDOFF=0 to turn this off.
+    """
+    from mode.services import WaitResults
+
+    original = consumer.wait_first
+
+    async def wait_first(*coros: Any, timeout: Any = None) -> Any:
+        if (timeout is None and len(coros) == 2 and asyncio.iscoroutine(coros[0])
+                and asyncio.iscoroutine(coros[1]) and not consumer.suspend_flow.is_set()
+                and not consumer._stopped.is_set() and not consumer._crashed.is_set()):
+            first, other = coros
+            try:
+                step = first.send(None)
+            except StopIteration as done:
+                other.close()
+                return WaitResults([first], [done.value], False)
+            except BaseException:
+                other.close()
+                raise
+            return await original(_Resumed(first, step), other)
+        return await original(*coros, timeout=timeout)
+
+    consumer.wait_first = wait_first
 
 
 def _source(msg: Any) -> DeadLetterSource:
