@@ -2,9 +2,13 @@
 
     det = detectors.build()                        # the production default, detectors.DEFAULT
     det = detectors.build("seasonal", {"periods": [[86400, 96]]})   # any detector, plain config
-    s = det.update(ts_seconds, value)              # Score(score, expected, lower, upper)
+    s = det.update(ts_seconds, value)              # Score(score, expected, lower, upper)*
     blob = det.to_bytes()                          # JSON + packed doubles, exact
     det = detectors.from_bytes(blob)               # same subsequent scores, bit for bit
+
+(*) The ensemble returns one reused ``Score`` per detector, overwritten by its next update: read it
+(or copy it) before updating the same detector again. Detectors configured alike share one config
+object: treat ``det.config`` as read-only.
 
 ``score`` is in [0, 1]: ``-log10(p) / 8`` where ``p`` is the calibrated tail probability of the
 point (Bonferroni-corrected across the ensemble's tests), so one threshold means the same rate on

@@ -137,34 +137,7 @@ class TailCalibrator:
         u = self._u
         if x > u and n > 1:
             self._rate += a * (1.0 - self._rate)
-            e = x - u
-            ne = self._ne + 1
-            self._ne = ne
-            at = self._at
-            if not ne * at > 1.0:
-                at = 1.0 / ne
-            m = self._ex
-            m += at * (e - m)
-            self._ex = m
-            v = self._ex2
-            v += at * (e * e - v)
-            self._ex2 = v
-            v = v - m * m
-            if v > 1e-300 and m > 0.0:
-                xi = 0.5 * (1.0 - m * m / v)
-                if xi < 0.0:
-                    xi = 0.0
-                else:
-                    xm = self._ximax
-                    if xm < xi:
-                        xi = xm
-                self._xi = xi
-                sig = m * (1.0 - xi)
-                lo = 1e-12 * (u + 1e-12)
-                self._sig = lo if lo > sig else sig
-            elif m > 0.0:
-                self._xi = 0.0
-                self._sig = m
+            self.excess(x - u, u)
         else:
             self._rate += a * (0.0 - self._rate)
         m = self._l1
@@ -172,6 +145,36 @@ class TailCalibrator:
         m += a * (xw - m)
         self._l1 = m
         self._u = self._zq * m
+
+    def excess(self, e: float, u: float) -> None:
+        """The tail fit's part of ``learn``, when the statistic exceeds the threshold ``u`` by ``e``."""
+        ne = self._ne + 1
+        self._ne = ne
+        at = self._at
+        if not ne * at > 1.0:
+            at = 1.0 / ne
+        m = self._ex
+        m += at * (e - m)
+        self._ex = m
+        v = self._ex2
+        v += at * (e * e - v)
+        self._ex2 = v
+        v = v - m * m
+        if v > 1e-300 and m > 0.0:
+            xi = 0.5 * (1.0 - m * m / v)
+            if xi < 0.0:
+                xi = 0.0
+            else:
+                xm = self._ximax
+                if xm < xi:
+                    xi = xm
+            self._xi = xi
+            sig = m * (1.0 - xi)
+            lo = 1e-12 * (u + 1e-12)
+            self._sig = lo if lo > sig else sig
+        elif m > 0.0:
+            self._xi = 0.0
+            self._sig = m
 
     def get_state(self) -> list[Any]:
         return [self._n, self._ne, self._l1, self._l2, self._u, self._rate, self._ex, self._ex2, self._xi,

@@ -188,7 +188,25 @@ class EnsembleDetector(Detector):
                     xi = cal._xi
                     inv = u + cal._sig * _log(r / pb) if xi < 1e-6 else u + cal._sig / xi * ((pb / r) ** (-xi) - 1.0)
                 half = inv * scale
-            cal.learn(za)
+            # ``cal.learn(za)``; the rare exceedance part stays a call
+            n = cal._n + 1
+            cal._n = n
+            n -= cal._skip
+            if n > 0:
+                a = cal._a
+                if not n * a > 1.0:
+                    a = 1.0 / n
+                u = cal._u
+                r = cal._rate
+                if za > u and n > 1:
+                    cal._rate = r + a * (1.0 - r)
+                    cal.excess(za - u, u)
+                else:
+                    cal._rate = r + a * (0.0 - r)
+                m = cal._l1
+                m += a * ((10.0 * m if n > 10 and za > 10.0 * m > 0.0 else za) - m)
+                cal._l1 = m
+                cal._u = cal._zq * m
         if self._level:
             # level test (``_level_step``): the value against the long-run reference
             lm = self._lm
@@ -198,14 +216,27 @@ class EnsembleDetector(Detector):
                 sd = floor
             d = value - lm
             zl = d / sd
-            if zl >= 0.0:
+            if zl >= 0.0:  # (the two calibrators are distinct: learning the other one first is the same)
                 cal = self._cu
+                other = self._cd
                 x = zl
-                self._cd.learn_zero()
             else:
                 cal = self._cd
+                other = self._cu
                 x = -zl
-                self._cu.learn_zero()
+            # ``other.learn_zero()``
+            n = other._n + 1
+            other._n = n
+            n -= other._skip
+            if n > 0:
+                a = other._a
+                if not n * a > 1.0:
+                    a = 1.0 / n
+                other._rate += a * (0.0 - other._rate)
+                m = other._l1
+                m += a * (0.0 - m)
+                other._l1 = m
+                other._u = other._zq * m
             if cal._n < cal._warm or cal._ne < 3:
                 pl = 1.0
             else:
@@ -219,7 +250,25 @@ class EnsembleDetector(Detector):
                     pl = (r * _exp(-y) if y < 700 else 0.0) if xi < 1e-6 else r * (1.0 + xi * y) ** (-1.0 / xi)
                     if not pl > _TINY:
                         pl = _TINY
-            cal.learn(x)
+            # ``cal.learn(x)``; the rare exceedance part stays a call
+            n = cal._n + 1
+            cal._n = n
+            n -= cal._skip
+            if n > 0:
+                a = cal._a
+                if not n * a > 1.0:
+                    a = 1.0 / n
+                u = cal._u
+                r = cal._rate
+                if x > u and n > 1:
+                    cal._rate = r + a * (1.0 - r)
+                    cal.excess(x - u, u)
+                else:
+                    cal._rate = r + a * (0.0 - r)
+                m = cal._l1
+                m += a * ((10.0 * m if n > 10 and x > 10.0 * m > 0.0 else x) - m)
+                cal._l1 = m
+                cal._u = cal._zq * m
             ln = self._ln
             band = self._level_band
             if ln > 50 and (zl > band or zl < -band):
@@ -260,7 +309,27 @@ class EnsembleDetector(Detector):
                     pv = (r * _exp(-y) if y < 700 else 0.0) if xi < 1e-6 else r * (1.0 + xi * y) ** (-1.0 / xi)
                     if not pv > _TINY:
                         pv = _TINY
-            cal.learn(stat, pv)
+            guard = cal._guard
+            if not (guard > 0.0 and pv < guard):  # rarer than the guard: not learned
+                # ``cal.learn(stat)``; the rare exceedance part stays a call
+                n = cal._n + 1
+                cal._n = n
+                n -= cal._skip
+                if n > 0:
+                    a = cal._a
+                    if not n * a > 1.0:
+                        a = 1.0 / n
+                    u = cal._u
+                    r = cal._rate
+                    if stat > u and n > 1:
+                        cal._rate = r + a * (1.0 - r)
+                        cal.excess(stat - u, u)
+                    else:
+                        cal._rate = r + a * (0.0 - r)
+                    m = cal._l1
+                    m += a * ((10.0 * m if n > 10 and stat > 10.0 * m > 0.0 else stat) - m)
+                    cal._l1 = m
+                    cal._u = cal._zq * m
             if value == self._last:
                 run = self._run + 1
                 self._run = run
