@@ -105,7 +105,16 @@ def _format_storage(s: Settings, libs: Path, props: Path) -> None:
     if (s.kafka_dir / "data" / "meta.properties").exists():
         return
     log = s.kafka_dir / "logs" / "format.log"
-    cmd = _java_cmd(s, libs, "kafka.tools.StorageTool", "format", "-t", _new_cluster_id(), "-c", str(props))
+    # `--cluster-id=ID` form: a random id may begin with "-", which argparse would take for an option.
+    cmd = _java_cmd(
+        s,
+        libs,
+        "kafka.tools.StorageTool",
+        "format",
+        f"--cluster-id={_new_cluster_id()}",
+        "--config",
+        str(props),
+    )
     with log.open("w") as out:
         rc = subprocess.run(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False, timeout=120
