@@ -66,7 +66,7 @@ from schemas import (
     encode,
     to_document,
 )
-from shippers.checkpoint_store import atomic_write
+from shippers.checkpoint_store import atomic_write, load_json_or_set_aside
 
 log = logging.getLogger("logtide.run")
 
@@ -303,6 +303,12 @@ class AckQueueOutput:
         return None
 
 
+def _check_snapshot(doc: Any) -> dict[str, Any]:
+    if doc.get("version") != SNAPSHOT_VERSION:
+        raise ValueError(f"version {doc.get('version')!r}")
+    return doc
+
+
 class SnapshotStore:
     """One file holding the shipper's registry and the operators' state, replaced atomically.
 
@@ -318,19 +324,8 @@ class SnapshotStore:
         self.last_write = 0.0
 
     def read(self) -> dict[str, Any]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        try:
-            doc = orjson.loads(raw)
-            if doc.get("version") != SNAPSHOT_VERSION:
-                raise ValueError(f"version {doc.get('version')!r}")
-        except (orjson.JSONDecodeError, ValueError, AttributeError) as exc:
-            bad = self.path.with_suffix(f".corrupt-{int(time.time())}")
-            log.error("snapshot %s unreadable (%s); moved to %s, starting afresh", self.path, exc, bad)
-            with contextlib.suppress(OSError):
-                self.path.rename(bad)
+        doc = load_json_or_set_aside(self.path, "snapshot", _check_snapshot)
+        if doc is None:
             return {}
         self.doc = doc
         return doc

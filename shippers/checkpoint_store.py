@@ -11,8 +11,10 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import orjson
 
@@ -36,6 +38,9 @@ class FileState:
     updated: float = field(default_factory=time.time)
 
 
+T = TypeVar("T")
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data`: temp file, fsync, rename, fsync of the directory."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -55,6 +60,23 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.close(dfd)
 
 
+def load_json_or_set_aside(path: Path, what: str, check: Callable[[Any], T]) -> T | None:
+    """Read a state file; one we cannot read must not stop the process: it is moved aside for
+    inspection (`<name>.corrupt-<time>`) and None returned, as for a missing file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return check(orjson.loads(raw))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        bad = path.with_suffix(f".corrupt-{int(time.time())}")
+        log.error("%s %s unreadable (%s); moved to %s, starting without it", what, path, exc, bad)
+        with contextlib.suppress(OSError):
+            path.rename(bad)
+        return None
+
+
 class CheckpointStore:
     """Loads and atomically saves the registry in `state_dir/registry.json`."""
 
@@ -64,20 +86,10 @@ class CheckpointStore:
         self.last_write = 0.0
 
     def load(self) -> dict[str, FileState]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        try:
-            doc = orjson.loads(raw)
-            return {k: FileState(**v) for k, v in doc["files"].items()}
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            # A registry we cannot read must not stop shipping; keep it aside for inspection.
-            bad = self.path.with_suffix(f".corrupt-{int(time.time())}")
-            log.error("registry %s unreadable (%s); moved to %s, starting without it", self.path, exc, bad)
-            with contextlib.suppress(OSError):
-                self.path.rename(bad)
-            return {}
+        files = load_json_or_set_aside(
+            self.path, "registry", lambda doc: {k: FileState(**v) for k, v in doc["files"].items()}
+        )
+        return files or {}
 
     def save(self, states: dict[str, FileState]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
