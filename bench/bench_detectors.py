@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import detectors
+from logtide import detectors
 
 ALL = ["ewma", "robust", "seasonal", "cusum", "page_hinkley", "isolation", "ensemble"]
 
@@ -106,7 +106,8 @@ def bench_fleet(name: str, n_series: int, rounds: int, seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nab", type=Path, default=Path(__file__).resolve().parents[2] / "shared/datasets/nab")
+    ap.add_argument("--nab", type=Path, default=None,
+                    help="a folder of NAB series (timestamp,value CSVs) that you supply; without it, the fleet only")
     ap.add_argument("--series", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--isolation-series", type=int, default=100,

@@ -40,7 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from schemas import Topics  # noqa: E402
+from logtide.schemas import Topics  # noqa: E402
 
 WINDOW_S = 10
 SERVICES = [f"svc{i}" for i in range(8)]
@@ -232,13 +232,12 @@ def stop(proc: subprocess.Popen) -> None:
 
 def quix_worker(bootstrap: str, prefix: str, group: str, state_dir: str) -> None:
     """The same job written with Quix Streams (runs until SIGTERM)."""
+    from logtide.schemas import encode
+    from logtide.streams.config import StreamsConfig
+    from logtide.streams.detect import build_detector, restore_detector
+    from logtide.streams.pipeline import Stateless
     from quixstreams import Application
     from quixstreams.dataframe.windows import Count, Max, Mean, Min, Sum
-
-    from schemas import encode
-    from streams.config import StreamsConfig
-    from streams.detect import build_detector, restore_detector
-    from streams.pipeline import Stateless
 
     cfg = StreamsConfig.model_validate(streams_section(group))
     topics = Topics(prefix)

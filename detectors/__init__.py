@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.base import Detector, Score
-from detectors.changepoint import CusumDetector, PageHinkleyDetector
-from detectors.ensemble import EnsembleDetector
-from detectors.ewma import EWMADetector
-from detectors.isolation import IsolationDetector
-from detectors.robust import RobustDetector
-from detectors.seasonal import SeasonalDetector
+from logtide.detectors.base import Detector, Score
+from logtide.detectors.changepoint import CusumDetector, PageHinkleyDetector
+from logtide.detectors.ensemble import EnsembleDetector
+from logtide.detectors.ewma import EWMADetector
+from logtide.detectors.isolation import IsolationDetector
+from logtide.detectors.robust import RobustDetector
+from logtide.detectors.seasonal import SeasonalDetector
 
 REGISTRY: dict[str, type[Detector]] = {
     k.name: k

@@ -94,7 +94,7 @@ class Detector:
     @classmethod
     def from_bytes(cls, data: bytes) -> Detector:
         """Rebuild a detector from ``to_bytes`` output (any registered detector)."""
-        from detectors import REGISTRY
+        from logtide.detectors import REGISTRY
 
         doc = decode(data)
         klass = REGISTRY[doc["d"]]

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.base import shared
+from logtide.detectors.base import shared
 
 _TINY = 1e-300
 

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
-from detectors.calibration import TailCalibrator, TailConfig
-from detectors.ewma import scale_floor
+from logtide.detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
+from logtide.detectors.calibration import TailCalibrator, TailConfig
+from logtide.detectors.ewma import scale_floor
 
 _finite = math.isfinite
 

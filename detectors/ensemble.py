@@ -32,10 +32,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.base import CommonConfig, Detector, Gate, Score, shared
-from detectors.calibration import TailCalibrator, TailConfig
-from detectors.changepoint import Cusum
-from detectors.seasonal import Baseline, baseline_config
+from logtide.detectors.base import CommonConfig, Detector, Gate, Score, shared
+from logtide.detectors.calibration import TailCalibrator, TailConfig
+from logtide.detectors.changepoint import Cusum
+from logtide.detectors.seasonal import Baseline, baseline_config
 
 _finite = math.isfinite
 _exp = math.exp

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
-from detectors.calibration import TailCalibrator, TailConfig
+from logtide.detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
+from logtide.detectors.calibration import TailCalibrator, TailConfig
 
 _finite = math.isfinite
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
-from detectors.calibration import TailCalibrator, TailConfig
+from logtide.detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
+from logtide.detectors.calibration import TailCalibrator, TailConfig
 
 _EULER = 0.5772156649015329
 

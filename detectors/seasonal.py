@@ -23,8 +23,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.base import CommonConfig, Detector, Gate, Score, shared, surprise_to_score
-from detectors.calibration import TailCalibrator, TailConfig
+from logtide.detectors.base import CommonConfig, Detector, Gate, Score, shared, surprise_to_score
+from logtide.detectors.calibration import TailCalibrator, TailConfig
 
 _SD_PER_MAE = 1.2533141373155  # standard deviation / mean absolute deviation for Gaussian noise
 

@@ -57,7 +57,7 @@ def load_config(path: Path | None) -> dict[str, Any]:
               help="JSON or YAML file of detector settings.")
 def backtest(input_csv: Path, output: Path, name: str | None, config_path: Path | None) -> None:
     """Score INPUT.csv (timestamp,value) online with a detector and write timestamp,anomaly_score."""
-    import detectors
+    from logtide import detectors
 
     name = name or detectors.DEFAULT
     if name not in detectors.REGISTRY:

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
 
-from shippers.config import ShipperConfig
-from sinks.config import SinksConfig
-from streams.config import StreamsConfig
+from logtide.shippers.config import ShipperConfig
+from logtide.sinks.config import SinksConfig
+from logtide.streams.config import StreamsConfig
 
 _REF = re.compile(r"\$\{([^}]+)\}")
 

@@ -55,7 +55,7 @@ from typing import IO, Any
 
 import orjson
 
-from schemas import (
+from logtide.schemas import (
     Anomaly,
     DeadLetter,
     DeadLetterSource,
@@ -66,7 +66,7 @@ from schemas import (
     encode,
     to_document,
 )
-from shippers.checkpoint_store import atomic_write, load_json_or_set_aside
+from logtide.shippers.checkpoint_store import atomic_write, load_json_or_set_aside
 
 log = logging.getLogger("logtide.run")
 
@@ -98,7 +98,7 @@ def process_batch(
 
     No I/O: the caller writes the result. Late points become dead letters (stage `window`).
     """
-    from streams.pipeline import late_dead_letter
+    from logtide.streams.pipeline import late_dead_letter
 
     out = BatchResult()
     lateness = stateful.spec.lateness_ms
@@ -154,7 +154,7 @@ def format_anomaly_line(a: Anomaly) -> str:
 
 def operators_fingerprint(streams_cfg: Any) -> str:
     """Identity of the settings the saved window and detector state depends on."""
-    from schemas import stable_id
+    from logtide.schemas import stable_id
 
     parts = (streams_cfg.window, streams_cfg.derive, streams_cfg.detect)
     return stable_id(*(p.model_dump_json() for p in parts), streams_cfg.max_series_per_metric)
@@ -332,7 +332,7 @@ class SnapshotStore:
 
     # CheckpointStore interface, called by the shipper
     def load(self) -> dict[str, Any]:
-        from shippers.checkpoint_store import FileState
+        from logtide.shippers.checkpoint_store import FileState
 
         return {k: FileState(**v) for k, v in self.doc.get("registry", {}).items()}
 
@@ -442,8 +442,8 @@ class EmbeddedRunner:
                 self._lock_fd = None
 
     async def _run(self) -> Summary:
-        from shippers.shipper import Shipper
-        from streams.pipeline import Stateful, Stateless
+        from logtide.shippers.shipper import Shipper
+        from logtide.streams.pipeline import Stateful, Stateless
 
         cfg = self.cfg
         topics = Topics(cfg.topics.prefix)
@@ -468,7 +468,7 @@ class EmbeddedRunner:
         self._batches_since_snapshot = 0
         ch = None
         if self.use_clickhouse:
-            from sinks.clickhouse_sink import ChdbBackend, ClickHouseSink
+            from logtide.sinks.clickhouse_sink import ChdbBackend, ClickHouseSink
 
             ch = ClickHouseSink(ChdbBackend(self.data_dir / "clickhouse"))
         self.outputs = Outputs(self.data_dir, self.on_anomaly, ch)

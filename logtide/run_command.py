@@ -41,7 +41,7 @@ def build_config(
 ) -> Any:
     """The validated configuration with the command-line inputs added (`--path` reads from the start:
     the embedded runner is the quick start over files that already exist)."""
-    from shippers.config import LogInputConfig, ParserConfig
+    from logtide.shippers.config import LogInputConfig, ParserConfig
 
     cfg = load_config(config_path)
     sc = cfg.shipper

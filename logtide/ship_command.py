@@ -55,7 +55,7 @@ def ship(  # noqa: PLR0917 - click passes every option
     verbose: int,
 ) -> None:
     """Ship log files and metrics to Kafka (at-least-once; the registry resumes after any crash)."""
-    from shippers.config import LogInputConfig, ParserConfig
+    from logtide.shippers.config import LogInputConfig, ParserConfig
 
     try:
         cfg = load_config(config_path)
@@ -96,9 +96,9 @@ def ship(  # noqa: PLR0917 - click passes every option
 
 async def _run(cfg, kafka, sc, once: bool) -> int:  # type: ignore[no-untyped-def]
     from logtide.kafka_client import producer_kwargs
-    from schemas import Topics
-    from shippers.kafka_output import KafkaOutput
-    from shippers.shipper import Shipper
+    from logtide.schemas import Topics
+    from logtide.shippers.kafka_output import KafkaOutput
+    from logtide.shippers.shipper import Shipper
 
     topics = Topics(cfg.topics.prefix)
     output = KafkaOutput(producer_kwargs(kafka))

@@ -13,14 +13,14 @@ import click
 from logtide.config import Config
 from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs, producer_kwargs
-from schemas import Topics
-from sinks.config import ClickHouseConfig, ElasticsearchConfig
+from logtide.schemas import Topics
+from logtide.sinks.config import ClickHouseConfig, ElasticsearchConfig
 
 
 async def _es_writer(cfg: ElasticsearchConfig) -> tuple[Any, Any]:
     from elasticsearch import AsyncElasticsearch
 
-    from sinks.elasticsearch_sink import ElasticsearchSink
+    from logtide.sinks.elasticsearch_sink import ElasticsearchSink
 
     auth: dict[str, Any] = {}
     if cfg.api_key is not None:
@@ -42,7 +42,7 @@ async def _es_writer(cfg: ElasticsearchConfig) -> tuple[Any, Any]:
 def _clickhouse_writer(cfg: ClickHouseConfig) -> tuple[Any, Any]:
     from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-    from sinks.clickhouse_sink import ChdbBackend, ClickHouseSink, ServerBackend
+    from logtide.sinks.clickhouse_sink import ChdbBackend, ClickHouseSink, ServerBackend
 
     if cfg.mode == "embedded":
         cfg.path.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def _clickhouse_writer(cfg: ClickHouseConfig) -> tuple[Any, Any]:
 
 
 async def run_sinks(cfg: Config, once: bool) -> dict[str, Any]:
-    from sinks.kafka_runner import KafkaSinkRunner
+    from logtide.sinks.kafka_runner import KafkaSinkRunner
 
     topics = Topics(cfg.topics.prefix)
     writers, closers = [], []

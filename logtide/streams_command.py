@@ -38,8 +38,8 @@ def faust_credentials(k: KafkaConfig) -> Any:
 
 def build_app(cfg: Config, *, state_dir: Path | None = None, app_id: str | None = None, **settings: Any) -> Any:
     """The `StreamsApp` for a configuration (no I/O until the worker starts)."""
-    from schemas import Topics
-    from streams.faust_app import StreamsApp
+    from logtide.schemas import Topics
+    from logtide.streams.faust_app import StreamsApp
 
     return StreamsApp(
         cfg.streams,
@@ -56,7 +56,7 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
     """Run one worker until SIGTERM/SIGINT (graceful: commits and flushes before it exits)."""
     import faust
 
-    from streams.faust_app import serve_metrics
+    from logtide.streams.faust_app import serve_metrics
 
     sapp = build_app(cfg, state_dir=state_dir)
     serve_metrics(sapp.metrics, cfg.streams.metrics_port)

@@ -10,7 +10,7 @@ import click
 from logtide.config import Config
 from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs
-from schemas.topics import ALL, Topics
+from logtide.schemas.topics import ALL, Topics
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """logtide's event contracts: models, the orjson codec, stable ids and topic names."""
 
-from schemas.codec import (
+from logtide.schemas.codec import (
     DEFAULT_LIMITS,
     DecodeError,
     Limits,
@@ -12,8 +12,8 @@ from schemas.codec import (
     to_document,
     validate,
 )
-from schemas.ids import stable_id
-from schemas.models import (
+from logtide.schemas.ids import stable_id
+from logtide.schemas.models import (
     MODELS,
     SCHEMA_VERSION,
     AlertNotification,
@@ -42,7 +42,7 @@ from schemas.models import (
     Window,
     WindowAggregate,
 )
-from schemas.topics import Topics
+from logtide.schemas.topics import Topics
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -13,10 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
+from logtide.schemas.ids import stable_id
+from logtide.schemas.models import DeadLetter, DeadLetterInfo, DeadLetterSource, ErrorInfo, EventInfo
 from pydantic import BaseModel, ValidationError
-
-from schemas.ids import stable_id
-from schemas.models import DeadLetter, DeadLetterInfo, DeadLetterSource, ErrorInfo, EventInfo
 
 T = TypeVar("T", bound=BaseModel)
 _NONFINITE_LITERAL = re.compile(r"[:,\[\s]-?(NaN|Infinity)\b")

@@ -1,6 +1,6 @@
 """JSON Schema documents for every contract: the public description of each topic's records.
 
-`python -m schemas.json_schema` rewrites `schemas/json/`; a test fails when the checked-in files
+`python -m logtide.schemas.json_schema` rewrites `schemas/json/`; a test fails when the checked-in files
 drift from the models.
 """
 
@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import orjson
-
-from schemas.models import MODELS
+from logtide.schemas.models import MODELS
 
 JSON_DIR = Path(__file__).parent / "json"
 

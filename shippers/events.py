@@ -14,12 +14,11 @@ from hashlib import blake2b
 from typing import Any
 
 import orjson
-
-from schemas import SCHEMA_VERSION, LogEvent, MetricSample, stable_id
-from shippers.config import LogInputConfig
-from shippers.parsers import DEFAULT_TS_FORMATS, ParseError, make_parser
-from shippers.parsers.severity import normalize_severity
-from shippers.parsers.timestamps import TimestampParser
+from logtide.schemas import SCHEMA_VERSION, LogEvent, MetricSample, stable_id
+from logtide.shippers.config import LogInputConfig
+from logtide.shippers.parsers import DEFAULT_TS_FORMATS, ParseError, make_parser
+from logtide.shippers.parsers.severity import normalize_severity
+from logtide.shippers.parsers.timestamps import TimestampParser
 
 _dumps = orjson.dumps
 LOG_KIND = LogEvent.KIND

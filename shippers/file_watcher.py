@@ -13,8 +13,8 @@ import stat as stat_mod
 from dataclasses import dataclass
 from pathlib import Path
 
-from shippers.config import LogInputConfig
-from shippers.line_reader import is_compressed_name
+from logtide.shippers.config import LogInputConfig
+from logtide.shippers.line_reader import is_compressed_name
 
 _MAGIC = set("*?[")
 

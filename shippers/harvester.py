@@ -21,15 +21,14 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-
-from shippers.checkpoint_store import FileState
-from shippers.config import LogInputConfig, ShipperConfig
-from shippers.events import IdHasher, LogEventBuilder, now_iso
-from shippers.fingerprint import head_hash, read_head, same_file
-from shippers.line_reader import LineReader
-from shippers.metrics import ShipperMetrics
-from shippers.multiline import MultilineAggregator, MultilineEvent
-from shippers.output import Output, Record
+from logtide.shippers.checkpoint_store import FileState
+from logtide.shippers.config import LogInputConfig, ShipperConfig
+from logtide.shippers.events import IdHasher, LogEventBuilder, now_iso
+from logtide.shippers.fingerprint import head_hash, read_head, same_file
+from logtide.shippers.line_reader import LineReader
+from logtide.shippers.metrics import ShipperMetrics
+from logtide.shippers.multiline import MultilineAggregator, MultilineEvent
+from logtide.shippers.output import Output, Record
 
 log = logging.getLogger(__name__)
 

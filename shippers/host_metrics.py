@@ -13,11 +13,10 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import psutil
-
-from shippers.events import metric_event, now_iso
+from logtide.shippers.events import metric_event, now_iso
 
 if TYPE_CHECKING:
-    from shippers.shipper import Shipper
+    from logtide.shippers.shipper import Shipper
 
 log = logging.getLogger(__name__)
 _SKIP_FS = {
@@ -93,7 +92,7 @@ def collect(host: dict[str, Any], labels: dict[str, str] | None = None) -> list[
 
 
 async def host_metrics_loop(shipper: Shipper) -> None:
-    from shippers.harvester import send_with_retry
+    from logtide.shippers.harvester import send_with_retry
 
     cfg = shipper.cfg.host_metrics
     assert shipper.ctx is not None

@@ -17,8 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
-
-from shippers.output import Record
+from logtide.shippers.output import Record
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from shippers.config import MultilineConfig
+from logtide.shippers.config import MultilineConfig
 
 
 @dataclass

@@ -11,13 +11,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from logtide.shippers.config import PrometheusScrapeConfig
+from logtide.shippers.events import metric_event, now_iso
 from prometheus_client.parser import text_string_to_metric_families
 
-from shippers.config import PrometheusScrapeConfig
-from shippers.events import metric_event, now_iso
-
 if TYPE_CHECKING:
-    from shippers.shipper import Shipper
+    from logtide.shippers.shipper import Shipper
 
 log = logging.getLogger(__name__)
 _TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram", "summary": "summary"}
@@ -59,8 +58,7 @@ async def scrape_once(
 
 async def scrape_loop(shipper: Shipper, sc: PrometheusScrapeConfig) -> None:
     import httpx
-
-    from shippers.harvester import send_with_retry
+    from logtide.shippers.harvester import send_with_retry
 
     assert shipper.ctx is not None
     counter = shipper.metrics.metric_samples.labels("prometheus")

@@ -15,15 +15,15 @@ import socket
 import time
 from typing import Any
 
-from shippers.checkpoint_store import CheckpointStore, FileState
-from shippers.config import ShipperConfig
-from shippers.events import LogEventBuilder, host_block
-from shippers.file_watcher import Found, scan, watch_roots
-from shippers.fingerprint import file_key, head_hash, same_file
-from shippers.harvester import HarvestContext, Harvester, InflightBudget, InputRuntime, new_fp_id
-from shippers.line_reader import looks_binary
-from shippers.metrics import ShipperMetrics
-from shippers.output import Output
+from logtide.shippers.checkpoint_store import CheckpointStore, FileState
+from logtide.shippers.config import ShipperConfig
+from logtide.shippers.events import LogEventBuilder, host_block
+from logtide.shippers.file_watcher import Found, scan, watch_roots
+from logtide.shippers.fingerprint import file_key, head_hash, same_file
+from logtide.shippers.harvester import HarvestContext, Harvester, InflightBudget, InputRuntime, new_fp_id
+from logtide.shippers.line_reader import looks_binary
+from logtide.shippers.metrics import ShipperMetrics
+from logtide.shippers.output import Output
 
 log = logging.getLogger(__name__)
 DEFAULT_LOG_TOPIC = "logtide.logs.raw"
@@ -407,11 +407,11 @@ class Shipper:
     def _metric_tasks(self) -> list[asyncio.Task[Any]]:
         tasks = []
         if self.cfg.host_metrics.enabled:
-            from shippers.host_metrics import host_metrics_loop
+            from logtide.shippers.host_metrics import host_metrics_loop
 
             tasks.append(asyncio.create_task(host_metrics_loop(self), name="host-metrics"))
         if self.cfg.prometheus_scrapes:
-            from shippers.prometheus_scrape import scrape_loop
+            from logtide.shippers.prometheus_scrape import scrape_loop
 
             for sc in self.cfg.prometheus_scrapes:
                 tasks.append(asyncio.create_task(scrape_loop(self, sc), name=f"scrape:{sc.url}"))

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-
-from sinks.clickhouse_rows import to_row
-from sinks.clickhouse_schema import DATABASE, ddl
+from logtide.sinks.clickhouse_rows import to_row
+from logtide.sinks.clickhouse_schema import DATABASE, ddl
 
 _INSERT_SETTINGS = "SETTINGS date_time_input_format='best_effort', input_format_skip_unknown_fields=1"
 

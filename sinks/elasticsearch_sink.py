@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sinks.elasticsearch_docs import bulk_action, index_template
+from logtide.sinks.elasticsearch_docs import bulk_action, index_template
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 

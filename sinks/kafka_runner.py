@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-
-from schemas import DeadLetterSource, DecodeError, dead_letter, encode, parse_json
+from logtide.schemas import DeadLetterSource, DecodeError, dead_letter, encode, parse_json
 
 log = logging.getLogger("logtide.sinks")
 

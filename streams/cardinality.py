@@ -6,7 +6,7 @@ counted, so the data is still aggregated (totals stay right) and the explosion i
 
 from __future__ import annotations
 
-from streams.derive import Point, series_key
+from logtide.streams.derive import Point, series_key
 
 OVERFLOW_LABEL = "overflow"
 

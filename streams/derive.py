@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-
-from schemas import LogEvent, MetricSample, MetricType
-from streams.enrich import is_error
+from logtide.schemas import LogEvent, MetricSample, MetricType
+from logtide.streams.enrich import is_error
 
 GAUGE = 0
 COUNTER = 1

@@ -14,7 +14,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from schemas import (
+from logtide.schemas import (
     Anomaly,
     AnomalySeverity,
     Band,
@@ -24,7 +24,7 @@ from schemas import (
     WindowAggregate,
     stable_id,
 )
-from streams.config import DetectConfig
+from logtide.streams.config import DetectConfig
 
 
 class ScoreLike(Protocol):
@@ -44,13 +44,13 @@ class DetectorLike(Protocol):
 
 def build_detector(name: str, params: dict[str, Any]) -> DetectorLike:
     """A fresh detector from the registry in `detectors/` ('default' is its production default)."""
-    import detectors
+    from logtide import detectors
 
     return detectors.build(detectors.DEFAULT if name == "default" else name, dict(params) or None)
 
 
 def restore_detector(blob: bytes) -> DetectorLike:
-    import detectors
+    from logtide import detectors
 
     return detectors.from_bytes(blob)
 

@@ -13,8 +13,8 @@ import re
 from datetime import UTC
 from typing import Any, Protocol
 
-from schemas import LogEvent, Service, Severity, Trace
-from streams.config import StreamsConfig
+from logtide.schemas import LogEvent, Service, Severity, Trace
+from logtide.streams.config import StreamsConfig
 
 _SEVERITY = {
     "emerg": Severity.emergency, "emergency": Severity.emergency, "panic": Severity.emergency,
@@ -122,7 +122,7 @@ class Enricher:
         original = ev.log.level if ev.log else None
         sev = normalise_severity(original)
         if ev.log is None:
-            from schemas.models import LogInfo
+            from logtide.schemas.models import LogInfo
 
             ev.log = LogInfo()
         ev.log.level = sev.value

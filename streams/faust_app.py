@@ -38,12 +38,11 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event  # the context Faust tables read the partition from
+from logtide.schemas import DeadLetter, DeadLetterSource, Topics, encode
+from logtide.streams.config import StreamsConfig
+from logtide.streams.metrics import StreamsMetrics
+from logtide.streams.pipeline import Combiner, Stateful, Stateless, late_dead_letter
 from mode import CrashingSupervisor
-
-from schemas import DeadLetter, DeadLetterSource, Topics, encode
-from streams.config import StreamsConfig
-from streams.metrics import StreamsMetrics
-from streams.pipeline import Combiner, Stateful, Stateless, late_dead_letter
 
 log = logging.getLogger("logtide.streams")
 

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-
-from schemas import (
+from logtide.schemas import (
     Anomaly,
     DeadLetter,
     DeadLetterSource,
@@ -33,13 +32,13 @@ from schemas import (
     dead_letter,
     stable_id,
 )
-from streams.cardinality import CardinalityGuard
-from streams.config import StreamsConfig
-from streams.derive import COUNTER, CounterRates, Deriver, Point
-from streams.detect import Detection, SeriesDetector
-from streams.enrich import Enricher, GeoReader
-from streams.validate import SkewPolicy, is_skewed, validate
-from streams.windowing import Agg, Closed, SeriesWindows, WindowAggregator, WindowSpec
+from logtide.streams.cardinality import CardinalityGuard
+from logtide.streams.config import StreamsConfig
+from logtide.streams.derive import COUNTER, CounterRates, Deriver, Point
+from logtide.streams.detect import Detection, SeriesDetector
+from logtide.streams.enrich import Enricher, GeoReader
+from logtide.streams.validate import SkewPolicy, is_skewed, validate
+from logtide.streams.windowing import Agg, Closed, SeriesWindows, WindowAggregator, WindowSpec
 
 
 def _utc(ms: int) -> datetime:

@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import TypeVar
 
 import orjson
+from logtide.schemas import DeadLetter, DeadLetterSource, LogEvent, MetricSample, decode
+from logtide.schemas.codec import DEFAULT_LIMITS, Limits, _depth_exceeds
 from pydantic import ValidationError
-
-from schemas import DeadLetter, DeadLetterSource, LogEvent, MetricSample, decode
-from schemas.codec import DEFAULT_LIMITS, Limits, _depth_exceeds
 
 SKEW_FLAG = "clock_skew"
 T = TypeVar("T", LogEvent, MetricSample)

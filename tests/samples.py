@@ -5,7 +5,15 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
-from schemas import AlertNotification, Anomaly, DeadLetter, LogEvent, MetricSample, WindowAggregate, stable_id
+from logtide.schemas import (
+    AlertNotification,
+    Anomaly,
+    DeadLetter,
+    LogEvent,
+    MetricSample,
+    WindowAggregate,
+    stable_id,
+)
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
 SERIES = {"metric": "http.requests", "key": "svc=web|host=a", "labels": {"service": "web", "host": "a"}}

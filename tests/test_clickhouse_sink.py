@@ -8,9 +8,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from logtide.schemas import decode, to_document
+from logtide.sinks.clickhouse_sink import ChdbBackend, ClickHouseSink
 
-from schemas import decode, to_document
-from sinks.clickhouse_sink import ChdbBackend, ClickHouseSink
 from tests.samples import samples
 
 DASHBOARDS = Path(__file__).parent.parent / "docker" / "grafana" / "dashboards"

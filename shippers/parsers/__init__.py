@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from shippers.config import ParserConfig
-from shippers.parsers.base import ParseError
+from logtide.shippers.config import ParserConfig
+from logtide.shippers.parsers.base import ParseError
 
 Parser = Callable[[str], dict[str, Any]]
 
@@ -30,26 +30,26 @@ DEFAULT_TS_FORMATS = {
 def make_parser(cfg: ParserConfig) -> Parser:
     """The parse function for one input's parser configuration."""
     if cfg.type == "plain":
-        from shippers.parsers.plain import parse_plain
+        from logtide.shippers.parsers.plain import parse_plain
 
         return parse_plain
     if cfg.type == "json":
-        from shippers.parsers.json_lines import JsonParser
+        from logtide.shippers.parsers.json_lines import JsonParser
 
         return JsonParser(cfg.message_field, cfg.level_field, cfg.timestamp_field).parse
     if cfg.type == "logfmt":
-        from shippers.parsers.logfmt import LogfmtParser
+        from logtide.shippers.parsers.logfmt import LogfmtParser
 
         return LogfmtParser(cfg.message_field, cfg.level_field, cfg.timestamp_field).parse
     if cfg.type == "access_log":
-        from shippers.parsers.access_log import parse_access_log
+        from logtide.shippers.parsers.access_log import parse_access_log
 
         return parse_access_log
     if cfg.type == "syslog":
-        from shippers.parsers.syslog import parse_syslog
+        from logtide.shippers.parsers.syslog import parse_syslog
 
         return parse_syslog
-    from shippers.parsers.regex import RegexParser
+    from logtide.shippers.parsers.regex import RegexParser
 
     assert cfg.pattern is not None
     return RegexParser(cfg.pattern, cfg.message_field, cfg.level_field, cfg.timestamp_field).parse

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-
-from shippers.parsers.base import ParseError, split_mapped
+from logtide.shippers.parsers.base import ParseError, split_mapped
 
 
 class JsonParser:

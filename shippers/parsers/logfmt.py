@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shippers.parsers.base import ParseError, split_mapped
+from logtide.shippers.parsers.base import ParseError, split_mapped
 
 _ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 

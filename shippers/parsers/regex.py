@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shippers.parsers.base import ParseError, split_mapped
+from logtide.shippers.parsers.base import ParseError, split_mapped
 
 
 class RegexParser:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas import Severity
+from logtide.schemas import Severity
 
 _WORDS = {
     "emerg": Severity.emergency, "emergency": Severity.emergency, "panic": Severity.emergency,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shippers.parsers.base import ParseError
-from shippers.parsers.severity import syslog_severity
+from logtide.shippers.parsers.base import ParseError
+from logtide.shippers.parsers.severity import syslog_severity
 
 _FACILITIES = [
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",

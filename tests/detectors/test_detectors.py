@@ -8,9 +8,9 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from logtide.detectors.base import decode, encode
 
-import detectors
-from detectors.base import decode, encode
+from logtide import detectors
 
 UNIVARIATE = ["ewma", "robust", "seasonal", "cusum", "page_hinkley", "ensemble"]
 STEP = 300.0  # 5-minute points

@@ -15,9 +15,7 @@ from click.testing import CliRunner
 from logtide.cli import main
 from tests.embedded.helpers import read_ndjson, run_once, write_config
 
-SAMPLE = (
-    Path(__file__).resolve().parents[3] / "shared" / "datasets" / "logs" / "access" / "apache_combined_2k.log"
-)
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "logs" / "access" / "apache_combined_2k.log"
 
 
 def test_real_access_log_one_event_per_line(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from click.testing import CliRunner
 from elasticsearch import Elasticsearch
+from logtide.schemas import MODELS, decode, encode, to_document
 
 from logtide.cli import main
 from logtide.config import parse_config
 from logtide.topics_admin import ensure_topics
-from schemas import MODELS, decode, encode, to_document
 from tests.samples import samples
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ import socket
 import orjson
 import pytest
 from elasticsearch import AsyncElasticsearch
+from logtide.schemas import decode, to_document
+from logtide.sinks.elasticsearch_docs import index_for
+from logtide.sinks.elasticsearch_sink import ElasticsearchSink
 
-from schemas import decode, to_document
-from sinks.elasticsearch_docs import index_for
-from sinks.elasticsearch_sink import ElasticsearchSink
 from tests.samples import samples
 
 pytestmark = pytest.mark.integration

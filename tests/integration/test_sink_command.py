@@ -9,12 +9,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from elasticsearch import AsyncElasticsearch
+from logtide.schemas import DeadLetter, decode, to_document
+from logtide.sinks.clickhouse_sink import ChdbBackend
 
 from logtide.config import parse_config
 from logtide.sink_command import run_sinks
 from logtide.topics_admin import ensure_topics
-from schemas import DeadLetter, decode, to_document
-from sinks.clickhouse_sink import ChdbBackend
 from tests.samples import samples
 
 pytestmark = pytest.mark.integration

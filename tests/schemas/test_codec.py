@@ -9,8 +9,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from schemas import (
+from logtide.schemas import (
     DeadLetter,
     DeadLetterSource,
     Limits,
@@ -19,7 +18,8 @@ from schemas import (
     decode,
     encode,
 )
-from schemas.codec import DecodeError, dead_letter
+from logtide.schemas.codec import DecodeError, dead_letter
+
 from tests.samples import T0, samples
 
 
@@ -94,7 +94,7 @@ def test_nan_metric_value_from_python_objects_is_rejected() -> None:
     d = samples()[MetricSample]
     d["metric"]["value"] = float("nan")
     with pytest.raises(DecodeError):
-        from schemas import validate
+        from logtide.schemas import validate
 
         validate(d, MetricSample)
 

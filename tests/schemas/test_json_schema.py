@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
-from schemas.json_schema import JSON_DIR, render_all
-from schemas.models import MODELS
+from logtide.schemas.json_schema import JSON_DIR, render_all
+from logtide.schemas.models import MODELS
 
 
 def test_json_schema_files_match_models() -> None:
     rendered = render_all()
     assert set(rendered) == {f"{k}.schema.json" for k in MODELS}
     stale = [name for name, data in rendered.items() if (JSON_DIR / name).read_bytes() != data]
-    assert not stale, f"regenerate with `python -m schemas.json_schema`: {stale}"
+    assert not stale, f"regenerate with `python -m logtide.schemas.json_schema`: {stale}"
 
 
 @pytest.mark.parametrize("kind", list(MODELS))

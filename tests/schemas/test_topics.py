@@ -1,4 +1,4 @@
-from schemas import Topics
+from logtide.schemas import Topics
 
 
 def test_default_prefix_and_names() -> None:

@@ -31,7 +31,7 @@ async def topic(kafka_bootstrap: str) -> str:
 
 def shipper_config(tmp_path: Path, paths: list[str], **kw: Any):  # type: ignore[no-untyped-def]
     """A ShipperConfig tuned for tests: fast rescans and short grace periods (behaviour, not timing)."""
-    from shippers.config import LogInputConfig, ShipperConfig
+    from logtide.shippers.config import LogInputConfig, ShipperConfig
 
     inp = {"paths": paths, "start_position": "beginning", **kw.pop("input", {})}
     base = {
@@ -50,9 +50,10 @@ def shipper_config(tmp_path: Path, paths: list[str], **kw: Any):  # type: ignore
 
 
 def kafka_output(bootstrap: str, **producer: Any):  # type: ignore[no-untyped-def]
+    from logtide.shippers.kafka_output import KafkaOutput
+
     from logtide.config import KafkaConfig, ProducerConfig
     from logtide.kafka_client import producer_kwargs
-    from shippers.kafka_output import KafkaOutput
 
     kcfg = KafkaConfig(bootstrap_servers=[bootstrap], producer=ProducerConfig(**producer))
     return KafkaOutput(producer_kwargs(kcfg))
@@ -63,7 +64,7 @@ async def running_shipper(
     cfg, bootstrap: str, topic: str, output: Any = None, **kw: Any
 ) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
     """A continuously running shipper for the duration of the block; stopped gracefully after."""
-    from shippers.shipper import Shipper
+    from logtide.shippers.shipper import Shipper
 
     shipper = Shipper(cfg, output or kafka_output(bootstrap), log_topic=topic, **kw)
     task = asyncio.create_task(shipper.run())
@@ -79,7 +80,7 @@ async def running_shipper(
 
 
 async def ship_once(cfg, bootstrap: str, topic: str) -> Any:  # type: ignore[no-untyped-def]
-    from shippers.shipper import Shipper
+    from logtide.shippers.shipper import Shipper
 
     shipper = Shipper(cfg, kafka_output(bootstrap), log_topic=topic, once=True)
     await asyncio.wait_for(shipper.run(), 120)

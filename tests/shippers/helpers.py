@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from logtide.schemas import LogEvent
 
-from schemas import LogEvent
-
-DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "logs"
-if not DATASETS.exists():  # running from a worktree laid out differently: fall back on the repo-relative path
-    DATASETS = Path("../shared/datasets/logs").resolve()
+DATASETS = Path(__file__).resolve().parents[1] / "data" / "logs"  # copied in with licences: tests/data/README.md
 ACCESS = DATASETS / "access" / "apache_combined_2k.log"
 LOGHUB = DATASETS / "loghub"
 

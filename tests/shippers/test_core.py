@@ -7,9 +7,10 @@ import os
 import time
 from pathlib import Path
 
-from shippers.config import LogInputConfig, ShipperConfig
-from shippers.output import ListOutput, Output, QueueOutput
-from shippers.shipper import Shipper
+from logtide.shippers.config import LogInputConfig, ShipperConfig
+from logtide.shippers.output import ListOutput, Output, QueueOutput
+from logtide.shippers.shipper import Shipper
+
 from tests.shippers.helpers import validate_event
 
 
@@ -82,7 +83,7 @@ async def test_queue_output_feeds_an_in_process_consumer(tmp_path: Path) -> None
 
 
 def test_watch_roots(tmp_path: Path) -> None:
-    from shippers.file_watcher import watch_roots
+    from logtide.shippers.file_watcher import watch_roots
 
     (tmp_path / "a").mkdir()
     roots = watch_roots(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from shippers.line_reader import LineReader, is_compressed_name, looks_binary
+from logtide.shippers.line_reader import LineReader, is_compressed_name, looks_binary
 
 
 def test_offsets_and_partial_line() -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from logtide.shippers.fingerprint import same_file
 
-from shippers.fingerprint import same_file
 from tests.shippers.conftest import kafka_output, shipper_config
 from tests.shippers.helpers import consume, wait_for
 
@@ -58,7 +58,7 @@ class Harness:
         self.cfg = shipper_config(root, [str(self.dir / "app.log*")], close_removed_after_s=0.2)
 
     async def start(self) -> None:
-        from shippers.shipper import Shipper
+        from logtide.shippers.shipper import Shipper
 
         self.shipper = Shipper(self.cfg, kafka_output(self.bootstrap), log_topic=self.topic)
         self.task = asyncio.create_task(self.shipper.run())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shippers.config import MultilineConfig
-from shippers.multiline import MultilineAggregator
+from logtide.shippers.config import MultilineConfig
+from logtide.shippers.multiline import MultilineAggregator
 
 JAVA = """2024-05-01 10:00:00,123 ERROR [main] c.e.App - request failed
 java.lang.IllegalStateException: boom

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from logtide.schemas import stable_id
+from logtide.shippers.config import LogInputConfig, ParserConfig
+from logtide.shippers.events import IdHasher, LogEventBuilder, host_block
+from logtide.shippers.parsers import ParseError, make_parser
+from logtide.shippers.parsers.logfmt import parse_pairs
+from logtide.shippers.parsers.severity import normalize_severity
+from logtide.shippers.parsers.syslog import parse_syslog
+from logtide.shippers.parsers.timestamps import TimestampParser
 
-from schemas import stable_id
-from shippers.config import LogInputConfig, ParserConfig
-from shippers.events import IdHasher, LogEventBuilder, host_block
-from shippers.parsers import ParseError, make_parser
-from shippers.parsers.logfmt import parse_pairs
-from shippers.parsers.severity import normalize_severity
-from shippers.parsers.syslog import parse_syslog
-from shippers.parsers.timestamps import TimestampParser
 from tests.shippers.helpers import ACCESS, LOGHUB, lines, structured, validate_event
 
 HOST = host_block("test-host")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from logtide.schemas import LogEvent
 
-from schemas import LogEvent
 from tests.shippers.conftest import running_shipper, ship_once, shipper_config, wait_acked
 from tests.shippers.helpers import ACCESS, LOGHUB, consume, lines, wait_for
 
@@ -229,8 +229,8 @@ async def test_delete_while_open_finishes_then_releases(
 async def test_inode_reuse_does_not_resume_at_old_offset(
     tmp_path: Path, kafka_bootstrap: str, topic: str
 ) -> None:
-    from shippers.checkpoint_store import CheckpointStore, FileState
-    from shippers.fingerprint import head_hash
+    from logtide.shippers.checkpoint_store import CheckpointStore, FileState
+    from logtide.shippers.fingerprint import head_hash
 
     log = tmp_path / "r.log"
     write_lines(log, [f"new file {i}" for i in range(50)])
@@ -312,7 +312,7 @@ async def test_bad_input(tmp_path: Path, kafka_bootstrap: str, topic: str) -> No
     (d / "old.log.gz").write_bytes(b"\x1f\x8b\x08\x00 compressed rotated file\n")
     (d / "ts.log").write_text('{"ts": "the 31st of Smarch", "msg": "bad time"}\nnot json at all\n')
     cfg = shipper_config(tmp_path, [str(d / "*")], max_line_bytes=1024)
-    from shippers.config import LogInputConfig
+    from logtide.shippers.config import LogInputConfig
 
     cfg = cfg.model_copy(update={"inputs": [
         LogInputConfig(paths=[str(d / "ts.log")], parser={"type": "json"}, start_position="beginning"),
@@ -361,7 +361,7 @@ async def test_sigterm_flushes_checkpoints_and_exits(
 ) -> None:
     import signal
 
-    from shippers.checkpoint_store import CheckpointStore
+    from logtide.shippers.checkpoint_store import CheckpointStore
 
     log = tmp_path / "s.log"
     write_lines(log, [f"s {i}" for i in range(20_000)], "w")
@@ -388,8 +388,8 @@ async def test_own_metrics_endpoint_host_metrics_and_scrape(
     import socket
 
     import httpx
+    from logtide.schemas import MetricSample
 
-    from schemas import MetricSample
     from tests.shippers.helpers import create_topic
 
     with socket.socket() as s:

@@ -15,8 +15,7 @@ from typing import Any
 
 import orjson
 import yaml
-
-from schemas import Topics
+from logtide.schemas import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 import pytest
+from logtide.schemas import Topics
+from logtide.streams.config import StreamsConfig
+from logtide.streams.pipeline import Stateful, Stateless
 
-from schemas import Topics
-from streams.config import StreamsConfig
-from streams.pipeline import Stateful, Stateless
 from tests.streams.kafka_util import (
     Worker,
     committed_all,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from logtide.streams.faust_app import _fast_handoff
 from mode import Service
-
-from streams.faust_app import _fast_handoff
 
 
 class _Consumer(Service):

@@ -10,15 +10,14 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from logtide.schemas import Anomaly, DeadLetter, LogEvent, WindowAggregate, decode
+from logtide.streams.cardinality import CardinalityGuard
+from logtide.streams.config import StreamsConfig
+from logtide.streams.derive import COUNTER, CounterRates, Point, counter_rate, series_key
+from logtide.streams.enrich import Enricher, normalise_severity, status_class
+from logtide.streams.pipeline import Stateful, Stateless
+from logtide.streams.validate import SKEW_FLAG, SkewPolicy, validate_log
 from pydantic import ValidationError
-
-from schemas import Anomaly, DeadLetter, LogEvent, WindowAggregate, decode
-from streams.cardinality import CardinalityGuard
-from streams.config import StreamsConfig
-from streams.derive import COUNTER, CounterRates, Point, counter_rate, series_key
-from streams.enrich import Enricher, normalise_severity, status_class
-from streams.pipeline import Stateful, Stateless
-from streams.validate import SKEW_FLAG, SkewPolicy, validate_log
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -379,7 +378,7 @@ def test_production_default_detector_runs_and_round_trips() -> None:
 
 def test_combined_panes_give_the_same_aggregates_and_anomalies() -> None:
     """Map-side combining (the Faust path) equals folding points one by one (the embedded path)."""
-    from streams.pipeline import Combiner
+    from logtide.streams.pipeline import Combiner
 
     cfg = small_cfg()
     direct_aggs, direct_anoms, _ = run_pipeline(cfg, incident_stream(minutes=40, incident_at=30))
@@ -501,8 +500,8 @@ def _records(draw) -> bytes:
 @given(_records())
 def test_fast_validation_path_accepts_exactly_what_the_reference_accepts(data: bytes) -> None:
     """`fast_decode` (the worker's path) against `schemas.decode` (the reference)."""
-    from schemas import encode
-    from streams.validate import fast_decode
+    from logtide.schemas import encode
+    from logtide.streams.validate import fast_decode
 
     ref = decode(data, LogEvent)
     fast = fast_decode(data, LogEvent)
@@ -515,7 +514,7 @@ def test_fast_validation_path_accepts_exactly_what_the_reference_accepts(data: b
 
 
 def test_fast_validation_path_rejects_what_only_the_depth_walk_sees() -> None:
-    from streams.validate import fast_decode
+    from logtide.streams.validate import fast_decode
 
     deep = log_doc(NOW, attributes={"a": _nested(40)})
     assert fast_decode(raw(deep), LogEvent) is None

@@ -7,8 +7,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from streams.windowing import Agg, SeriesWindows, Sketch, WindowAggregator, WindowSpec
+from logtide.streams.windowing import Agg, SeriesWindows, Sketch, WindowAggregator, WindowSpec
 
 
 def brute_force(spec: WindowSpec, events: list[tuple[str, int, float]]):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import detectors
-from detectors.base import Detector, Score
+from logtide.detectors.base import Detector, Score
+
+from logtide import detectors
 
 
 @dataclass
