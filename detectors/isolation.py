@@ -84,8 +84,13 @@ class IsolationDetector(Detector):
 
     # -- forest ----------------------------------------------------------------------------
     def _fit(self) -> None:
-        import numpy as np
-        from sklearn.ensemble import IsolationForest
+        try:
+            import numpy as np
+            from sklearn.ensemble import IsolationForest
+        except ImportError as exc:
+            raise RuntimeError(
+                "the isolation detector needs scikit-learn and numpy: pip install 'logtide[isolation]'"
+            ) from exc
 
         c = self.config
         end = len(self._ref) - self._since

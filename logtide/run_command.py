@@ -10,7 +10,6 @@ import asyncio
 import logging
 import shutil
 import signal
-import sys
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,17 +19,16 @@ from typing import Any
 import click
 
 from logtide.config import ConfigError, load_config
+from logtide.log_setup import configure_logging
 
 PARSERS = ["plain", "json", "logfmt", "access_log", "syslog"]
 
 
-def _setup_logging(level_name: str, verbose: int) -> None:
+def _setup_logging(level_name: str, verbose: int, fmt: str = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else getattr(logging, level_name)
     if not verbose:
         level = max(level, logging.WARNING)  # the command prints its own progress; warnings still show
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(level, fmt)
 
 
 def build_config(
@@ -133,7 +131,7 @@ def run(  # noqa: PLR0917 - click passes every option
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(2) from None
-    _setup_logging(cfg.logging.level, verbose)
+    _setup_logging(cfg.logging.level, verbose, cfg.logging.format)
     sc = cfg.shipper
     if not sc.inputs and not sc.host_metrics.enabled and not sc.prometheus_scrapes:
         click.echo("nothing to read: give --path GLOB or inputs in the config's shipper section", err=True)
@@ -148,8 +146,14 @@ def run(  # noqa: PLR0917 - click passes every option
     click.echo(_summary_text(s, out, time.monotonic() - t0))
 
 
-def what_you_saw(s: Any, spec: Any, window_s: float) -> str:
-    """The closing paragraph of the demo, saying what the detectors actually found."""
+def _settings_text(detect: Any) -> str:
+    """What the demo's configuration set for detection, read from the configuration that ran."""
+    params = ", ".join(f"{k} {v}" for k, v in sorted((detect.params or {}).items()))
+    return f"the demo sets that cut-off to {detect.threshold:g}" + (f" and {params} windows" if params else "")
+
+
+def what_you_saw(s: Any, spec: Any, window_s: float, detect: Any) -> str:
+    """The closing paragraph of the demo, saying what the detectors actually found and what was set."""
     hit, elsewhere = [], []
     for a in s.anomaly_list:
         inside = spec.incident_start < a.timestamp <= spec.incident_end + timedelta(minutes=1)
@@ -171,7 +175,7 @@ def what_you_saw(s: Any, spec: Any, window_s: float) -> str:
         f"every line, derived per-service metrics (request counts, error ratio, p90 latency) in "
         f"{window_s:g}-second event-time windows, and ran every series through the production anomaly "
         "detector, which learns each series' normal level and noise as it goes, with one cut-off on a "
-        f"calibrated tail probability for all series and no threshold set by hand. At "
+        f"calibrated tail probability for all series ({_settings_text(detect)}). At "
         f"{spec.incident_start:%H:%M} UTC the {spec.service} service started failing for "
         f"{spec.incident_minutes} minutes: 5xx responses, ERROR lines with stack traces, slower requests. "
         f"{found}{quiet} The same operators run under Faust with Kafka in production "
@@ -227,4 +231,4 @@ def demo(data_dir: str, minutes: int, seed: int, verbose: int) -> None:
     click.echo(
         f"re-run the pipeline yourself: logtide run --config {cfg_path} --data-dir {out}-rerun --once\n"
     )
-    click.echo(what_you_saw(s, spec, cfg.streams.window.size_seconds))
+    click.echo(what_you_saw(s, spec, cfg.streams.window.size_seconds, cfg.streams.detect))

@@ -8,14 +8,13 @@ and `shippers.Shipper` runs until SIGTERM/SIGINT, or until every file is read wi
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
-import sys
 from pathlib import Path
 
 import click
 
 from logtide.config import ConfigError, load_config
+from logtide.log_setup import configure_logging
 
 
 @click.command("ship")
@@ -62,10 +61,8 @@ def ship(  # noqa: PLR0917 - click passes every option
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(2) from None
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose or cfg.logging.level == "INFO" else None
-    logging.basicConfig(level=level or getattr(logging, cfg.logging.level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    logging.getLogger("aiokafka").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+    level = "DEBUG" if verbose > 1 else "INFO" if verbose else cfg.logging.level
+    configure_logging(level, cfg.logging.format)
     sc = cfg.shipper
     updates: dict[str, object] = {}
     if paths:

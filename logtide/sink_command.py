@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +12,7 @@ import click
 from logtide.config import Config
 from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs, producer_kwargs
+from logtide.log_setup import configure_logging
 from logtide.schemas import Topics
 from logtide.sinks.config import ClickHouseConfig, ElasticsearchConfig
 
@@ -127,7 +127,7 @@ def sink(
         )
     if clickhouse_path:
         cfg.sinks.clickhouse = ClickHouseConfig(mode="embedded", path=clickhouse_path)
-    logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(cfg.logging.level, cfg.logging.format)
     counters = asyncio.run(run_sinks(cfg, once))
     click.echo(
         f"records {counters['records']}  written {counters['written']}  dead letters {counters['dead_letters']}"

@@ -6,6 +6,7 @@ directory when they share a host (`--state-dir`).
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,21 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
     """Run one worker until SIGTERM/SIGINT (graceful: commits and flushes before it exits)."""
     import faust
 
+    from logtide.log_setup import configure_logging, logging_dict
     from logtide.streams.faust_app import serve_metrics
 
+    level = (loglevel or cfg.logging.level).upper()
+    configure_logging(level, cfg.logging.format)
     sapp = build_app(cfg, state_dir=state_dir)
     serve_metrics(sapp.metrics, cfg.streams.metrics_port)
-    worker = faust.Worker(sapp.app, loglevel=(loglevel or cfg.logging.level).lower())
+    # quiet: no banner; Faust's own INFO tables go to DEBUG with the other libraries' chatter.
+    worker = faust.Worker(
+        sapp.app, loglevel=level.lower(), logging_config=logging_dict(level, cfg.logging.format), quiet=True
+    )
+    logging.getLogger("logtide.streams").info(
+        "streams worker starting: broker %s, topic prefix %r, state dir %s",
+        ",".join(cfg.kafka.bootstrap_servers), cfg.topics.prefix, state_dir or cfg.streams.state_dir,
+    )
     sys.argv = sys.argv[:1]  # the worker parses argv; ours was already handled by click
     worker.execute_from_commandline()
 

@@ -11,7 +11,8 @@ fi
 if [ ! -x .venv/bin/uv ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check uv
 fi
-.venv/bin/uv pip install --python .venv/bin/python -q -e ".[test${EXTRAS:+,$EXTRAS}]"
+# requirements.lock pins what the suite last passed with (scripts/lock.sh regenerates it).
+.venv/bin/uv pip install --python .venv/bin/python -q -c requirements.lock -e ".[all,test${EXTRAS:+,$EXTRAS}]"
 
 if [ "${SKIP_APT:-}" != "1" ] && ! command -v kcat >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ]; then

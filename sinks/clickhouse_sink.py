@@ -26,7 +26,10 @@ class ChdbBackend:
     """The real ClickHouse engine in-process, data kept under `path`."""
 
     def __init__(self, path: str | Path) -> None:
-        from chdb import session
+        try:
+            from chdb import session
+        except ImportError as exc:
+            raise RuntimeError("the embedded ClickHouse target needs chdb: pip install 'logtide[chdb]'") from exc
 
         self._session = session.Session(str(path))
 
@@ -49,7 +52,12 @@ class ServerBackend:
     """A ClickHouse server over HTTP (clickhouse-connect)."""
 
     def __init__(self, **client_kwargs: Any) -> None:
-        import clickhouse_connect
+        try:
+            import clickhouse_connect
+        except ImportError as exc:
+            raise RuntimeError(
+                "a ClickHouse server target needs clickhouse-connect: pip install 'logtide[clickhouse]'"
+            ) from exc
 
         self._client = clickhouse_connect.get_client(**client_kwargs)
 

@@ -109,7 +109,10 @@ def test_config_check_command_masks_secrets_and_reports_errors(tmp_path: Path) -
     runner = CliRunner()
     ok = runner.invoke(main, ["config", "check", "examples/kafka-secure.yaml"], env=ENV)
     assert ok.exit_code == 0, ok.output
-    assert "OK" in ok.output and "s3cret-from-env" not in ok.output and "**********" in ok.output
+    assert ok.output.count("\n") == 1 and ": ok (kafka " in ok.output and "SASL_SSL" in ok.output
+    shown = runner.invoke(main, ["config", "check", "--show", "examples/kafka-secure.yaml"], env=ENV)
+    assert shown.exit_code == 0, shown.output
+    assert "s3cret-from-env" not in shown.output and "**********" in shown.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("kafka:\n  sasl: {mechanism: FOO, username: u, password: hunter2}\n")
     res = runner.invoke(main, ["config", "check", str(bad)])

@@ -76,10 +76,14 @@ def test_quiet_hour_after_warmup_raises_nothing(demo: dict[str, Any]) -> None:
 
 
 def test_closing_paragraph_says_what_was_found(demo: dict[str, Any]) -> None:
+    from logtide.config import load_config
     from logtide.run_command import what_you_saw
 
-    text = what_you_saw(demo["summary"], demo["spec"], 60)
+    detect = load_config(demo["cfg"]).streams.detect
+    text = " ".join(what_you_saw(demo["summary"], demo["spec"], 60, detect).split())
     assert "anomalies above" in text and "checkout" in text
+    assert "no threshold set by hand" not in text
+    assert f"cut-off to {detect.threshold:g}" in text  # the text says what the run was configured with
 
 
 def test_same_input_same_anomalies(demo: dict[str, Any], tmp_path: Path) -> None:
