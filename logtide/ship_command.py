@@ -8,6 +8,7 @@ and `shippers.Shipper` runs until SIGTERM/SIGINT, or until every file is read wi
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from pathlib import Path
 
@@ -88,6 +89,14 @@ def ship(  # noqa: PLR0917 - click passes every option
     if not sc.inputs and not sc.host_metrics.enabled and not sc.prometheus_scrapes:
         click.echo("nothing to ship: give --path GLOB or inputs in the config's shipper section", err=True)
         raise SystemExit(2)
+    from logtide.kafka_preflight import preflight
+    from logtide.schemas import Topics
+
+    names = Topics(cfg.topics.prefix)
+    wanted = [sc.topic or names.logs_raw] if sc.inputs else []
+    if sc.host_metrics.enabled or sc.prometheus_scrapes:
+        wanted.append(sc.metrics_topic or names.metrics_raw)
+    preflight(kafka, wanted, logging.getLogger("logtide.shipper"))
     raise SystemExit(asyncio.run(_run(cfg, kafka, sc, once)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -128,6 +129,10 @@ def sink(
     if clickhouse_path:
         cfg.sinks.clickhouse = ClickHouseConfig(mode="embedded", path=clickhouse_path)
     configure_logging(cfg.logging.level, cfg.logging.format)
+    from logtide.kafka_preflight import preflight
+
+    topics = Topics(cfg.topics.prefix)
+    preflight(cfg.kafka, [topics.name(s) for s in cfg.sinks.sources], logging.getLogger("logtide.sinks"))
     counters = asyncio.run(run_sinks(cfg, once))
     click.echo(
         f"records {counters['records']}  written {counters['written']}  dead letters {counters['dead_letters']}"

@@ -62,6 +62,10 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
 
     level = (loglevel or cfg.logging.level).upper()
     configure_logging(level, cfg.logging.format)
+    from logtide.kafka_preflight import preflight
+    from logtide.schemas import Topics
+
+    preflight(cfg.kafka, Topics(cfg.topics.prefix).all(), logging.getLogger("logtide.streams"))
     sapp = build_app(cfg, state_dir=state_dir)
     serve_metrics(sapp.metrics, cfg.streams.metrics_port)
     # quiet: no banner; Faust's own INFO tables go to DEBUG with the other libraries' chatter.

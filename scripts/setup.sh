@@ -14,10 +14,15 @@ fi
 # requirements.lock pins what the suite last passed with (scripts/lock.sh regenerates it).
 .venv/bin/uv pip install --python .venv/bin/python -q -c requirements.lock -e ".[all,test${EXTRAS:+,$EXTRAS}]"
 
-if [ "${SKIP_APT:-}" != "1" ] && ! command -v kcat >/dev/null 2>&1; then
+# Debian tools the tests call: kcat (a trusted Kafka reader to compare with), openssl (test
+# certificates). Each is installed only when missing.
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${SKIP_APT:-}" != "1" ] && [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: kcat is missing; install Debian's kcat (sudo apt-get install kcat)" >&2
+    echo "setup: missing ${missing[*]}; install them from Debian (sudo apt-get install ${missing[*]})" >&2
   fi
 fi

@@ -14,7 +14,9 @@ if ! .venv/bin/logtide services status >/dev/null 2>&1; then
 fi
 cleanup() { if [ "$started" = "1" ]; then .venv/bin/logtide services down || true; fi; }
 trap cleanup EXIT
-.venv/bin/logtide services up
+# --secure: the TLS + SASL/SCRAM listener on :9094 with users and ACLs (tests/security); the
+# plaintext listener on :9092 serves the rest of the suite.
+.venv/bin/logtide services up --secure
 
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -p no:cacheprovider -ra --durations=15 "$@"

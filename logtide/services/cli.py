@@ -33,11 +33,13 @@ def services() -> None:
 @services.command()
 @_only
 @click.option("--timeout", default=manager.DEFAULT_TIMEOUT_S, show_default=True, help="Seconds to wait.")
-def up(only: tuple[str, ...], timeout: float) -> None:
+@click.option("--secure", is_flag=True,
+              help="Also a TLS + SASL/SCRAM-SHA-512 listener on 127.0.0.1:9094 with users and ACLs (kept once made).")
+def up(only: tuple[str, ...], timeout: float, secure: bool) -> None:
     """Start what is not running (downloading once), wait until it answers, print the addresses."""
     t0 = time.monotonic()
     try:
-        addresses = manager.ensure_up(**_which(only), timeout=timeout, echo=click.echo)
+        addresses = manager.ensure_up(**_which(only), timeout=timeout, echo=click.echo, secure=secure)
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from exc
     for name, address in addresses.items():

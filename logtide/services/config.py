@@ -7,6 +7,7 @@ at other directories and ports (LOGTIDE_CACHE, LOGTIDE_STATE, LOGTIDE_KAFKA_PORT
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -80,7 +81,9 @@ class Settings:
     # -- Kafka -------------------------------------------------------------------------------------
     @property
     def kafka_libs(self) -> Path:
-        return self.cache / f"kafka-{kafka_version()}" / "libs"
+        """The jars of kafka-pom.xml; a change to the pom (a new tool) resolves into a new folder."""
+        digest = hashlib.sha256(KAFKA_POM.read_bytes()).hexdigest()[:8]
+        return self.cache / f"kafka-{kafka_version()}-{digest}" / "libs"
 
     @property
     def kafka_dir(self) -> Path:

@@ -8,7 +8,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from logtide.services import fetch, health, process
+from logtide.services import fetch, health, kafka_secure, process
 from logtide.services.base import Service
 from logtide.services.config import LOOPBACK, ServiceError, Settings, java_home
 
@@ -96,7 +96,10 @@ def _write_config(s: Settings) -> Path:
     (s.kafka_dir / "logs").mkdir(parents=True, exist_ok=True)
     (s.kafka_dir / "log4j2.properties").write_text(LOG4J2)
     props = s.kafka_dir / "server.properties"
-    props.write_text(server_properties(s))
+    text = server_properties(s)
+    if kafka_secure.enabled(s):  # later keys win in a properties file
+        text += "# The secured listener (`logtide services up --secure`).\n" + kafka_secure.listener_properties(s)
+    props.write_text(text)
     return props
 
 
@@ -114,6 +117,7 @@ def _format_storage(s: Settings, libs: Path, props: Path) -> None:
         f"--cluster-id={_new_cluster_id()}",
         "--config",
         str(props),
+        *kafka_secure.format_args(s),
     )
     with log.open("w") as out:
         rc = subprocess.run(
@@ -121,6 +125,7 @@ def _format_storage(s: Settings, libs: Path, props: Path) -> None:
         ).returncode
     if rc != 0:
         raise ServiceError(f"formatting Kafka storage failed (exit {rc}); see {log}")
+    kafka_secure.formatted(s)
 
 
 def _start(s: Settings) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from logtide.services import health, process
+from logtide.services import health, kafka_secure, process
 from logtide.services.base import Service
 from logtide.services.config import LOOPBACK, ServiceError, Settings, settings
 from logtide.services.es_service import es_service
@@ -93,6 +93,7 @@ def ensure_up(
     elasticsearch: bool = True,
     timeout: float = DEFAULT_TIMEOUT_S,
     echo: Echo = _quiet,
+    secure: bool = False,
 ) -> dict[str, str]:
     """Start whatever of Kafka/Elasticsearch is not running, wait until they answer, return addresses.
 
@@ -106,9 +107,28 @@ def ensure_up(
         svc.fetch()
         if time.monotonic() - t0 > 1:
             echo(f"{svc.name}: fetched into the cache in {time.monotonic() - t0:.1f}s")
+    if kafka and secure:
+        kafka_secure.prepare(s)
+        sec_port = kafka_secure.secure_port(s)
+        if process.owned_pid(s.pid_file("kafka"), str(s.kafka_dir / "server.properties")) and not (
+            health.port_in_use(LOOPBACK, sec_port)
+        ):
+            raise ServiceError(
+                "kafka is running without the secured listener; restart it with it: "
+                "`logtide services down --only kafka && logtide services up --secure`"
+            )
     pending = {svc.name: (svc, _launch(svc, echo)) for svc in chosen}
     _wait_ready(pending, timeout, echo)
-    return {svc.name: svc.address for svc in chosen}
+    addresses = {svc.name: svc.address for svc in chosen}
+    if kafka and kafka_secure.enabled(s):
+        t0 = time.monotonic()
+        if kafka_secure.provision(s):
+            echo(f"kafka: SCRAM users and ACLs created in {time.monotonic() - t0:.1f}s")
+        f = kafka_secure.files(s)
+        addresses["kafka (SASL_SSL)"] = f"{LOOPBACK}:{kafka_secure.secure_port(s)}"
+        echo(f"kafka: secured listener SASL_SSL/{kafka_secure.MECHANISM} at {LOOPBACK}:{kafka_secure.secure_port(s)}, "
+             f"CA {f.ca_pem}, users {', '.join(kafka_secure.USERS)} (passwords in {f.users_file})")
+    return addresses
 
 
 def stop(kafka: bool = True, elasticsearch: bool = True, echo: Echo = _quiet) -> dict[str, bool]:
