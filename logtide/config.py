@@ -196,12 +196,17 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> C
         raise ConfigError(str(path), [f"<file>: cannot read: {exc.strerror}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [f"<file>: not UTF-8 text: {exc.reason}"]) from None
+    return parse_config_text(text, str(path), env)
+
+
+def parse_config_text(text: str, source: str = "config", env: dict[str, str] | None = None) -> Config:
+    """Validate YAML text; any problem (syntax, keys, values) raises ConfigError naming where."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
-        raise ConfigError(
-            str(path), [f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}"]
-        ) from None
-    return parse_config(data, str(path), env)
+        raise ConfigError(source, [f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}"]) from None
+    except RecursionError:
+        raise ConfigError(source, ["<file>: YAML nested too deeply"]) from None
+    return parse_config(data, source, env)

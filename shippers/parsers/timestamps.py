@@ -6,6 +6,7 @@ is a dict lookup. Unparseable input returns None and the caller flags `ts_unpars
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
@@ -15,6 +16,9 @@ from dateutil import parser as du_parser
 from dateutil import tz as du_tz
 
 NAMED = {"iso8601", "rfc3164", "clf", "unix", "unix_ms", "apache_error", "auto"}
+
+#: Longer strings are refused unparsed (fuzzing found dateutil slow on kilobytes of digits).
+MAX_TIMESTAMP_CHARS = 128
 
 
 def _iso_out(dt: datetime) -> str:
@@ -63,7 +67,7 @@ class TimestampParser:
             if fmt == "auto":
                 return self._auto(raw)
             return self._aware(datetime.strptime(raw, fmt))
-        except (ValueError, OverflowError, TypeError):
+        except (ValueError, ArithmeticError, TypeError):  # ArithmeticError: decimal errors inside dateutil
             return None
 
     def _auto(self, raw: str) -> datetime | None:
@@ -76,13 +80,15 @@ class TimestampParser:
         except ValueError:
             num = None
         if num is not None:
+            if not math.isfinite(num):  # "1e999" or 400 digits: inf would never shrink below
+                return None
             # seconds, milliseconds, microseconds or nanoseconds since the epoch, by magnitude
             while num > 1e11:
                 num /= 1000.0
             return datetime.fromtimestamp(num, UTC)
         try:
             return self._aware(du_parser.parse(raw, fuzzy=False))
-        except (ValueError, OverflowError, du_parser.ParserError):
+        except (ValueError, ArithmeticError, du_parser.ParserError):
             return None
 
     def _parse(self, raw: object) -> str | None:
@@ -93,6 +99,8 @@ class TimestampParser:
         if not isinstance(raw, str) or not raw.strip():
             return None
         raw = raw.strip()
+        if len(raw) > MAX_TIMESTAMP_CHARS:  # no timestamp is this long; dateutil would take its time
+            return None
         for fmt in self.formats:
             dt = self._one(fmt, raw)
             if dt is not None:

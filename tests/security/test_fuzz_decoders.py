@@ -1,0 +1,78 @@
+"""Fuzzing every decoder: no exception escapes, rejected input becomes a dead letter or a clear
+error, memory stays bounded. The test suite runs a small budget; `bench/fuzz.py` runs a million."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from logtide.schemas import DeadLetter, LogEvent, decode
+from logtide.shippers.config import MultilineConfig
+from logtide.shippers.line_reader import LineReader
+from logtide.shippers.multiline import MultilineAggregator
+
+from tests.security.fuzz_targets import TARGETS, campaign
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+@FAST
+@given(data=st.binary(max_size=2048))
+def test_random_bytes_break_no_contract(name: str, data: bytes) -> None:
+    TARGETS[name](data)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_mutated_real_inputs_break_no_contract(name: str) -> None:
+    result = campaign([name], per_target=400, seed=hash(name) & 0xFFFF)
+    assert result["tried"] == 400
+    assert result["failures"] == {}, result["failures"]
+
+
+def test_a_100_mb_line_is_cut_not_held() -> None:
+    reader = LineReader(max_line_bytes=1 << 20, long_lines="truncate")
+    chunk = b"x" * (4 << 20)
+    tracemalloc.start()
+    lines = []
+    offset = 0
+    for _ in range(25):  # 100 MiB without a newline, fed as a harvester reads it
+        lines += reader.feed(chunk, offset)
+        offset += len(chunk)
+        assert reader.pending_bytes <= (1 << 20) + len(chunk)
+    lines += reader.feed(b"\n", offset)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 64 << 20  # never the whole line in memory
+    assert lines and all(len(raw) <= 1 << 20 for _s, _e, raw, _t in lines)
+    assert any(truncated for *_x, truncated in lines)
+
+
+def test_deep_json_is_a_dead_letter() -> None:
+    raw = b"[" * 10_000 + b"]" * 10_000
+    got = decode(raw, LogEvent)
+    assert isinstance(got, DeadLetter) and got.error.type
+
+
+def test_multiline_continuation_bomb_is_capped() -> None:
+    cfg = MultilineConfig(mode="continuation", pattern=r"^\s", max_lines=500, max_bytes=256 << 10)
+    agg = MultilineAggregator(cfg)
+    pos = 0
+    agg.push("Exception: the head line", 0, 25)
+    line = " continuation " + "y" * 200
+    for _ in range(200_000):  # 43 MB of continuation lines that never end
+        assert agg.push(line, pos, pos + len(line) + 1) is None
+        pos += len(line) + 1
+    ev = agg.flush()
+    assert ev is not None and "truncated" in ev.flags
+    assert len(ev.text.encode()) <= 256 << 10 and len(ev.lines) <= 500
+
+
+@pytest.mark.parametrize("raw", ["1e999", "9" * 400, "-1e999", "nan", "17/06/09 20:55" + "9" * 300])
+def test_found_by_fuzzing_timestamps_that_hung_or_raised(raw: str) -> None:
+    """An infinite epoch looped forever (inf / 1000 stays inf); dateutil raised decimal errors."""
+    from logtide.shippers.parsers.timestamps import TimestampParser
+
+    assert TimestampParser(["auto"]).parse(raw) is None
