@@ -77,6 +77,7 @@ class Settings:
     kafka_controller_port: int
     es_port: int
     es_transport_port: int
+    es_secure: bool = False  # LOGTIDE_ES_SECURE=1: security module on, HTTPS and a user (see es_service)
 
     # -- Kafka -------------------------------------------------------------------------------------
     @property
@@ -119,7 +120,7 @@ class Settings:
 
     @property
     def es_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.es_port}"
+        return f"{'https' if self.es_secure else 'http'}://{LOOPBACK}:{self.es_port}"
 
     def pid_file(self, service: str) -> Path:
         return self.state / f"{service}.pid"
@@ -144,6 +145,7 @@ def settings() -> Settings:
         kafka_controller_port=_env_int("LOGTIDE_KAFKA_CONTROLLER_PORT", kafka_port + 1),
         es_port=_env_int("LOGTIDE_ES_PORT", 9200),
         es_transport_port=_env_int("LOGTIDE_ES_TRANSPORT_PORT", 9300),
+        es_secure=os.environ.get("LOGTIDE_ES_SECURE") == "1",
     )
 
 

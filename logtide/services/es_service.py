@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
+import ssl
 import subprocess
 from pathlib import Path
 
 from logtide.services import fetch, health, process
 from logtide.services.base import Service
+from logtide.services.certs import make_ca_and_cert
 from logtide.services.config import ES_USER, LOOPBACK, ServiceError, Settings, java_home, running_as_root
 
 HEAP = "-Xms512m\n-Xmx512m\n"
@@ -34,11 +37,61 @@ path.data: {s.es_dir / "data"}
 path.logs: {s.es_dir / "logs"}
 # Development machines and CI runners are often nearly full; never go read-only over it.
 cluster.routing.allocation.disk.threshold_enabled: false
-# Plain HTTP on loopback, no passwords: this node is for development and tests only.
-xpack.security.enabled: false
 # Tests clean up with wildcard deletes.
 action.destructive_requires_name: false
+""" + (SECURE_YML if s.es_secure else INSECURE_YML)
+
+
+INSECURE_YML = """\
+# Plain HTTP on loopback, no passwords: this node is for development and tests only.
+xpack.security.enabled: false
 """
+# LOGTIDE_ES_SECURE=1: the security module on, HTTPS with a certificate from our throwaway CA, and
+# a file-realm user (single-node discovery needs no transport TLS).
+SECURE_YML = """\
+xpack.security.enabled: true
+xpack.security.http.ssl.enabled: true
+xpack.security.http.ssl.keystore.path: secure/http.p12
+xpack.security.transport.ssl.enabled: false
+xpack.security.authc.realms.file.file1.order: 0
+xpack.license.self_generated.type: basic
+"""
+ES_SECURE_USER = "logtide"
+
+
+def secure_dir(s: Settings) -> Path:
+    return s.es_dir / "config" / "secure"
+
+
+def credentials(s: Settings) -> tuple[str, str, Path]:
+    """(user, password, CA file) of a secured instance."""
+    d = secure_dir(s)
+    return ES_SECURE_USER, (d / "password").read_text(), d / "ca.pem"
+
+
+def _tool(home: Path, conf: Path, tool: str, *args: str, stdin: str | None = None) -> None:
+    env = {**{k: v for k, v in os.environ.items() if k != "JAVA_HOME"}, "ES_JAVA_HOME": str(java_home()),
+           "ES_PATH_CONF": str(conf)}  # fmt: skip
+    proc = subprocess.run([str(home / "bin" / tool), *args], input=stdin, capture_output=True, text=True,
+                          env=env, check=False, timeout=180)  # fmt: skip
+    if proc.returncode != 0:
+        raise ServiceError(f"{tool} {args[0] if args else ''} failed: {proc.stdout[-600:]}{proc.stderr[-600:]}")
+
+
+def _prepare_secure(home: Path, conf: Path) -> None:
+    """Certificate, keystore password and the user, once per instance."""
+    d = conf / "secure"
+    if (d / "password").is_file():
+        return
+    store_pw = secrets.token_urlsafe(18)
+    make_ca_and_cert(d, store_pw, cn="logtide-dev-es")
+    os.replace(d / "broker.p12", d / "http.p12")
+    _tool(home, conf, "elasticsearch-keystore", "create")
+    _tool(home, conf, "elasticsearch-keystore", "add", "-x", "-f", "xpack.security.http.ssl.keystore.secure_password",
+          stdin=store_pw)  # fmt: skip
+    password = secrets.token_urlsafe(18)
+    _tool(home, conf, "elasticsearch-users", "useradd", ES_SECURE_USER, "-p", password, "-r", "superuser")
+    (d / "password").write_text(password)
 
 
 def ensure_user(name: str = ES_USER, home: Path | None = None) -> None:
@@ -83,6 +136,8 @@ def _write_config(s: Settings, home: Path) -> Path:
 def _start(s: Settings) -> int:
     home = fetch.ensure_es_home(s)
     conf = _write_config(s, home)
+    if s.es_secure:
+        _prepare_secure(home, conf)
     user = None
     if running_as_root():
         ensure_user(home=s.es_root)
@@ -118,7 +173,15 @@ def es_service(s: Settings) -> Service:
         pid_file=s.pid_file("elasticsearch"),
         log_file=s.es_log,
         marker=str(s.es_dir / "config"),
-        answers=lambda: health.es_answers(s.es_url),
+        answers=lambda: health.es_answers(s.es_url, **(_auth(s) if s.es_secure else {})),
         fetch=lambda: fetch.ensure_es_home(s),
         start=lambda: _start(s),
     )
+
+
+def _auth(s: Settings) -> dict[str, object]:
+    try:
+        user, password, ca = credentials(s)
+    except OSError:
+        return {"auth": ("none", "none")}
+    return {"auth": (user, password), "verify": ssl.create_default_context(cafile=str(ca))}

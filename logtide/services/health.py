@@ -7,6 +7,7 @@ which dropped v0-v3) over a plain socket, so no asyncio loop or client library i
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 
 import httpx
@@ -61,10 +62,11 @@ def kafka_answers(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-def es_health(url: str, timeout: float = 2.0) -> str | None:
+def es_health(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None,
+              verify: ssl.SSLContext | bool = True) -> str | None:  # fmt: skip
     """Cluster health status ('green', 'yellow', 'red') or None when Elasticsearch does not answer."""
     try:
-        resp = httpx.get(f"{url}/_cluster/health", timeout=timeout, trust_env=False)
+        resp = httpx.get(f"{url}/_cluster/health", timeout=timeout, trust_env=False, auth=auth, verify=verify)
         if resp.status_code != 200:
             return None
         return str(resp.json().get("status"))
@@ -72,9 +74,10 @@ def es_health(url: str, timeout: float = 2.0) -> str | None:
         return None
 
 
-def es_answers(url: str, timeout: float = 2.0) -> bool:
+def es_answers(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None,
+               verify: ssl.SSLContext | bool = True) -> bool:  # fmt: skip
     """True when Elasticsearch answers and the cluster is usable (yellow or green)."""
-    return es_health(url, timeout) in {"yellow", "green"}
+    return es_health(url, timeout, auth, verify) in {"yellow", "green"}
 
 
 def port_in_use(host: str, port: int) -> bool:
