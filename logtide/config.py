@@ -209,4 +209,6 @@ def parse_config_text(text: str, source: str = "config", env: dict[str, str] | N
         raise ConfigError(source, [f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}"]) from None
     except RecursionError:
         raise ConfigError(source, ["<file>: YAML nested too deeply"]) from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits (Python's conversion limit)
+        raise ConfigError(source, [f"<file>: YAML value not readable: {exc}"]) from None
     return parse_config(data, source, env)

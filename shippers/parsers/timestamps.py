@@ -67,7 +67,7 @@ class TimestampParser:
             if fmt == "auto":
                 return self._auto(raw)
             return self._aware(datetime.strptime(raw, fmt))
-        except (ValueError, ArithmeticError, TypeError):  # ArithmeticError: decimal errors inside dateutil
+        except (ValueError, ArithmeticError, TypeError, OSError):  # decimal errors in dateutil; epochs past the C range
             return None
 
     def _auto(self, raw: str) -> datetime | None:

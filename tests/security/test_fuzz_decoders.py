@@ -76,3 +76,16 @@ def test_found_by_fuzzing_timestamps_that_hung_or_raised(raw: str) -> None:
     from logtide.shippers.parsers.timestamps import TimestampParser
 
     assert TimestampParser(["auto"]).parse(raw) is None
+
+
+def test_found_by_fuzzing_epoch_past_the_c_range() -> None:
+    from logtide.shippers.parsers.timestamps import TimestampParser
+
+    assert TimestampParser(["unix"]).parse("202626262626262626") is None  # OSError escaped before
+
+
+def test_found_by_fuzzing_config_integer_of_20000_digits() -> None:
+    from logtide.config import ConfigError, parse_config_text
+
+    with pytest.raises(ConfigError, match="not readable"):
+        parse_config_text("shipper:\n  inputs:\n    - parser: " + "9" * 20_000 + "\n")
