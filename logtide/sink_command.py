@@ -15,13 +15,23 @@ from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs, producer_kwargs
 from logtide.log_setup import configure_logging
 from logtide.schemas import Topics
-from logtide.sinks.config import ClickHouseConfig, ElasticsearchConfig
+from logtide.sinks.config import ClickHouseConfig, ElasticsearchConfig, SinksConfig
+from logtide.sinks.metrics import SinkMetrics
+from logtide.sinks.retry import RetryPolicy
 
 
-async def _es_writer(cfg: ElasticsearchConfig) -> tuple[Any, Any]:
+def _policy(target: str, sinks: SinksConfig, metrics: SinkMetrics, stopping: asyncio.Event) -> RetryPolicy:
+    return RetryPolicy(
+        target,
+        metrics,
+        max_backoff_s=sinks.retry_max_backoff_s,
+        give_up_after_s=sinks.retry_give_up_after_s,
+        stopping=stopping,
+    )
+
+
+def es_client(cfg: ElasticsearchConfig) -> Any:
     from elasticsearch import AsyncElasticsearch
-
-    from logtide.sinks.elasticsearch_sink import ElasticsearchSink
 
     auth: dict[str, Any] = {}
     if cfg.api_key is not None:
@@ -30,76 +40,132 @@ async def _es_writer(cfg: ElasticsearchConfig) -> tuple[Any, Any]:
         auth["basic_auth"] = (cfg.username, cfg.password.get_secret_value() if cfg.password else "")
     if cfg.ca_file is not None:
         auth["ca_certs"] = str(cfg.ca_file)
-    client = AsyncElasticsearch(cfg.hosts, request_timeout=cfg.request_timeout_s, **auth)
-    sink = ElasticsearchSink(client, prefix=cfg.index_prefix)
-    await sink.ensure_template()
+    # Retries are ours (logged, counted, backoff); the client's own would hide an outage.
+    return AsyncElasticsearch(cfg.hosts, request_timeout=cfg.request_timeout_s, max_retries=0, **auth)
+
+
+async def _es_writer(cfg: ElasticsearchConfig, policy: RetryPolicy) -> tuple[Any, Any]:
+    from logtide.sinks.elasticsearch_sink import ElasticsearchSink
+
+    client = es_client(cfg)
+    sink = ElasticsearchSink(
+        client,
+        prefix=cfg.index_prefix,
+        retry=policy,
+        max_batch_bytes=cfg.max_batch_bytes,
+        max_concurrency=cfg.max_concurrency,
+        replicas=cfg.replicas,
+        retention_days=cfg.retention_days,
+    )
+    await policy.call(lambda: _retry_on_connection(sink.ensure_templates))
 
     async def write(docs: Sequence[dict[str, Any]]) -> list[tuple[int, str]]:
-        return (await sink.write(docs)).rejected
+        result = await sink.write(docs)
+        policy.metrics.written.labels("elasticsearch").inc(result.indexed)
+        policy.metrics.rejected.labels("elasticsearch").inc(len(result.rejected))
+        return result.rejected
 
     return write, client
 
 
-def _clickhouse_writer(cfg: ClickHouseConfig) -> tuple[Any, Any]:
-    from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+async def _retry_on_connection(call: Any) -> Any:
+    from logtide.sinks.elasticsearch_sink import _is_retryable_exception
+    from logtide.sinks.retry import TargetUnavailable
 
-    from logtide.sinks.clickhouse_sink import ChdbBackend, ClickHouseSink, ServerBackend
+    try:
+        return await call()
+    except Exception as exc:
+        if _is_retryable_exception(exc):
+            raise TargetUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        raise
+
+
+def clickhouse_backend(cfg: ClickHouseConfig) -> Any:
+    from logtide.sinks.clickhouse_sink import ChdbBackend, ServerBackend
 
     if cfg.mode == "embedded":
         cfg.path.mkdir(parents=True, exist_ok=True)
-        backend: Any = ChdbBackend(cfg.path)
-    else:
-        backend = ServerBackend(
-            host=cfg.host,
-            port=cfg.port,
-            username=cfg.username,
-            password=cfg.password.get_secret_value() if cfg.password else "",
-            secure=cfg.secure,
-        )
-    sink = ClickHouseSink(backend, cfg.database)
+        return ChdbBackend(cfg.path)
+    return ServerBackend(
+        host=cfg.host,
+        port=cfg.port,
+        username=cfg.username,
+        password=cfg.password.get_secret_value() if cfg.password else "",
+        secure=cfg.secure,
+    )
+
+
+async def _clickhouse_writer(cfg: ClickHouseConfig, policy: RetryPolicy) -> tuple[Any, Any]:
+    from logtide.sinks.clickhouse_sink import ClickHouseSink, error_code
+    from logtide.sinks.retry import TargetUnavailable
+
+    async def connect() -> tuple[Any, ClickHouseSink]:
+        try:
+            backend = await asyncio.to_thread(clickhouse_backend, cfg)
+            return backend, await asyncio.to_thread(ClickHouseSink, backend, cfg.database, dict(cfg.ttl_days))
+        except Exception as exc:
+            if cfg.mode == "server" and error_code(exc) is None:
+                raise TargetUnavailable(f"ClickHouse not reachable: {exc}"[:300]) from exc
+            raise
+
+    backend, sink = await policy.call(connect)
 
     async def write(docs: Sequence[dict[str, Any]]) -> list[tuple[int, str]]:
-        # An insert that fails is retried whole (rows dedup by event id); offsets wait meanwhile.
-        async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(initial=0.2, max=30), retry=retry_if_exception_type(Exception)
-        ):
-            with attempt:
-                return await asyncio.to_thread(sink.write, docs)
-        raise AssertionError("unreachable")
+        # An insert that fails for want of an answer is retried whole (rows dedup by event id).
+        before = sink.written
+        rejected = await policy.call(lambda: asyncio.to_thread(sink.write, docs))
+        policy.metrics.written.labels("clickhouse").inc(sink.written - before)
+        policy.metrics.rejected.labels("clickhouse").inc(len(rejected))
+        return rejected
 
     return write, backend
 
 
-async def run_sinks(cfg: Config, once: bool) -> dict[str, Any]:
+async def run_sinks(cfg: Config, once: bool, metrics: SinkMetrics | None = None) -> dict[str, Any]:
     from logtide.sinks.kafka_runner import KafkaSinkRunner
 
     topics = Topics(cfg.topics.prefix)
+    metrics = metrics or SinkMetrics()
+    stopping = asyncio.Event()
     writers, closers = [], []
-    if cfg.sinks.elasticsearch is not None:
-        es_write, client = await _es_writer(cfg.sinks.elasticsearch)
-        writers.append(es_write)
-        closers.append(client.close)
-    if cfg.sinks.clickhouse is not None:
-        ch_write, backend = _clickhouse_writer(cfg.sinks.clickhouse)
-        writers.append(ch_write)
-        closers.append(lambda: asyncio.to_thread(backend.close))
-    if not writers:
-        raise click.ClickException("sinks: configure elasticsearch and/or clickhouse")
-    runner = KafkaSinkRunner(
-        consumer_kwargs={**connection_kwargs(cfg.kafka), "group_id": cfg.sinks.group_id},
-        producer_kwargs=producer_kwargs(cfg.kafka),
-        topics=[topics.name(s) for s in cfg.sinks.sources],
-        deadletter_topic=topics.deadletter,
-        writers=writers,
-        batch_max_records=cfg.sinks.batch_max_records,
-        batch_wait_ms=cfg.sinks.batch_wait_ms,
-    )
+    if cfg.sinks.metrics_listen:
+        from prometheus_client import start_http_server
+
+        host, _, port = cfg.sinks.metrics_listen.rpartition(":")
+        start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, runner.stop)
     try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        if cfg.sinks.elasticsearch is not None:
+            es_write, client = await _es_writer(
+                cfg.sinks.elasticsearch, _policy("elasticsearch", cfg.sinks, metrics, stopping)
+            )
+            writers.append(es_write)
+            closers.append(client.close)
+        if cfg.sinks.clickhouse is not None:
+            ch_write, backend = await _clickhouse_writer(
+                cfg.sinks.clickhouse, _policy("clickhouse", cfg.sinks, metrics, stopping)
+            )
+            writers.append(ch_write)
+            closers.append(lambda: asyncio.to_thread(backend.close))
+        if not writers:
+            raise click.ClickException("sinks: configure elasticsearch and/or clickhouse")
+        runner = KafkaSinkRunner(
+            consumer_kwargs={**connection_kwargs(cfg.kafka), "group_id": cfg.sinks.group_id},
+            producer_kwargs=producer_kwargs(cfg.kafka),
+            topics=[topics.name(s) for s in cfg.sinks.sources],
+            deadletter_topic=topics.deadletter,
+            writers=writers,
+            batch_max_records=cfg.sinks.batch_max_records,
+            batch_wait_ms=cfg.sinks.batch_wait_ms,
+            metrics=metrics,
+            stopping=stopping,
+        )
         counters = await runner.run(once=once)
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         for close in closers:
             await close()
     return vars(counters)

@@ -3,8 +3,10 @@
 ReplacingMergeTree keyed on the stable event id makes replays and retries idempotent: a duplicate
 delivery collapses into one row at merge time, and `FINAL` (or `argMax`) reads it once already.
 The same DDL runs on a ClickHouse server (clickhouse-connect) and in the embedded engine (chdb).
-No TTL is set: a TTL would silently drop replayed history older than it; add one per deployment
-with `ALTER TABLE ... MODIFY TTL` when retention matters more than replays.
+No TTL by default: a TTL would silently drop replayed history older than it. `ttl_days` (from
+`sinks.clickhouse.ttl_days` in the config) sets one per table, on creation and, for a table that
+exists, with `ALTER TABLE ... MODIFY TTL` (idempotent). Ordering keys start with what the
+dashboards filter on: service (logs) or metric/series, then time.
 """
 
 from __future__ import annotations
@@ -89,8 +91,26 @@ ORDER BY (stage, error_type, ts, id)
 }
 
 
-def ddl(database: str = DATABASE) -> list[str]:
-    """Statements that create the database and every table; safe to run again."""
-    return [f"CREATE DATABASE IF NOT EXISTS {database}"] + [
-        t.format(db=database).strip() for t in TABLES.values()
-    ]
+# The time column a table's TTL counts from.
+TTL_COLUMN = {"logs": "ts", "metrics_agg": "window_end", "anomalies": "ts", "deadletter": "ts"}
+
+
+def ttl_clause(table: str, days: int) -> str:
+    return f"TTL toDateTime({TTL_COLUMN[table]}) + INTERVAL {int(days)} DAY"
+
+
+def ddl(database: str = DATABASE, ttl_days: dict[str, int] | None = None) -> list[str]:
+    """Statements that create the database and every table (with the TTLs asked for); safe to run again."""
+    ttl_days = ttl_days or {}
+    unknown = set(ttl_days) - set(TABLES)
+    if unknown:
+        raise ValueError(f"ttl_days names unknown tables: {sorted(unknown)}")
+    stmts = [f"CREATE DATABASE IF NOT EXISTS {database}"]
+    for table, text in TABLES.items():
+        create = text.format(db=database).strip()
+        if table in ttl_days:
+            create += "\n" + ttl_clause(table, ttl_days[table])
+            stmts += [create, f"ALTER TABLE {database}.{table} MODIFY {ttl_clause(table, ttl_days[table])}"]
+        else:
+            stmts.append(create)
+    return stmts

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 from logtide.schemas import DeadLetterSource, DecodeError, dead_letter, encode, parse_json
+from logtide.sinks.metrics import SinkMetrics
+from logtide.sinks.retry import TargetUnavailable
 
 log = logging.getLogger("logtide.sinks")
 
@@ -42,7 +44,10 @@ class KafkaSinkRunner:
         writers: list[Writer],
         batch_max_records: int = 2000,
         batch_wait_ms: int = 500,
+        metrics: SinkMetrics | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
+        """`stopping` is shared with the writers' retry policies: a stop ends their waits too."""
         self.consumer_kwargs = consumer_kwargs
         self.producer_kwargs = producer_kwargs
         self.topics = topics
@@ -51,7 +56,8 @@ class KafkaSinkRunner:
         self.batch_max_records = batch_max_records
         self.batch_wait_ms = batch_wait_ms
         self.counters = SinkCounters()
-        self._stop = asyncio.Event()
+        self.metrics = metrics or SinkMetrics()
+        self._stop = stopping or asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
@@ -77,8 +83,15 @@ class KafkaSinkRunner:
                     # The end as it was when we joined: what this run itself dead-letters is not included.
                     targets = await consumer.end_offsets(list(consumer.assignment()))
                 if records:
-                    await self._handle(records, producer)
+                    try:
+                        await self._handle(records, producer)
+                    except TargetUnavailable as exc:
+                        if not self._stop.is_set():
+                            raise
+                        log.warning("stopped while waiting for a target (%s): batch not committed", exc)
+                        break
                     await consumer.commit()
+                    self.metrics.committed.inc()
                 if once and await self._reached(consumer, targets):
                     break
         finally:
@@ -133,3 +146,4 @@ class KafkaSinkRunner:
 
     def _count(self, reason: str) -> None:
         self.counters.by_reason[reason] = self.counters.by_reason.get(reason, 0) + 1
+        self.metrics.dead_letters.labels(reason).inc()
