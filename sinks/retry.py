@@ -91,14 +91,19 @@ class RetryPolicy:
             stop = stop | stop_after_delay(self.give_up_after_s)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TargetUnavailable),
-            wait=wait_exponential_jitter(initial=self.initial_backoff_s, max=self.max_backoff_s),
+            # full jitter bounded by the first backoff: concurrent writers do not retry in step
+            wait=wait_exponential_jitter(
+                multiplier=self.initial_backoff_s, max=self.max_backoff_s, jitter=self.initial_backoff_s
+            ),
             stop=stop,
             sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
         try:
-            result = await retrying(write)
+            async for attempt in retrying:
+                with attempt:
+                    result = await write()
         finally:
             gauge.set(0)
         if retrying.statistics.get("attempt_number", 1) > 1:

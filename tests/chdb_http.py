@@ -8,6 +8,7 @@ listening socket away and bring it back on the same port: a server outage, with 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import re
 import tempfile
@@ -49,9 +50,11 @@ class ChdbHttpServer:
         self.session = session.Session(str(path))
         self.lock = threading.Lock()
         self.requests = 0
+        self.drop_after_insert = 0  # inserts to execute and then answer by closing the connection
         self._tmp = Path(tempfile.mkdtemp(prefix="chdb-http-"))
         self.port = port
         self._server: ThreadingHTTPServer | None = None
+        self.connections: set = set()  # open keep-alive sockets, cut by stop()
 
     def start(self) -> ChdbHttpServer:
         handler = type("Handler", (_Handler,), {"owner": self})
@@ -66,6 +69,10 @@ class ChdbHttpServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(2)
+        self.connections.clear()
 
     def close(self) -> None:
         self.stop()
@@ -99,6 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # quiet
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        self.owner.connections.add(self.connection)
+
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
@@ -114,6 +125,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         params = dict(parse_qsl(urlsplit(self.path).query))
         body = self._body()
+        if self.owner.drop_after_insert and b"INSERT" in (params.get("query", "").encode() + body[:100]).upper():
+            self.owner.drop_after_insert -= 1
+            self.owner.execute(params, body)  # written, but the client never hears so: it must retry
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
         if urlsplit(self.path).path == "/ping":
             status, out, extra = 200, b"Ok.\n", {}
         else:
