@@ -15,6 +15,7 @@ from logtide.sinks.clickhouse_sink import ChdbBackend
 from logtide.config import parse_config
 from logtide.sink_command import run_sinks
 from logtide.topics_admin import ensure_topics
+from tests.integration.test_elasticsearch_sink import _cleanup as cleanup_es
 from tests.samples import samples
 
 pytestmark = pytest.mark.integration
@@ -66,8 +67,7 @@ async def test_sink_writes_targets_dead_letters_and_commits(
         await es.indices.refresh(index=f"{es_prefix}-*")
         ids = sorted(h["_id"] for h in (await es.search(index=f"{es_prefix}-*", size=50))["hits"]["hits"])
         assert ids == sorted(docs[k]["event"]["id"] for k in ("log_event", "window_aggregate", "anomaly"))
-        await es.indices.delete(index=f"{es_prefix}-*", ignore_unavailable=True)
-        await es.options(ignore_status=404).indices.delete_index_template(name=f"{es_prefix}-events")
+        await cleanup_es(es, es_prefix)
 
     ch = ChdbBackend(tmp_path / "ch")
     try:
