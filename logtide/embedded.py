@@ -230,6 +230,7 @@ class Outputs:
         self.files = {name: NdjsonWriter(data_dir / f"{name}.ndjson") for name in OUTPUT_FILES}
         self.on_anomaly = on_anomaly
         self.clickhouse = clickhouse
+        self.clickhouse_rejected = 0
 
     def write(self, r: BatchResult) -> None:
         """Write and flush one batch's documents (before the batch is acknowledged)."""
@@ -244,14 +245,26 @@ class Outputs:
             docs = [orjson.loads(b) for b in r.enriched]
             docs += [to_document(x) for x in (*r.dead, *r.aggregates, *r.anomalies)]
             if docs:
-                rejected = self.clickhouse.write(docs)
-                for pos, reason in rejected or ():
-                    log.warning(
-                        "clickhouse: document %s not stored: %s", docs[pos].get("event", {}).get("id"), reason
-                    )
+                self._clickhouse_dead_letters(docs, self.clickhouse.write(docs) or ())
         if self.on_anomaly is not None:
             for a in r.anomalies:
                 self.on_anomaly(a)
+
+    def _clickhouse_dead_letters(self, docs: list[dict[str, Any]], rejected: Any) -> None:
+        """Rows the engine refused become dead letters (file and table), counted; never only a log line."""
+        letters = []
+        for pos, reason in rejected:
+            doc = docs[pos]
+            if (doc.get("logtide") or {}).get("schema") == "dead_letter":
+                log.error("clickhouse refused dead letter %s: %s", doc["event"]["id"], reason)
+                continue
+            src = DeadLetterSource(stage="sink", topic="clickhouse")
+            letters.append(dead_letter(orjson.dumps(doc), DecodeError("target_rejected", reason), src))
+        if letters:
+            self.clickhouse_rejected += len(letters)
+            self.files["deadletter"].write([encode(d) for d in letters])
+            self.files["deadletter"].flush()
+            self.clickhouse.write([to_document(d) for d in letters])
 
     def sync(self) -> None:
         for w in self.files.values():

@@ -190,8 +190,11 @@ def what_you_saw(s: Any, spec: Any, window_s: float, detect: Any) -> str:
 @click.option("--minutes", type=click.IntRange(60, 24 * 60), default=180, show_default=True,
               help="Event time covered by the generated logs, ending now.")  # fmt: skip
 @click.option("--seed", type=int, default=12, show_default=True, help="Random seed of the generator.")
+@click.option("--clickhouse", is_flag=True,
+              help="Also leave the results in an embedded ClickHouse (chdb) database under DATA_DIR/clickhouse "
+                   "(the tables the Grafana dashboards query).")  # fmt: skip
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def demo(data_dir: str, minutes: int, seed: int, verbose: int) -> None:
+def demo(data_dir: str, minutes: int, seed: int, clickhouse: bool, verbose: int) -> None:
     """Generate realistic logs with an incident and run the embedded pipeline on them."""
     from logtide.demo_data import DemoSpec, demo_config_yaml, incident_view, write_demo_logs
     from logtide.embedded import OUTPUT_FILES, format_anomaly_line
@@ -217,7 +220,7 @@ def demo(data_dir: str, minutes: int, seed: int, verbose: int) -> None:
     click.echo("anomalies:")
     cfg = build_config(str(cfg_path))
     t0 = time.monotonic()
-    s = run_pipeline(cfg, out, True, quiet=True)
+    s = run_pipeline(cfg, out, True, clickhouse=clickhouse, quiet=True)
     for a in sorted(s.anomaly_list, key=lambda a: (a.timestamp, a.series.key)):
         click.echo(format_anomaly_line(a))
     if not s.anomalies:
@@ -228,6 +231,9 @@ def demo(data_dir: str, minutes: int, seed: int, verbose: int) -> None:
     click.echo(f"\noutputs in {out}/: " + ", ".join(f"{n}.ndjson" for n in OUTPUT_FILES)
                + f"; config {cfg_path}; logs {out}/logs/")  # fmt: skip
     click.echo(f"one anomaly in full: head -1 {out}/anomalies.ndjson | python3 -m json.tool")
+    if clickhouse:
+        click.echo(f"ClickHouse (chdb) database: {out}/clickhouse (tables logtide.logs, metrics_agg, anomalies, "
+                   f"deadletter; the Grafana dashboards' queries run on it)")  # fmt: skip
     click.echo(
         f"re-run the pipeline yourself: logtide run --config {cfg_path} --data-dir {out}-rerun --once\n"
     )

@@ -167,3 +167,27 @@ def test_ttl_from_config_on_new_and_existing_tables(server: ChdbHttpServer) -> N
     assert "TTL toDateTime(ts) + toIntervalDay(7)" in tables["logs"]
     assert "toIntervalDay(90)" in tables["anomalies"]
     assert "TTL" not in tables["metrics_agg"]
+
+
+def test_embedded_pipeline_turns_engine_rejections_into_dead_letters(tmp_path) -> None:
+    from logtide.embedded import BatchResult, Outputs
+
+    sink = ClickHouseSink(ChdbBackend(tmp_path / "clickhouse"))
+    outputs = Outputs(tmp_path, clickhouse=sink)
+    docs = _logs(3)
+    docs[2]["@timestamp"] = "half past nine"
+    outputs.write(BatchResult(enriched=[orjson.dumps(d) for d in docs]))
+    outputs.close()
+    assert outputs.clickhouse_rejected == 1
+    letters = [orjson.loads(x) for x in (tmp_path / "deadletter.ndjson").read_bytes().splitlines()]
+    assert [d["error"]["type"] for d in letters] == ["target_rejected"]
+    assert "Code: 41" in letters[0]["error"]["message"]
+    assert orjson.loads(letters[0]["event"]["original"])["event"]["id"] == "log-2"
+    backend = ChdbBackend(tmp_path / "clickhouse")
+    try:
+        assert backend.query_rows("SELECT count() AS n FROM logtide.logs FINAL") == [{"n": 2}]
+        assert backend.query_rows("SELECT error_type FROM logtide.deadletter FINAL") == [
+            {"error_type": "target_rejected"}
+        ]
+    finally:
+        backend.close()
