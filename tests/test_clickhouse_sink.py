@@ -1,10 +1,7 @@
-"""The ClickHouse tables, the sink and the Grafana dashboard's queries, on the real engine (chdb)."""
+"""The ClickHouse tables and the sink on the real engine (chdb); the Grafana queries are checked on
+the demo's data in tests/integration/test_dashboards.py."""
 
 from __future__ import annotations
-
-import json
-import re
-from pathlib import Path
 
 import orjson
 import pytest
@@ -12,8 +9,6 @@ from logtide.schemas import decode, to_document
 from logtide.sinks.clickhouse_sink import ChdbBackend, ClickHouseSink
 
 from tests.samples import samples
-
-DASHBOARDS = Path(__file__).parent.parent / "docker" / "grafana" / "dashboards"
 
 
 @pytest.fixture(scope="module")
@@ -53,33 +48,6 @@ def test_sink_writes_each_kind_once_even_when_replayed(sink: ClickHouseSink) -> 
         "SELECT score, severity, toString(ts) AS ts FROM logtide.anomalies FINAL"
     )
     assert anomaly == [{"score": 0.999, "severity": "critical", "ts": "2026-11-26 12:00:00.000"}]
-
-
-def _expand_macros(sql: str) -> str:
-    """What Grafana's ClickHouse plugin does with its macros, for a fixed range around the samples."""
-    sql = re.sub(
-        r"\$__timeFilter\((\w+)\)",
-        r"\1 BETWEEN toDateTime64('2026-11-26 00:00:00', 3, 'UTC') AND toDateTime64('2026-11-27 00:00:00', 3, 'UTC')",
-        sql,
-    )
-    sql = re.sub(r"\$__timeInterval\((\w+)\)", r"toStartOfInterval(\1, INTERVAL 60 second)", sql)
-    return sql.replace("${metric}", "http.requests")
-
-
-def test_dashboard_queries_run_against_the_tables(sink: ClickHouseSink) -> None:
-    sink.write(_docs())
-    dashboards = sorted(DASHBOARDS.glob("*.json"))
-    assert dashboards
-    for path in dashboards:
-        dash = json.loads(path.read_text())
-        queries = [t["rawSql"] for p in dash["panels"] for t in p["targets"]]
-        queries += [
-            v["query"] for v in dash.get("templating", {}).get("list", []) if v.get("type") == "query"
-        ]
-        results = {q: sink.backend.query_rows(_expand_macros(q)) for q in queries}
-        assert all(isinstance(r, list) for r in results.values())
-        non_empty = [q for q, r in results.items() if r]
-        assert len(non_empty) == len(queries), [q for q in queries if q not in non_empty]
 
 
 def test_document_that_cannot_be_a_row_is_rejected_with_reason(sink: ClickHouseSink) -> None:
