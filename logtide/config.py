@@ -186,7 +186,10 @@ def parse_config(data: Any, source: str = "config", env: dict[str, str] | None =
 
 
 def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> Config:
-    """Read and validate a YAML file (None means all defaults)."""
+    """Read and validate a YAML file. None means the file named by `LOGTIDE_CONFIG` (how the
+    container images are configured), else all defaults."""
+    if path is None:
+        path = (env if env is not None else os.environ).get("LOGTIDE_CONFIG") or None
     if path is None:
         return parse_config({}, "defaults", env)
     path = Path(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from logtide.config import Config, ConfigError, load_config
@@ -46,7 +48,7 @@ def load_for_command(config_path: str | None, bootstrap: str | None = None) -> C
         raise click.ClickException(str(exc)) from None
     if bootstrap:
         cfg.kafka.bootstrap_servers = bootstrap.split(",")
-    if config_path is None:
+    if config_path is None and not os.environ.get("LOGTIDE_CONFIG"):
         click.echo(
             f"no --config given: built-in defaults, broker {','.join(cfg.kafka.bootstrap_servers)}, "
             f"topic prefix {cfg.topics.prefix!r}",
