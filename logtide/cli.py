@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from logtide import __version__
+from logtide.archive_command import archive
 from logtide.backtest import backtest
 from logtide.config_command import config
 from logtide.run_command import demo, run
@@ -34,6 +35,7 @@ main.add_command(run)
 main.add_command(demo)
 main.add_command(sink)
 main.add_command(backtest)
+main.add_command(archive)
 
 if __name__ == "__main__":
     main()

@@ -34,6 +34,7 @@ class ClickHouseBackend(Protocol):
     def close(self) -> None: ...
     def insert_json_rows(self, table: str, rows: list[dict[str, Any]]) -> None: ...
     def query_rows(self, sql: str) -> list[dict[str, Any]]: ...
+    def query_bytes(self, sql: str, fmt: str) -> bytes: ...
 
 
 class ChdbBackend:
@@ -53,6 +54,9 @@ class ChdbBackend:
     def insert_json_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
         body = b"\n".join(orjson.dumps(r) for r in rows).decode()
         self._session.query(f"INSERT INTO {table} {_INSERT_SETTINGS} FORMAT JSONEachRow {body}")
+
+    def query_bytes(self, sql: str, fmt: str) -> bytes:
+        return self._session.query(sql, fmt).bytes()
 
     def query_rows(self, sql: str) -> list[dict[str, Any]]:
         out = self._session.query(sql, "JSONEachRow").bytes()
@@ -83,6 +87,9 @@ class ServerBackend:
         self._client.raw_insert(
             table, insert_block=body, fmt="JSONEachRow", settings={"date_time_input_format": "best_effort"}
         )
+
+    def query_bytes(self, sql: str, fmt: str) -> bytes:
+        return self._client.raw_query(sql, fmt=fmt)
 
     def query_rows(self, sql: str) -> list[dict[str, Any]]:
         result = self._client.query(sql)
