@@ -132,7 +132,13 @@ async def run_sinks(cfg: Config, once: bool, metrics: SinkMetrics | None = None)
         from prometheus_client import start_http_server
 
         host, _, port = cfg.sinks.metrics_listen.rpartition(":")
-        start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
+        server, _thread = start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
+
+        async def stop_metrics() -> None:
+            server.shutdown()
+            server.server_close()
+
+        closers.append(stop_metrics)
     loop = asyncio.get_running_loop()
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -12,12 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from elasticsearch import AsyncElasticsearch
 from logtide.schemas import decode, to_document
+from prometheus_client.parser import text_string_to_metric_families
 
 from logtide.config import parse_config
 from logtide.sink_command import run_sinks
@@ -62,6 +64,14 @@ async def _committed(bootstrap: str, group: str, topic: str, partitions: int) ->
         await consumer.stop()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _config(kafka: str, es: str, prefix: str, es_prefix: str, group: str, **sinks) -> dict:
     return {
         "kafka": {"bootstrap_servers": [kafka]},
@@ -82,7 +92,8 @@ async def test_cluster_down_commits_nothing_then_resumes_without_loss(
 ) -> None:
     prefix, es_prefix, group = f"o{unique}.", f"lto{unique}", f"g{unique}"
     proxy = EsFaultProxy(es_url).start()
-    cfg = parse_config(_config(kafka_bootstrap, proxy.url, prefix, es_prefix, group))
+    port = _free_port()
+    cfg = parse_config(_config(kafka_bootstrap, proxy.url, prefix, es_prefix, group, metrics_listen=f"127.0.0.1:{port}"))
     await ensure_topics(cfg)
     topic = f"{prefix}logs.enriched"
     await _produce(kafka_bootstrap, topic, _logs(300))
@@ -95,6 +106,13 @@ async def test_cluster_down_commits_nothing_then_resumes_without_loss(
                 await asyncio.sleep(0.1)
         assert not run.done()
         assert await _committed(kafka_bootstrap, group, topic, 2) == 0  # nothing committed while waiting
+        scraped = {
+            (s.name, s.labels.get("target")): s.value
+            for fam in text_string_to_metric_families(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+            for s in fam.samples
+        }  # the wait, as Prometheus sees it
+        assert scraped[("logtide_sink_unavailable_seconds", "elasticsearch")] > 0
+        assert scraped[("logtide_sink_retries_total", "elasticsearch")] >= 5
         proxy.busy_requests = 0  # back
         counters = await asyncio.wait_for(run, 120)
         assert counters["written"] == 300 and counters["dead_letters"] == 0
