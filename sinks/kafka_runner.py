@@ -126,8 +126,9 @@ class KafkaSinkRunner:
             docs.append(doc)
             sources.append(src)
         rejected: dict[int, str] = {}
-        for writer in self.writers:
-            for pos, reason in await writer(docs):
+        # The targets write side by side; the batch is done when the slower one took it.
+        for result in await asyncio.gather(*(writer(docs) for writer in self.writers)):
+            for pos, reason in result:
                 rejected.setdefault(pos, reason)
         for pos, reason in sorted(rejected.items()):
             doc = docs[pos]
