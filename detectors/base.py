@@ -13,21 +13,31 @@ import json
 import math
 from array import array
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 NAN = math.nan
 INF = math.inf
 
 
-@dataclass(slots=True)
-class Score:
+class Score(NamedTuple):
     """One verdict: ``score`` in [0, 1] (0.5 = tail probability 1e-4 with the default scale), the value
-    expected from the past and the band ``[lower, upper]`` the value was expected in."""
+    expected from the past and the band ``[lower, upper]`` the value was expected in.
+
+    Immutable (a named tuple): every ``update`` of every detector returns a new one, which the caller
+    may keep. Hot paths build it with ``new_score(s, e, lo, hi)`` (no keyword handling)."""
 
     score: float
     expected: float
     lower: float
     upper: float
+
+
+_tuple_new = tuple.__new__
+
+
+def new_score(score: float, expected: float, lower: float, upper: float) -> Score:
+    """``Score(score, expected, lower, upper)``, built the fast way (hot paths inline this call)."""
+    return _tuple_new(Score, (score, expected, lower, upper))
 
 
 def surprise_to_score(p: float, scale: float) -> float:
@@ -52,6 +62,8 @@ def normal_tail(z: float) -> float:
 class Detector:
     """Base class: configuration in a dataclass ``Config``, state as plain data.
 
+    The contract, the same for every detector: ``update(ts, value)`` is one fused step (score the
+    point against the past, learn it, apply the alarm gate) and returns a new immutable ``Score``.
     Subclasses implement ``update``, ``get_state`` and ``set_state``; the rest (construction from a
     dict, serialisation) is shared.
     """
@@ -76,7 +88,7 @@ class Detector:
         raise NotImplementedError
 
     def update(self, ts: float, value: float) -> Score:
-        """Score the point against the past, then learn from it."""
+        """Score the point against the past, then learn from it; a new immutable ``Score``."""
         raise NotImplementedError
 
     def get_state(self) -> dict[str, Any]:

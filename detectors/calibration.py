@@ -47,7 +47,7 @@ class TailConfig:
 class TailCalibrator:
     """Online generalised-Pareto tail model of a non-negative statistic; see module docstring."""
 
-    __slots__ = ("_a", "_at", "_cfg", "_ex", "_ex2", "_guard", "_l1", "_l2", "_n", "_ne", "_rate", "_sig", "_skip",
+    __slots__ = ("_a", "_at", "_cfg", "_ex", "_ex2", "_guard", "_l1", "_n", "_ne", "_rate", "_sig", "_skip",
                  "_u", "_warm", "_xi", "_ximax", "_zq")
 
     def __init__(self, config: TailConfig | None = None) -> None:
@@ -61,7 +61,6 @@ class TailCalibrator:
         self._n = 0  # statistics seen
         self._ne = 0  # excesses seen
         self._l1 = 0.0  # recent mean of the statistic (winsorised)
-        self._l2 = 0.0  # unused, kept for layout
         self._u = 0.0  # threshold
         self._rate = 0.05  # rate of exceedance of the threshold
         self._ex = 0.0  # mean excess over u
@@ -177,10 +176,10 @@ class TailCalibrator:
             self._sig = m
 
     def get_state(self) -> list[Any]:
-        return [self._n, self._ne, self._l1, self._l2, self._u, self._rate, self._ex, self._ex2, self._xi,
-                self._sig]
+        return [self._n, self._ne, self._l1, self._u, self._rate, self._ex, self._ex2, self._xi, self._sig]
 
     def set_state(self, state: list[Any]) -> None:
+        if len(state) == 10:  # written before the unused slot after ``_l1`` was dropped
+            state = [*state[:3], *state[4:]]
         self._n, self._ne = int(state[0]), int(state[1])
-        (self._l1, self._l2, self._u, self._rate, self._ex, self._ex2, self._xi,
-         self._sig) = (float(v) for v in state[2:10])
+        (self._l1, self._u, self._rate, self._ex, self._ex2, self._xi, self._sig) = (float(v) for v in state[2:9])

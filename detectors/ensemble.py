@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from logtide.detectors.base import CommonConfig, Detector, Gate, Score, shared
+from logtide.detectors.base import CommonConfig, Detector, Gate, Score, new_score, shared, surprise_to_score
 from logtide.detectors.calibration import TailCalibrator, TailConfig
 from logtide.detectors.changepoint import Cusum
 from logtide.detectors.seasonal import Baseline, baseline_config
@@ -45,6 +45,7 @@ _sqrt = math.sqrt
 _INF = math.inf
 _TINY = 1e-300  # as in ``calibration``
 _TESTS = ("point", "level", "spread", "shift")
+_tuple_new = tuple.__new__  # ``new_score`` inlined
 
 
 @dataclass
@@ -57,7 +58,9 @@ class EnsembleConfig(CommonConfig):
     ``level_memory``: memory of its calibration. ``alpha_short``: weight of the short-term residual
     variance (spread test); ``spread_guard``: spread statistics rarer than this are not learned (a
     flatline must not become normal while it lasts). ``k``/``h``: CUSUM allowance and decision level.
-    ``tail_z``/``tail_memory``: calibration threshold and memory (see ``calibration``)."""
+    ``tail_z``/``tail_memory``: calibration threshold and memory (see ``calibration``).
+    ``min_change``: the smallest change worth a band, relative to the expected value; a band is never
+    narrower than that nor than the data's resolution (the smallest step between values seen)."""
 
     periods: list[list[float]] = field(default_factory=lambda: [[86400.0, 96], [604800.0, 84]])
     alphas: list[float] = field(default_factory=lambda: [0.02, 0.3])
@@ -78,20 +81,24 @@ class EnsembleConfig(CommonConfig):
     h: float = 8.0
     tail_z: float = 2.5
     tail_memory: float = 500.0
+    min_change: float = 0.01
     warmup: int = 200
 
 
 class EnsembleDetector(Detector):
     """Seasonal/level forecast; point, level, spread (and optionally shift) tests; one score.
 
-    ``update`` returns the same ``Score`` object every time, overwritten by the next update of this
-    detector (no allocation per point): read it, or copy it to keep it.
+    ``update`` is the per-point path written out for speed; ``_update_reference`` is the same step
+    composed of the methods it copies (a property test pins the two to identical outputs and state).
+    Bands respect the domain seen (a series never negative gets no negative bound; one within [0, 1],
+    such as a ratio, gets bounds within [0, 1]) and are never narrower than the data's resolution.
     """
 
     __slots__ = (
         "_alpha_level", "_alpha_short", "_base", "_bonf", "_cd", "_cp", "_cs", "_cu", "_cusum", "_cv", "_gate",
-        "_last", "_level", "_level_band", "_lm", "_ln", "_loc", "_lv", "_max_run", "_moves", "_out", "_p_band",
-        "_point", "_relearn", "_run", "_score_scale", "_shift", "_spread", "_vs", "last_raw",
+        "_last", "_level", "_level_band", "_lm", "_ln", "_loc", "_lv", "_max_run", "_min_change", "_moves",
+        "_p_band", "_point", "_relearn", "_res", "_run", "_score_scale", "_shift", "_spread", "_vmax", "_vmin",
+        "_vs", "last_raw",
     )
 
     name = "ensemble"
@@ -134,7 +141,10 @@ class EnsembleDetector(Detector):
         self._moves = 0
         self._gate = Gate(c)
         self._p_band = shared(10.0 ** (-c.alarm * c.score_scale) / self._bonf)
-        self._out = Score(0.0, math.nan, math.nan, math.nan)
+        self._min_change = c.min_change
+        self._vmin = _INF  # domain seen: smallest and largest value, smallest step between two values
+        self._vmax = -_INF
+        self._res = 0.0
         self.last_raw = 0.0  # the score before gating (not state: for inspection only)
 
     def update(self, ts: float, value: float) -> Score:
@@ -142,21 +152,13 @@ class EnsembleDetector(Detector):
         # and spread tests, the score mapping and the gate inlined: same operations in the same order
         # as the methods they copy (scores are bit-identical), without their call overhead.
         base = self._base
-        out = self._out
         if not (_finite(value) and _finite(ts)):
             e = base.expected
-            out.score = 0.0
-            out.expected = out.lower = out.upper = e
-            return out
+            return _tuple_new(Score, (0.0, e, e, e))
         exp = base.forecast(ts)
         if base._n == 0:
-            base.learn(ts, value)
-            self._level_step(value)
-            self._last = value
-            self._gate(0.0)
-            out.score = 0.0
-            out.expected = out.lower = out.upper = value
-            return out
+            return self._first(ts, value)
+        dv = value - self._last
         scale = base.scale
         z = (value - exp) / scale
         if z > 1e6:
@@ -330,7 +332,7 @@ class EnsembleDetector(Detector):
                     m += a * ((10.0 * m if n > 10 and stat > 10.0 * m > 0.0 else stat) - m)
                     cal._l1 = m
                     cal._u = cal._zq * m
-            if value == self._last:
+            if dv == 0.0:
                 run = self._run + 1
                 self._run = run
                 if run > 10 and self._moves > 10:
@@ -392,11 +394,107 @@ class EnsembleDetector(Detector):
             if not damped and s >= watch and g._refr > 0:
                 g._quiet = g._refr
                 g._peak = s
-        out.score = s
-        out.expected = exp
-        out.lower = exp - half
-        out.upper = exp + half
-        return out
+        # band (``_band``), then the domain learns the value (``_learn_domain``)
+        w = self._min_change * (exp if exp > 0.0 else -exp)
+        res = self._res
+        if res > w:
+            w = res
+        if half < w:
+            half = w
+        lo = exp - half
+        hi = exp + half
+        e = exp
+        vmin = self._vmin
+        vmax = self._vmax
+        if vmin >= 0.0:
+            if lo < 0.0:
+                lo = 0.0
+                if e < 0.0:
+                    e = 0.0
+            if vmax <= 1.0 and hi > 1.0:
+                hi = 1.0
+                if e > 1.0:
+                    e = 1.0
+        if value < vmin:
+            self._vmin = value
+        if value > vmax:
+            self._vmax = value
+        if dv != 0.0:
+            if dv < 0.0:
+                dv = -dv
+            if dv < res or res == 0.0:
+                self._res = dv
+            if not self._spread:
+                self._last = value
+        return _tuple_new(Score, (s, e, lo, hi))
+
+    def _first(self, ts: float, value: float) -> Score:
+        """The first finite point: the baseline, the level reference and the domain start from it."""
+        self._base.learn(ts, value)
+        self._level_step(value)
+        self._last = value
+        self._vmin = self._vmax = value
+        self._gate(0.0)
+        return new_score(0.0, value, value, value)
+
+    def _band(self, exp: float, half: float) -> tuple[float, float, float]:
+        """Expected value and band of half-width ``half`` around it, widened to the resolution and
+        clipped to the domain seen."""
+        w = max(self._min_change * abs(exp), self._res)
+        half = max(half, w)
+        lo, hi, e = exp - half, exp + half, exp
+        if self._vmin >= 0.0:
+            lo, e = max(lo, 0.0), max(e, 0.0)
+            if self._vmax <= 1.0:
+                hi, e = min(hi, 1.0), min(e, 1.0)
+        return e, lo, hi
+
+    def _learn_domain(self, value: float, dv: float) -> None:
+        self._vmin = min(self._vmin, value)
+        self._vmax = max(self._vmax, value)
+        if dv != 0.0:
+            self._res = abs(dv) if self._res == 0.0 else min(self._res, abs(dv))
+            if not self._spread:
+                self._last = value
+
+    def _update_reference(self, ts: float, value: float) -> Score:
+        """``update`` composed of the methods its inlined parts copy: slower, same results bit for bit."""
+        base = self._base
+        if not (_finite(value) and _finite(ts)):
+            e = base.expected
+            return new_score(0.0, e, e, e)
+        exp = base.forecast(ts)
+        if base._n == 0:
+            return self._first(ts, value)
+        dv = value - self._last
+        scale = base.scale
+        z = min(max((value - exp) / scale, -1e6), 1e6)
+        p = 1.0
+        half = _INF
+        if self._point:
+            za = abs(z)
+            p = self._cp.tail(za)
+            half = self._cp.inverse(self._p_band) * scale
+            self._cp.learn(za)
+        if self._level:
+            p = min(p, self._level_step(value))
+        if self._spread:
+            p = min(p, self._spread_step(z, value))
+        shift = 0.0
+        if self._shift:
+            stat, shift = self._cusum.step(z)
+            pc = self._cs.tail(stat)
+            self._cs.learn(stat)
+            p = min(p, pc)
+        base.learn(ts, value)
+        if shift:
+            base.relearn(exp + shift * scale)
+        s = surprise_to_score(p * self._bonf, self._score_scale)
+        self.last_raw = s
+        s = self._gate(s)
+        e, lo, hi = self._band(exp, half)
+        self._learn_domain(value, dv)
+        return new_score(s, e, lo, hi)
 
     def _level_step(self, value: float) -> float:
         """Tail probability of the value against the long-run values; learns the reference."""
@@ -466,6 +564,7 @@ class EnsembleDetector(Detector):
             "sp": [self._vs, self._last, self._run, self._max_run, self._moves],
             "cu": self._cusum.get_state(),
             "g": self._gate.get_state(),
+            "dm": [self._vmin, self._vmax, self._res],
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -479,3 +578,6 @@ class EnsembleDetector(Detector):
         self._run, self._max_run, self._moves = int(sp[2]), int(sp[3]), int(sp[4])
         self._cusum.set_state(state["cu"])
         self._gate.set_state(state["g"])
+        dm = state.get("dm")  # absent in states written before bands learned the domain
+        if dm is not None:
+            self._vmin, self._vmax, self._res = (float(v) for v in dm)
