@@ -168,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector", default=detectors.DEFAULT)
     ap.add_argument("--config", action="append", default=[],
                     help="JSON settings; repeat for several candidates ('{}' = defaults)")
+    ap.add_argument("--reference", action="store_true", help="run the ensemble's reference path (prototypes)")
     args = ap.parse_args(argv)
+    if args.reference:
+        from logtide.detectors.ensemble import EnsembleDetector
+
+        EnsembleDetector.update = EnsembleDetector._update_reference
     nab = load_scorer(args.scorer)
     series, windows = load_series(args.nab)
     for text in args.config or ["{}"]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from logtide.detectors.base import Detector, Score
 from logtide.detectors.changepoint import CusumDetector, PageHinkleyDetector
+from logtide.detectors.context import ContextDetector
 from logtide.detectors.ensemble import EnsembleDetector
 from logtide.detectors.ewma import EWMADetector
 from logtide.detectors.isolation import IsolationDetector
@@ -37,7 +38,7 @@ from logtide.detectors.seasonal import SeasonalDetector
 REGISTRY: dict[str, type[Detector]] = {
     k.name: k
     for k in (EWMADetector, RobustDetector, SeasonalDetector, CusumDetector, PageHinkleyDetector,
-              IsolationDetector, EnsembleDetector)
+              IsolationDetector, ContextDetector, EnsembleDetector)
 }
 
 DEFAULT = "ensemble"

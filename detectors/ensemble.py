@@ -35,6 +35,7 @@ from typing import Any
 from logtide.detectors.base import CommonConfig, Detector, Gate, Score, new_score, shared, surprise_to_score
 from logtide.detectors.calibration import TailCalibrator, TailConfig
 from logtide.detectors.changepoint import Cusum
+from logtide.detectors.context import ContextModel
 from logtide.detectors.seasonal import Baseline, baseline_config
 
 _finite = math.isfinite
@@ -44,7 +45,7 @@ _log10 = math.log10
 _sqrt = math.sqrt
 _INF = math.inf
 _TINY = 1e-300  # as in ``calibration``
-_TESTS = ("point", "level", "spread", "shift")
+_TESTS = ("point", "level", "spread", "context", "shift")
 _tuple_new = tuple.__new__  # ``new_score`` inlined
 
 
@@ -82,6 +83,9 @@ class EnsembleConfig(CommonConfig):
     tail_z: float = 2.5
     tail_memory: float = 500.0
     min_change: float = 0.01
+    ctx_levels: int = 6
+    ctx_memory: int = 5000
+    ctx_rate_memory: float = 500.0
     warmup: int = 200
 
 
@@ -95,10 +99,41 @@ class EnsembleDetector(Detector):
     """
 
     __slots__ = (
-        "_alpha_level", "_alpha_short", "_base", "_bonf", "_cd", "_cp", "_cs", "_cu", "_cusum", "_cv", "_gate",
-        "_last", "_level", "_level_band", "_lm", "_ln", "_loc", "_lv", "_max_run", "_min_change", "_moves",
-        "_p_band", "_point", "_relearn", "_res", "_run", "_score_scale", "_shift", "_spread", "_vmax", "_vmin",
-        "_vs", "last_raw",
+        "_alpha_level",
+        "_alpha_short",
+        "_base",
+        "_bonf",
+        "_cd",
+        "_context",
+        "_cp",
+        "_cs",
+        "_ctx",
+        "_cu",
+        "_cusum",
+        "_cv",
+        "_gate",
+        "_last",
+        "_level",
+        "_level_band",
+        "_lm",
+        "_ln",
+        "_loc",
+        "_lv",
+        "_max_run",
+        "_min_change",
+        "_moves",
+        "_p_band",
+        "_point",
+        "_relearn",
+        "_res",
+        "_run",
+        "_score_scale",
+        "_shift",
+        "_spread",
+        "_vmax",
+        "_vmin",
+        "_vs",
+        "last_raw",
     )
 
     name = "ensemble"
@@ -113,6 +148,7 @@ class EnsembleDetector(Detector):
         self._level = "level" in c.tests
         self._spread = "spread" in c.tests
         self._shift = "shift" in c.tests
+        self._context = "context" in c.tests
         self._bonf = shared(float(max(1, len(set(c.tests)))))
         # settings read per point, as slots (the config's own objects)
         self._alpha_level = c.alpha_level
@@ -129,6 +165,7 @@ class EnsembleDetector(Detector):
         self._cd = TailCalibrator(tl)  # level, lower tail
         self._cv = TailCalibrator(ts)  # spread
         self._cs = TailCalibrator(tc)  # shift
+        self._ctx = ContextModel(levels=c.ctx_levels, memory=c.ctx_memory, rate_memory=c.ctx_rate_memory)
         self._cusum = Cusum(c.k, c.h)
         self._ln = 0  # level reference: points, mean, variance, points in a row out of control
         self._lm = 0.0
@@ -350,6 +387,10 @@ class EnsembleDetector(Detector):
                 self._last = value
             if pv < p:
                 p = pv
+        if self._context:
+            pc = self._ctx.novelty(value)
+            if pc < p:
+                p = pc
         shift = 0.0
         if self._shift:
             stat, shift = self._cusum.step(z)
@@ -480,6 +521,8 @@ class EnsembleDetector(Detector):
             p = min(p, self._level_step(value))
         if self._spread:
             p = min(p, self._spread_step(z, value))
+        if self._context:
+            p = min(p, self._ctx.novelty(value))
         shift = 0.0
         if self._shift:
             stat, shift = self._cusum.step(z)
@@ -565,7 +608,7 @@ class EnsembleDetector(Detector):
             "cu": self._cusum.get_state(),
             "g": self._gate.get_state(),
             "dm": [self._vmin, self._vmax, self._res],
-        }
+        } | ({"cx": self._ctx.get_state()} if self._context else {})
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._base.set_state(state["b"])
@@ -581,3 +624,5 @@ class EnsembleDetector(Detector):
         dm = state.get("dm")  # absent in states written before bands learned the domain
         if dm is not None:
             self._vmin, self._vmax, self._res = (float(v) for v in dm)
+        if "cx" in state:
+            self._ctx.set_state(state["cx"])

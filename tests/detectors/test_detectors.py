@@ -12,7 +12,7 @@ from logtide.detectors.base import decode, encode
 
 from logtide import detectors
 
-UNIVARIATE = ["ewma", "robust", "seasonal", "cusum", "page_hinkley", "ensemble"]
+UNIVARIATE = ["ewma", "robust", "seasonal", "cusum", "page_hinkley", "context", "ensemble"]
 STEP = 300.0  # 5-minute points
 DAY = 86400.0
 
@@ -243,7 +243,10 @@ def test_nan_and_gaps_do_not_break_state() -> None:
         if math.isnan(x):
             assert s.score == 0.0
     assert all(0.0 <= s <= 1.0 for s in scores)
-    assert det.update(t + STEP, 50.0).expected == det.update(t + STEP, 50.0).expected or True
+    # after NaNs and three-day gaps the forecast is still a number within the data's range, inside its band
+    s = det.update(t + STEP, 50.0)
+    assert math.isfinite(s.expected) and min(v for v in xs if v == v) <= s.expected <= max(v for v in xs if v == v)
+    assert s.lower <= s.expected <= s.upper
 
 
 def test_no_alarm_during_warmup() -> None:
@@ -261,3 +264,102 @@ def test_score_carries_expected_band() -> None:
     assert s is not None
     assert s.lower <= s.expected <= s.upper
     assert abs(s.expected - xs[-1]) < 10
+
+
+# --- the contract, the inlined path, bands ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", UNIVARIATE)
+def test_update_returns_a_new_immutable_score(name: str) -> None:
+    det = detectors.build(name, warmup=5)
+    xs = _series(3, 60)
+    kept = [det.update(1.7e9 + i * STEP, x) for i, x in enumerate(xs)]
+    assert len({id(s) for s in kept}) == len(kept)  # a new object each time, none overwritten later
+    assert kept == [det2 for det2 in (detectors.build(name, warmup=5),) for det2 in [
+        det2.update(1.7e9 + i * STEP, x) for i, x in enumerate(xs)]]
+    with pytest.raises(AttributeError):
+        kept[-1].score = 0.5  # type: ignore[misc]
+
+
+ENSEMBLE_VARIANTS = [
+    {},
+    {"tests": ["point"]},
+    {"tests": ["point", "level", "spread", "shift"]},
+    {"tests": ["level", "spread"]},
+    {"tests": ["point", "spread"], "periods": [], "refractory": 0},
+    {"tests": ["point", "level", "spread", "context"], "ctx_memory": 300},
+]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    variant=st.sampled_from(ENSEMBLE_VARIANTS),
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 900),
+    repeats=st.floats(0.0, 0.5),
+    xs=st.lists(values, max_size=60),
+)
+def test_ensemble_inlined_update_equals_its_reference(variant: dict, seed: int, n: int, repeats: float,
+                                                      xs: list[float]) -> None:
+    """``update`` copies the methods it inlines: same scores, bands and state as the reference path, bit
+    for bit, on random series (spikes, repeats, NaN, extreme values, all tests on and off)."""
+    rng = random.Random(seed)
+    series = _series(seed, n)
+    for i in range(len(series)):  # runs of repeated values (flatline and resolution paths)
+        if i and rng.random() < repeats:
+            series[i] = series[i - 1]
+    series += xs
+    fast = detectors.build("ensemble", {**variant, "warmup": 20})
+    ref = detectors.build("ensemble", {**variant, "warmup": 20})
+    for i, x in enumerate(series):
+        t = 1.7e9 + i * STEP
+        a, b = fast.update(t, x), ref._update_reference(t, x)
+        assert repr(a) == repr(b), (i, a, b)  # repr: NaN equals NaN
+    assert fast.to_bytes() == ref.to_bytes()
+
+
+def test_bands_respect_the_domain_seen() -> None:
+    rng = random.Random(4)
+    # an error ratio: mostly near 0, within [0, 1]
+    ratio = [min(1.0, max(0.0, rng.gauss(0.02, 0.02))) for _ in range(2000)]
+    det = detectors.build()
+    for i, x in enumerate(ratio):
+        s = det.update(1.7e9 + i * 60, x)
+        if i > 0:
+            assert 0.0 <= s.lower <= s.expected <= s.upper <= 1.0
+    # a count, never negative, that sits at zero most of the time
+    det = detectors.build()
+    for i in range(2000):
+        s = det.update(1.7e9 + i * 60, float(rng.random() < 0.05))
+        assert s.lower >= 0.0
+    # a series that goes negative gets negative bounds
+    det = detectors.build()
+    for i in range(500):
+        s = det.update(1.7e9 + i * 60, rng.gauss(0.0, 1.0))
+    assert s.lower < 0.0 < s.upper
+
+
+def test_bands_are_never_narrower_than_the_data_resolution() -> None:
+    # nearly constant, moving in steps of 1e-4 now and then: the band is at least one step wide
+    det = detectors.build()
+    s = None
+    for i in range(1500):
+        x = 0.0192064 + (1e-4 if i % 97 == 0 else 0.0)
+        s = det.update(1.7e9 + i * 60, x)
+    assert s is not None
+    assert s.upper - s.expected >= 1e-4 and s.expected - s.lower >= 1e-4
+    # never moved at all: the minimum meaningful change (1 % of the level) still gives a width
+    det = detectors.build()
+    for i in range(500):
+        s = det.update(1.7e9 + i * 60, 0.0192064)
+    assert s.upper - s.lower >= 0.01 * 0.0192064
+
+
+def test_context_detector_flags_a_pattern_never_seen() -> None:
+    # a square wave between two levels; then a value between them, in a sequence never seen
+    det = detectors.build("context")
+    xs = [10.0 if (i // 20) % 2 else 0.0 for i in range(2000)]
+    scores = feed(det, xs)
+    assert max(scores[600:]) < 0.3
+    tail = feed(det, [5.0, 5.0, 10.0], t0=1.7e9 + 2000 * STEP)
+    assert max(tail) >= 0.3  # the flag level; the ensemble, which combines it, pages
