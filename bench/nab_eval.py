@@ -23,6 +23,7 @@ import importlib.util
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,12 +72,14 @@ def load_series(root: Path) -> tuple[list[Series], dict[str, list[list[str]]]]:
     return out, windows
 
 
-def run_detector(name: str, config: dict[str, Any] | None, series: list[Series]) -> tuple[dict[str, np.ndarray], float]:
-    """Scores per file (as ``logtide backtest`` writes them) and the CPU seconds spent in updates."""
+def run_detector(name: str | Callable[[], Any], config: dict[str, Any] | None,
+                 series: list[Series]) -> tuple[dict[str, np.ndarray], float]:
+    """Scores per file (as ``logtide backtest`` writes them) and the CPU seconds spent in updates.
+    ``name``: a registered detector, or a function returning a fresh detector-like object."""
     scores = {}
     cpu = 0.0
     for s in series:
-        det = detectors.build(name, config or None)
+        det = name() if callable(name) else detectors.build(name, config or None)
         update = det.update
         buf = []
         t0 = time.process_time()
