@@ -8,21 +8,23 @@ hundred bytes per series; our own code).
   (a confirmed move to a new region becomes the new reference). No lookahead: contextOSE is given
   the whole file's minimum and maximum by NAB; here the range comes from the past only.
 - Contexts of order 0, 1 and 2 (the symbol; the previous and this one; the two previous and this
-  one) are remembered in bit sets. A context is remembered for one to two ``memory`` spans: two
-  generations of bit sets, the older one dropped every ``memory`` points (old patterns are forgotten).
+  one) are remembered, each with the generation it was last seen in; a context is known for one to
+  two ``memory`` spans (a new generation starts every ``memory`` points: old patterns are forgotten).
 - A novel context of order k has tail probability ``r_k``, the recent rate at which order-k
   contexts were novel (so a series that keeps producing new contexts is not alarming, and one that
   stopped long ago is). The point's probability is the smallest over the orders, times 3 (Bonferroni).
 
 ``ContextModel`` is that model (the ensemble runs it as its ``context`` test); ``ContextDetector`` is
 it alone behind the common gate. ``expected`` is the middle of the bins that followed the previous
-symbol before, and the band spans them (clipped to the domain seen). State: about 300 bytes.
+symbol before, and the band spans them (clipped to the domain seen). State: about 900 bytes
+(one byte per possible context, 584 with the default 6 levels).
 """
 
 # ruff: noqa: PLR1730  (per-point paths compare and assign: min()/max() calls cost more)
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -51,16 +53,23 @@ class ContextConfig(CommonConfig):
 
 
 class ContextModel:
-    """The novelty model of a series; ``novelty(value)`` judges then learns one finite value."""
+    """The novelty model of a series; ``novelty(value)`` judges then learns one finite value.
 
-    __slots__ = ("_a", "_age", "_k", "_levels", "_lo", "_mem", "_n", "_new0", "_new1", "_new2", "_old0", "_old1",
-                 "_old2", "_out", "_pad", "_r0", "_r1", "_r2", "_relearn", "_rmax", "_rmin", "_s1", "_s2", "_step",
-                 "_warm")
+    The remembered contexts live in one byte array, one byte per possible context of every order:
+    0 = never seen, else the generation (1 to 255, cycling) in which it was last seen. A context is
+    known when seen in this generation or the previous one; a new generation every ``memory`` points
+    forgets the rest (a cheap bit of bookkeeping instead of clearing sets)."""
+
+    __slots__ = ("_a", "_age", "_gen", "_k", "_levels", "_lo", "_mem", "_n", "_o1", "_o2", "_out", "_pad", "_r0",
+                 "_r1", "_r2", "_relearn", "_rmax", "_rmin", "_s1", "_s2", "_seen", "_step", "_warm")
 
     def __init__(self, *, levels: int = 6, pad: float = 0.1, memory: int = 5000, rate_memory: float = 500.0,
                  relearn: int = 200, range_points: int = 200) -> None:
+        k = levels + 2
         self._levels = levels
-        self._k = levels + 2
+        self._k = k
+        self._o1 = k  # offsets of the order-1 and order-2 contexts in ``_seen``
+        self._o2 = k + k * k
         self._pad = pad
         self._mem = memory
         self._a = shared(1.0 / rate_memory)
@@ -73,8 +82,8 @@ class ContextModel:
         self._step = 0.0
         self._s1 = -1  # previous two symbols (-1: none)
         self._s2 = -1
-        self._new0 = self._new1 = self._new2 = 0  # contexts seen, order 0, 1, 2: current generation
-        self._old0 = self._old1 = self._old2 = 0  # and the previous one
+        self._seen = bytearray(k + k * k + k * k * k)
+        self._gen = 1
         self._r0 = self._r1 = self._r2 = 1.0  # recent novelty rate per order
         self._age = 0  # points in the current generation
         self._out = 0  # points in a row outside the range
@@ -94,7 +103,8 @@ class ContextModel:
             width = abs(lo) * 0.1 + 1e-9
         self._lo = lo - self._pad * width
         self._step = width * (1.0 + 2.0 * self._pad) / self._levels
-        self._new0 = self._new1 = self._new2 = self._old0 = self._old1 = self._old2 = 0
+        self._seen = bytearray(len(self._seen))
+        self._gen = 1
         self._s1 = self._s2 = -1
 
     def novelty(self, value: float) -> float:
@@ -117,44 +127,48 @@ class ContextModel:
         a = self._a
         if m * a < 1.0:
             a = 1.0 / (m + 2.0)  # early on, the plain novelty fraction
+        seen = self._seen
+        gen = self._gen
+        prev = gen - 1 if gen > 1 else 255
         p = 1.0
-        bit = 1 << sym
+        g = seen[sym]
         r = self._r0
-        if (self._new0 | self._old0) & bit:
+        if g == gen or (g == prev and g):
             self._r0 = r - a * r
         else:
             p = r
             self._r0 = r + a * (1.0 - r)
+        seen[sym] = gen
         s1 = self._s1
         if s1 >= 0:
             key = s1 * k + sym
-            bit = 1 << key
+            i = self._o1 + key
+            g = seen[i]
             r = self._r1
-            if (self._new1 | self._old1) & bit:
+            if g == gen or (g == prev and g):
                 self._r1 = r - a * r
             else:
                 if r < p:
                     p = r
                 self._r1 = r + a * (1.0 - r)
-            self._new1 |= bit
+            seen[i] = gen
             s2 = self._s2
             if s2 >= 0:
-                bit = 1 << (s2 * k * k + key)
+                i = self._o2 + s2 * k * k + key
+                g = seen[i]
                 r = self._r2
-                if (self._new2 | self._old2) & bit:
+                if g == gen or (g == prev and g):
                     self._r2 = r - a * r
                 else:
                     if r < p:
                         p = r
                     self._r2 = r + a * (1.0 - r)
-                self._new2 |= bit
-        self._new0 |= 1 << sym
+                seen[i] = gen
         self._s2 = s1
         self._s1 = sym
         age = self._age + 1
         if age >= self._mem:
-            self._old0, self._old1, self._old2 = self._new0, self._new1, self._new2
-            self._new0 = self._new1 = self._new2 = 0
+            self._next_generation()
             age = 0
         self._age = age
         if sym == 0 or sym == k - 1:
@@ -171,15 +185,23 @@ class ContextModel:
         p *= 3.0
         return p if p < 1.0 else 1.0
 
+    def _next_generation(self) -> None:
+        gen = self._gen + 1 if self._gen < 255 else 1
+        self._gen = gen
+        # contexts last seen 255 generations ago would read as current: forget them
+        self._seen = self._seen.replace(bytes((gen,)), b"\0")
+
     def band(self, value: float) -> tuple[float, float]:
         """The span of the bins that followed the previous symbol before (this value's bin if none)."""
         k = self._k
         first = last = -1
         if self._s1 >= 0:
-            row = ((self._new1 | self._old1) >> (self._s1 * k)) & ((1 << k) - 1)
-            if row:
-                first = (row & -row).bit_length() - 1
-                last = row.bit_length() - 1
+            gen = self._gen
+            prev = gen - 1 if gen > 1 else 255
+            row = self._seen[self._o1 + self._s1 * k: self._o1 + self._s1 * k + k]
+            hits = [j for j, g in enumerate(row) if g and g in (gen, prev)]
+            if hits:
+                first, last = hits[0], hits[-1]
         if first < 0:
             first = last = self.symbol(value)
         lo, step = self._lo, self._step
@@ -188,14 +210,34 @@ class ContextModel:
         return lower, upper
 
     def get_state(self) -> list[Any]:
-        return [self._n, self._s1, self._s2, self._age, self._out, self._rmin, self._rmax, self._lo, self._step,
-                self._r0, self._r1, self._r2,
-                *(format(b, "x") for b in (self._new0, self._new1, self._new2, self._old0, self._old1, self._old2))]
+        return [self._n, self._s1, self._s2, self._age, self._out, self._gen, self._rmin, self._rmax, self._lo,
+                self._step, self._r0, self._r1, self._r2, self._pack()]
 
     def set_state(self, state: list[Any]) -> None:
-        self._n, self._s1, self._s2, self._age, self._out = (int(v) for v in state[:5])
-        self._rmin, self._rmax, self._lo, self._step, self._r0, self._r1, self._r2 = (float(v) for v in state[5:12])
-        (self._new0, self._new1, self._new2, self._old0, self._old1, self._old2) = (int(b, 16) for b in state[12:18])
+        self._n, self._s1, self._s2, self._age, self._out, self._gen = (int(v) for v in state[:6])
+        self._rmin, self._rmax, self._lo, self._step, self._r0, self._r1, self._r2 = (float(v) for v in state[6:13])
+        self._unpack(state[13])
+
+    def _pack(self) -> str:
+        """The contexts as 2 bits each (0 unknown, 1 previous generation, 2 current): what behaviour
+        depends on (a context older than that reads as never seen, now and later)."""
+        gen = self._gen
+        prev = gen - 1 if gen > 1 else 255
+        codes = [2 if g == gen else 1 if g and g == prev else 0 for g in self._seen]
+        codes += [0] * (-len(codes) % 4)
+        packed = bytes(codes[i] | codes[i + 1] << 2 | codes[i + 2] << 4 | codes[i + 3] << 6
+                       for i in range(0, len(codes), 4))
+        return base64.b64encode(packed).decode("ascii")
+
+    def _unpack(self, text: str) -> None:
+        gen = self._gen
+        prev = gen - 1 if gen > 1 else 255
+        value = (0, prev, gen, 0)
+        seen = self._seen
+        for i, b in enumerate(base64.b64decode(text)):
+            for j in range(4):
+                if 4 * i + j < len(seen):
+                    seen[4 * i + j] = value[(b >> (2 * j)) & 3]
 
 
 class ContextDetector(Detector):

@@ -71,9 +71,9 @@ class EnsembleConfig(CommonConfig):
     alpha_sel: float = 0.005
     clip: float = 4.0
     mode: str = "auto"
-    tests: list[str] = field(default_factory=lambda: ["point", "level", "spread"])
+    tests: list[str] = field(default_factory=lambda: ["point", "level", "spread", "context"])
     alpha_level: float = 0.001
-    level_band: float = 3.0
+    level_band: float = 4.0
     relearn: int = 200
     level_memory: float = 2000.0
     alpha_short: float = 0.1
@@ -87,6 +87,7 @@ class EnsembleConfig(CommonConfig):
     ctx_memory: int = 5000
     ctx_rate_memory: float = 500.0
     warmup: int = 200
+    watch: float = 0.28
 
 
 class EnsembleDetector(Detector):

@@ -363,3 +363,18 @@ def test_context_detector_flags_a_pattern_never_seen() -> None:
     assert max(scores[600:]) < 0.3
     tail = feed(det, [5.0, 5.0, 10.0], t0=1.7e9 + 2000 * STEP)
     assert max(tail) >= 0.3  # the flag level; the ensemble, which combines it, pages
+
+
+def test_context_state_round_trip_across_generations() -> None:
+    """Restored at any point, even after many forgotten generations (the generation counter wraps at
+    255), the context model gives the same later scores."""
+    xs = _series(11, 16000)
+    for name, cfg in (("context", {"memory": 50, "warmup": 20, "range_points": 20}),
+                      ("ensemble", {"ctx_memory": 50, "warmup": 20})):
+        ref = feed(detectors.build(name, cfg), xs)
+        for cut in (100, 5077, 12801, 15999):
+            det = detectors.build(name, cfg)
+            head = feed(det, xs[:cut])
+            det2 = detectors.from_bytes(det.to_bytes())
+            tail = feed(det2, xs[cut:], t0=1.7e9 + cut * STEP)
+            assert head + tail == ref, (name, cut)
