@@ -95,15 +95,19 @@ Stat = Literal["count", "sum", "min", "max", "mean", "p50", "p90", "p99"]
 
 
 class DetectRule(_Section):
-    """Which statistic of which metric's windows a detector watches (metric is a glob)."""
+    """Which statistic of which metric's windows a detector watches (metric is a glob).
+
+    ``min_events``: a window over fewer events is not scored on its own but pooled with the next
+    ones until they hold that many (a minute with one FATAL line is not an error ratio of 1)."""
 
     metric: str
     stat: Stat = "mean"
+    min_events: int = Field(default=0, ge=0)
 
 
 def _default_rules() -> list[DetectRule]:
     return [
-        DetectRule(metric="log.error_ratio", stat="mean"),
+        DetectRule(metric="log.error_ratio", stat="mean", min_events=20),
         DetectRule(metric="http.request.duration_ms", stat="p90"),
         DetectRule(metric="log.events", stat="count"),
         DetectRule(metric="*", stat="mean"),

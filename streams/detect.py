@@ -24,7 +24,7 @@ from logtide.schemas import (
     WindowAggregate,
     stable_id,
 )
-from logtide.streams.config import DetectConfig
+from logtide.streams.config import DetectConfig, DetectRule
 
 
 class ScoreLike(Protocol):
@@ -60,22 +60,26 @@ def _finite(x: float, fallback: float) -> float:
 
 
 class SeriesDetector:
-    """A series' detector and its recent context; state is plain data for tables."""
+    """A series' detector, its recent context and the windows pooled until they hold enough events
+    (``DetectRule.min_events``: sum of the statistic times the events, and the events); plain data."""
 
-    __slots__ = ("context", "det")
+    __slots__ = ("context", "det", "pooled")
 
-    def __init__(self, det: DetectorLike, context: int, points: list[list[float]] | None = None) -> None:
+    def __init__(self, det: DetectorLike, context: int, points: list[list[float]] | None = None,
+                 pooled: list[float] | None = None) -> None:
         self.det = det
         self.context: deque[tuple[int, float]] = deque(
             ((int(t), float(v)) for t, v in (points or [])), maxlen=context or 1
         )
+        self.pooled = [float(v) for v in pooled] if pooled else [0.0, 0.0]
 
     def to_plain(self) -> list[Any]:
-        return [self.det.to_bytes().decode("utf-8"), [list(p) for p in self.context]]
+        out = [self.det.to_bytes().decode("utf-8"), [list(p) for p in self.context]]
+        return [*out, list(self.pooled)] if self.pooled[1] else out
 
     @classmethod
     def from_plain(cls, d: list[Any], context: int) -> SeriesDetector:
-        return cls(restore_detector(d[0].encode("utf-8")), context, d[1])
+        return cls(restore_detector(d[0].encode("utf-8")), context, d[1], d[2] if len(d) > 2 else None)
 
 
 class Detection:
@@ -83,15 +87,19 @@ class Detection:
 
     def __init__(self, cfg: DetectConfig) -> None:
         self.cfg = cfg
-        self._stat_cache: dict[str, str | None] = {}
+        self._rule_cache: dict[str, DetectRule | None] = {}
+        self.pooled_windows = 0  # windows with too few events, pooled with the next ones
+
+    def rule_for(self, metric: str) -> DetectRule | None:
+        """The first rule matching the metric (None: this metric is not watched)."""
+        if metric not in self._rule_cache:
+            self._rule_cache[metric] = next((r for r in self.cfg.rules if fnmatch.fnmatchcase(metric, r.metric)), None)
+        return self._rule_cache[metric]
 
     def stat_for(self, metric: str) -> str | None:
         """The statistic the first matching rule watches (None: this metric is not watched)."""
-        if metric not in self._stat_cache:
-            self._stat_cache[metric] = next(
-                (r.stat for r in self.cfg.rules if fnmatch.fnmatchcase(metric, r.metric)), None
-            )
-        return self._stat_cache[metric]
+        rule = self.rule_for(metric)
+        return rule.stat if rule else None
 
     def new(self) -> SeriesDetector:
         return SeriesDetector(build_detector(self.cfg.detector, self.cfg.params), self.cfg.context_points)
@@ -101,10 +109,24 @@ class Detection:
 
     def observe(self, sd: SeriesDetector, agg: WindowAggregate) -> Anomaly | None:
         """Feed one closed window; an Anomaly when the score reaches the threshold."""
-        stat = self.stat_for(agg.series.metric)
-        if stat is None:
+        rule = self.rule_for(agg.series.metric)
+        if rule is None:
             return None
+        stat = rule.stat
         value = float(getattr(agg.stats, stat))
+        if rule.min_events:
+            # too few events for the statistic to mean anything alone: pool with the next windows
+            n = agg.stats.count
+            pool = sd.pooled
+            if pool[1] + n < rule.min_events:
+                if n and math.isfinite(value):
+                    pool[0] += value * n
+                    pool[1] += n
+                self.pooled_windows += 1
+                return None
+            if pool[1]:
+                value = (pool[0] + value * n) / (pool[1] + n)
+                sd.pooled = [0.0, 0.0]
         end = agg.window.end
         t = end.timestamp()
         s = sd.det.update(t, value)
