@@ -2,24 +2,32 @@
 
     det = detectors.build()                        # the production default, detectors.DEFAULT
     det = detectors.build("seasonal", {"periods": [[86400, 96]]})   # any detector, plain config
-    s = det.update(ts_seconds, value)              # Score(score, expected, lower, upper)*
+    s = det.update(ts_seconds, value)              # Score(score, expected, lower, upper)
     blob = det.to_bytes()                          # JSON + packed doubles, exact
     det = detectors.from_bytes(blob)               # same subsequent scores, bit for bit
 
-(*) The ensemble returns one reused ``Score`` per detector, overwritten by its next update: read it
-(or copy it) before updating the same detector again. Detectors configured alike share one config
-object: treat ``det.config`` as read-only.
+One contract for every detector: ``update`` is one fused step (score the point against the past,
+learn it, apply the alarm gate) and returns a new, immutable ``Score`` (a named tuple) that the
+caller may keep. Detectors configured alike share one config object: treat ``det.config`` as
+read-only.
 
 ``score`` is in [0, 1]: ``-log10(p) / 8`` where ``p`` is the calibrated tail probability of the
 point (Bonferroni-corrected across the ensemble's tests), so one threshold means the same rate on
 every series. Suggested thresholds: 0.5 to page (p = 1e-4), 0.3 to flag (the level at which the gate
 opens an incident and NAB's optimal threshold). ``expected`` and ``[lower, upper]`` are the forecast
-and the band outside which the point test alone would reach 0.5. Non-finite values and timestamps
-score 0 and are not learned.
+and the band outside which the point test alone would reach 0.5; the ensemble's band is never
+narrower than the data's resolution (or 1 % of the level) and stays within the domain seen (no
+negative bound for a series never negative, within [0, 1] for one that never left it). Non-finite
+values and timestamps score 0 and are not learned.
 
 Detectors: ``ewma``, ``robust`` (rolling median/IQR), ``seasonal`` (daily/weekly profiles with model
-selection), ``cusum``, ``page_hinkley``, ``isolation`` (isolation forest over feature vectors; pass a
-list of floats as the value for multivariate use) and ``ensemble`` (the default).
+selection), ``cusum``, ``page_hinkley``, ``context`` (novelty of quantised value sequences, after
+contextOSE), ``isolation`` (isolation forest over feature vectors; pass a list of floats as the value
+for multivariate use) and ``ensemble`` (the default: seasonal forecast with point, level, spread and
+context tests).
+
+NAB scores and the leave-one-category-out check: ``bench/nab_eval.py`` and ``bench/bench_detectors.py``
+(data and scorer supplied by flag).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ Per point, judged on the past only, then learned:
      out of control (a confirmed level shift becomes the new normal);
    - ``spread``: collapse of the recent residual variance, and a flatline after activity (the
      series repeats one value for longer than it ever did);
+   - ``context``: the quantised value ends a short sequence never seen before (``context``: the
+     idea of contextOSE), with the recent rate of such novelty as its probability;
    - ``shift`` (off by default): two-sided CUSUM of the residuals; a confirmed shift re-anchors the
      forecaster. It costs NAB points (it fires on the slow wander of real series), so it is opt-in.
 3. The smallest probability, Bonferroni-corrected for the number of tests, is mapped onto [0, 1] on
@@ -21,7 +23,8 @@ Per point, judged on the past only, then learned:
 4. ``Gate``: no score during warm-up; an incident opens at ``watch``, its echoes are damped until
    ``refractory`` quiet points have passed, unless it escalates.
 
-State: about 40 numbers plus the profiles (96 + 84 by default), about 3 KB serialised.
+The bands: see ``EnsembleDetector``. State: about 50 numbers, the profiles (96 + 84 by default) and
+the context model's 584 contexts at 2 bits each: about 3.9 KB serialised.
 """
 
 # ruff: noqa: PLR1730  (per-point paths compare and assign: min()/max() calls cost more)
