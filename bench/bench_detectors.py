@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scorer", type=Path, default=None, help="NAB's scorer (nab_score.py), needed with --nab")
     ap.add_argument("--series", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--warm", type=int, default=300, help="points each series is warmed on (its own data)")
+    ap.add_argument("--warm", type=int, default=220, help="points each series is warmed on (its own data)")
     ap.add_argument("--isolation-series", type=int, default=100,
                     help="fleet size for the isolation forest (each refit costs milliseconds)")
     ap.add_argument("--peer-series", type=int, default=1000, help="fleet size for the river peers")

@@ -113,13 +113,7 @@ class ContextModel:
         self._n = n
         step = self._step
         if step == 0.0:
-            if value < self._rmin:
-                self._rmin = value
-            if value > self._rmax:
-                self._rmax = value
-            if n >= self._warm:
-                self._learn_range()
-            return 1.0
+            return self.novelty_learning_range(value, n)
         k = self._k
         x = (value - self._lo) / step
         sym = 0 if x < 0.0 else k - 1 if x >= self._levels else int(x) + 1
@@ -172,18 +166,31 @@ class ContextModel:
             age = 0
         self._age = age
         if sym == 0 or sym == k - 1:
-            # a confirmed move outside the reference range: learn the range again from here
-            out = self._out + 1
-            if out >= self._relearn:
-                self._rmin = self._rmax = value
-                self._n = self._warm - self._relearn // 2  # over half a relearn span
-                self._step = 0.0
-                out = 0
-            self._out = out
+            self.outside(value)
         else:
             self._out = 0
         p *= 3.0
         return p if p < 1.0 else 1.0
+
+    def novelty_learning_range(self, value: float, n: int) -> float:
+        """``novelty`` while the range is learned (``n``: this point's count): 1."""
+        if value < self._rmin:
+            self._rmin = value
+        if value > self._rmax:
+            self._rmax = value
+        if n >= self._warm:
+            self._learn_range()
+        return 1.0
+
+    def outside(self, value: float) -> None:
+        """One more point outside the range; a confirmed move learns the range again from here."""
+        out = self._out + 1
+        if out >= self._relearn:
+            self._rmin = self._rmax = value
+            self._n = self._warm - self._relearn // 2  # over half a relearn span
+            self._step = 0.0
+            out = 0
+        self._out = out
 
     def _next_generation(self) -> None:
         gen = self._gen + 1 if self._gen < 255 else 1

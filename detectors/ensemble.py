@@ -392,7 +392,70 @@ class EnsembleDetector(Detector):
             if pv < p:
                 p = pv
         if self._context:
-            pc = self._ctx.novelty(value)
+            # context test (``ContextModel.novelty``)
+            cx = self._ctx
+            n = cx._n + 1
+            cx._n = n
+            step = cx._step
+            if step == 0.0:
+                pc = cx.novelty_learning_range(value, n)
+            else:
+                k = cx._k
+                x = (value - cx._lo) / step
+                sym = 0 if x < 0.0 else k - 1 if x >= cx._levels else int(x) + 1
+                a = cx._a
+                m = n - cx._warm
+                if m * a < 1.0:
+                    a = 1.0 / (m + 2.0)
+                seen = cx._seen
+                gen = cx._gen
+                prev = gen - 1 if gen > 1 else 255
+                pc = 1.0
+                g = seen[sym]
+                r = cx._r0
+                if g == gen or (g == prev and g):
+                    cx._r0 = r - a * r
+                else:
+                    pc = r
+                    cx._r0 = r + a * (1.0 - r)
+                seen[sym] = gen
+                s1 = cx._s1
+                if s1 >= 0:
+                    key = s1 * k + sym
+                    i = cx._o1 + key
+                    g = seen[i]
+                    r = cx._r1
+                    if g == gen or (g == prev and g):
+                        cx._r1 = r - a * r
+                    else:
+                        if r < pc:
+                            pc = r
+                        cx._r1 = r + a * (1.0 - r)
+                    seen[i] = gen
+                    s2 = cx._s2
+                    if s2 >= 0:
+                        i = cx._o2 + s2 * k * k + key
+                        g = seen[i]
+                        r = cx._r2
+                        if g == gen or (g == prev and g):
+                            cx._r2 = r - a * r
+                        else:
+                            if r < pc:
+                                pc = r
+                            cx._r2 = r + a * (1.0 - r)
+                        seen[i] = gen
+                cx._s2 = s1
+                cx._s1 = sym
+                age = cx._age + 1
+                if age >= cx._mem:
+                    cx._next_generation()
+                    age = 0
+                cx._age = age
+                if sym == 0 or sym == k - 1:
+                    cx.outside(value)
+                else:
+                    cx._out = 0
+                pc *= 3.0
             if pc < p:
                 p = pc
         shift = 0.0
