@@ -15,7 +15,8 @@ read-only.
 point (Bonferroni-corrected across the ensemble's tests), so one threshold means the same rate on
 every series. Suggested thresholds: 0.5 to page (p = 1e-4), 0.3 to flag (the level at which the gate
 opens an incident and NAB's optimal threshold). ``expected`` and ``[lower, upper]`` are the forecast
-and the band outside which the point test alone would reach 0.5; the ensemble's band is never
+and the band outside which the point test alone would reach 0.5; the band (ensemble, seasonal,
+ewma, robust) is never
 narrower than the data's resolution (or 1 % of the level) and stays within the domain seen (no
 negative bound for a series never negative, within [0, 1] for one that never left it). Non-finite
 values and timestamps score 0 and are not learned.

@@ -267,3 +267,44 @@ class Gate:
     def set_state(self, state: list[float]) -> None:
         self._n, self._run, self._quiet = (int(v) for v in state[:3])
         self._peak = float(state[3])
+
+
+class Domain:
+    """The domain a series has shown, for readable bands: the smallest and largest value and the
+    smallest step between two consecutive distinct values (its resolution). ``band`` widens a band to
+    at least that resolution and ``min_change`` of the level, and clips it (and the expected value)
+    to the domain seen: never negative for a series never negative, within [0, 1] for one that never
+    left it (a ratio)."""
+
+    __slots__ = ("last", "res", "vmax", "vmin")
+
+    def __init__(self) -> None:
+        self.vmin = math.inf
+        self.vmax = -math.inf
+        self.res = 0.0
+        self.last = math.nan
+
+    def band(self, expected: float, lower: float, upper: float, min_change: float = 0.01) -> tuple[float, float, float]:
+        w = max(min_change * abs(expected), self.res)
+        lower = min(lower, expected - w)
+        upper = max(upper, expected + w)
+        if self.vmin >= 0.0:
+            lower, expected = max(lower, 0.0), max(expected, 0.0)
+            if self.vmax <= 1.0:
+                upper, expected = min(upper, 1.0), min(expected, 1.0)
+        return expected, lower, upper
+
+    def learn(self, value: float) -> None:
+        self.vmin = min(self.vmin, value)
+        self.vmax = max(self.vmax, value)
+        d = abs(value - self.last)
+        if d > 0.0 and (self.res == 0.0 or d < self.res):
+            self.res = d
+        self.last = value
+
+    def get_state(self) -> list[float]:
+        return [self.vmin, self.vmax, self.res, self.last]
+
+    def set_state(self, state: list[float] | None) -> None:
+        if state:  # absent in states written before bands learned the domain
+            self.vmin, self.vmax, self.res, self.last = (float(v) for v in state)

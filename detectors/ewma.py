@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from logtide.detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
+from logtide.detectors.base import CommonConfig, Detector, Domain, Gate, Score, surprise_to_score
 from logtide.detectors.calibration import TailCalibrator, TailConfig
 
 _finite = math.isfinite
@@ -48,6 +48,7 @@ class EWMADetector(Detector):
         self._var = 0.0
         self._cal = TailCalibrator(TailConfig(z_q=c.tail_z, memory=c.tail_memory))
         self._gate = Gate(c)
+        self._dom = Domain()
         self._p_band = 10.0 ** (-c.alarm * c.score_scale)
 
     def update(self, ts: float, value: float) -> Score:
@@ -60,6 +61,7 @@ class EWMADetector(Detector):
             self._mean = value
             self._n = 1
             self._gate(0.0)
+            self._dom.learn(value)
             return Score(0.0, value, value, value)
         sd = math.sqrt(self._var)
         scale = max(sd, scale_floor(mean))
@@ -80,10 +82,12 @@ class EWMADetector(Detector):
         self._var = (1.0 - av) * (self._var + av * dev * dev)
         self._n = n + 1
         s = self._gate(surprise_to_score(p, c.score_scale))
-        return Score(s, mean, mean - half, mean + half)
+        e, lo, hi = self._dom.band(mean, mean - half, mean + half)
+        self._dom.learn(value)
+        return Score(s, e, lo, hi)
 
     def get_state(self) -> dict[str, Any]:
-        return {"n": self._n, "m": self._mean, "v": self._var, "cal": self._cal.get_state(),
+        return {"n": self._n, "m": self._mean, "v": self._var, "cal": self._cal.get_state(), "dm": self._dom.get_state(),
                 "g": self._gate.get_state()}
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -92,3 +96,4 @@ class EWMADetector(Detector):
         self._var = float(state["v"])
         self._cal.set_state(state["cal"])
         self._gate.set_state(state["g"])
+        self._dom.set_state(state.get("dm"))

@@ -12,7 +12,7 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass
 from typing import Any
 
-from logtide.detectors.base import CommonConfig, Detector, Gate, Score, surprise_to_score
+from logtide.detectors.base import CommonConfig, Detector, Domain, Gate, Score, surprise_to_score
 from logtide.detectors.calibration import TailCalibrator, TailConfig
 from logtide.detectors.ewma import scale_floor
 
@@ -44,6 +44,7 @@ class RobustDetector(Detector):
         self._sorted: list[float] = []
         self._cal = TailCalibrator(TailConfig(z_q=c.tail_z, memory=c.tail_memory))
         self._gate = Gate(c)
+        self._dom = Domain()
         self._p_band = 10.0 ** (-c.alarm * c.score_scale)
 
     def _center_scale(self) -> tuple[float, float]:
@@ -64,6 +65,7 @@ class RobustDetector(Detector):
             self._ring.append(value)
             self._sorted.append(value)
             self._gate(0.0)
+            self._dom.learn(value)
             return Score(0.0, value, value, value)
         med, iqr = self._center_scale()
         s = self._sorted
@@ -86,12 +88,15 @@ class RobustDetector(Detector):
             self._pos = (self._pos + 1) % c.window
         insort(s, value)
         out = self._gate(surprise_to_score(p, c.score_scale))
-        return Score(out, med, med - half, med + half)
+        e, lo, hi = self._dom.band(med, med - half, med + half)
+        self._dom.learn(value)
+        return Score(out, e, lo, hi)
 
     def get_state(self) -> dict[str, Any]:
         # ring in chronological order; the sorted copy is rebuilt on load
         ring = self._ring[self._pos:] + self._ring[: self._pos]
-        return {"r": [float(v) for v in ring], "cal": self._cal.get_state(), "g": self._gate.get_state()}
+        return {"r": [float(v) for v in ring], "cal": self._cal.get_state(), "g": self._gate.get_state(),
+                "dm": self._dom.get_state()}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._ring = [float(v) for v in state["r"]]
@@ -99,3 +104,4 @@ class RobustDetector(Detector):
         self._sorted = sorted(self._ring)
         self._cal.set_state(state["cal"])
         self._gate.set_state(state["g"])
+        self._dom.set_state(state.get("dm"))

@@ -23,7 +23,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from logtide.detectors.base import CommonConfig, Detector, Gate, Score, shared, surprise_to_score
+from logtide.detectors.base import CommonConfig, Detector, Domain, Gate, Score, shared, surprise_to_score
 from logtide.detectors.calibration import TailCalibrator, TailConfig
 
 _SD_PER_MAE = 1.2533141373155  # standard deviation / mean absolute deviation for Gaussian noise
@@ -289,6 +289,7 @@ class SeasonalDetector(Detector):
         self._base = Baseline(baseline_config(c))
         self._cal = TailCalibrator(TailConfig(z_q=c.tail_z, memory=c.tail_memory))
         self._gate = Gate(c)
+        self._dom = Domain()
         self._p_band = shared(10.0 ** (-c.alarm * c.score_scale))
 
     def update(self, ts: float, value: float) -> Score:
@@ -300,6 +301,7 @@ class SeasonalDetector(Detector):
         if base._n == 0:
             base.learn(ts, value)
             self._gate(0.0)
+            self._dom.learn(value)
             return Score(0.0, value, value, value)
         scale = base.scale
         z = abs(value - exp) / scale
@@ -310,12 +312,16 @@ class SeasonalDetector(Detector):
         cal.learn(z)
         base.learn(ts, value)
         s = self._gate(surprise_to_score(p, self.config.score_scale))
-        return Score(s, exp, exp - half, exp + half)
+        e, lo, hi = self._dom.band(exp, exp - half, exp + half)
+        self._dom.learn(value)
+        return Score(s, e, lo, hi)
 
     def get_state(self) -> dict[str, Any]:
-        return {"b": self._base.get_state(), "cal": self._cal.get_state(), "g": self._gate.get_state()}
+        return {"b": self._base.get_state(), "cal": self._cal.get_state(), "g": self._gate.get_state(),
+                "dm": self._dom.get_state()}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._base.set_state(state["b"])
         self._cal.set_state(state["cal"])
         self._gate.set_state(state["g"])
+        self._dom.set_state(state.get("dm"))

@@ -319,30 +319,32 @@ def test_ensemble_inlined_update_equals_its_reference(variant: dict, seed: int, 
     assert fast.to_bytes() == ref.to_bytes()
 
 
-def test_bands_respect_the_domain_seen() -> None:
+@pytest.mark.parametrize("name", ["ensemble", "seasonal", "ewma", "robust"])
+def test_bands_respect_the_domain_seen(name: str) -> None:
     rng = random.Random(4)
     # an error ratio: mostly near 0, within [0, 1]
     ratio = [min(1.0, max(0.0, rng.gauss(0.02, 0.02))) for _ in range(2000)]
-    det = detectors.build()
+    det = detectors.build(name)
     for i, x in enumerate(ratio):
         s = det.update(1.7e9 + i * 60, x)
         if i > 0:
             assert 0.0 <= s.lower <= s.expected <= s.upper <= 1.0
     # a count, never negative, that sits at zero most of the time
-    det = detectors.build()
+    det = detectors.build(name)
     for i in range(2000):
         s = det.update(1.7e9 + i * 60, float(rng.random() < 0.05))
         assert s.lower >= 0.0
     # a series that goes negative gets negative bounds
-    det = detectors.build()
+    det = detectors.build(name)
     for i in range(500):
         s = det.update(1.7e9 + i * 60, rng.gauss(0.0, 1.0))
     assert s.lower < 0.0 < s.upper
 
 
-def test_bands_are_never_narrower_than_the_data_resolution() -> None:
+@pytest.mark.parametrize("name", ["ensemble", "seasonal", "ewma", "robust"])
+def test_bands_are_never_narrower_than_the_data_resolution(name: str) -> None:
     # nearly constant, moving in steps of 1e-4 now and then: the band is at least one step wide
-    det = detectors.build()
+    det = detectors.build(name)
     s = None
     for i in range(1500):
         x = 0.0192064 + (1e-4 if i % 97 == 0 else 0.0)
@@ -350,7 +352,7 @@ def test_bands_are_never_narrower_than_the_data_resolution() -> None:
     assert s is not None
     assert s.upper - s.expected >= 1e-4 and s.expected - s.lower >= 1e-4
     # never moved at all: the minimum meaningful change (1 % of the level) still gives a width
-    det = detectors.build()
+    det = detectors.build(name)
     for i in range(500):
         s = det.update(1.7e9 + i * 60, 0.0192064)
     assert s.upper - s.lower >= 0.01 * 0.0192064
