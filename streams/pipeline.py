@@ -12,7 +12,7 @@ series (`export` / `restore`), which is what a Faust table stores and a changelo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,9 +32,10 @@ from logtide.schemas import (
     dead_letter,
     stable_id,
 )
+from logtide.streams.aggregate import CrossSeries
 from logtide.streams.cardinality import CardinalityGuard
 from logtide.streams.config import StreamsConfig
-from logtide.streams.derive import COUNTER, CounterRates, Deriver, Point
+from logtide.streams.derive import GAUGE, STALE, CounterRates, Deriver, Point
 from logtide.streams.detect import Detection, SeriesDetector
 from logtide.streams.enrich import Enricher, GeoReader
 from logtide.streams.validate import SkewPolicy, is_skewed, validate
@@ -86,7 +87,7 @@ class Stateless:
         self.cfg = cfg
         self.policy = SkewPolicy(cfg.max_future_skew_seconds, cfg.max_past_skew_seconds)
         self.enrich = Enricher(cfg, geo)
-        self.derive = Deriver(cfg.window.group_by)
+        self.derive = Deriver(cfg.window.group_by, cfg.window.size_seconds)
 
     def log(self, raw: bytes, now: datetime, source: Source = None) -> LogResult:
         """Skewed events, and events without a real event time (`has_event_time`), are enriched and
@@ -166,7 +167,8 @@ class Combiner:
     """Pre-aggregates a batch of points per (series, pane) before they cross the network.
 
     Gauge-like points become one `Partial` per series and pane (count, sum, min, max and sketch merge
-    exactly, so nothing is lost); counter samples pass through one by one (a rate needs each sample).
+    exactly, so nothing is lost); counter samples and staleness markers pass through one by one (a
+    rate needs each sample).
     """
 
     def __init__(self, spec: WindowSpec) -> None:
@@ -175,7 +177,7 @@ class Combiner:
         self._singles: list[Point] = []
 
     def add(self, p: Point) -> None:
-        if p.kind == COUNTER:
+        if p.kind != GAUGE:
             self._singles.append(p)
             return
         pane = self.spec.pane_of(p.ts_ms)
@@ -215,6 +217,10 @@ class Stateful:
         self.late = 0
         self.late_stream_ms = 0  # the late series' stream time, for the dead letter's message
         self.duplicates = 0
+        # histogram quantiles and `op by` rules across series (not persisted: a restart may lose a
+        # view's window in progress; the label-true series themselves are in the state)
+        self.cross = CrossSeries(cfg.metrics, self.spec.lateness_ms + self.spec.step_ms)
+        self._ended: list[tuple[str, Closed]] = []  # windows closed by staleness markers
 
     # --- state ---------------------------------------------------------------------------------
     def export(self, key: str) -> bytes:
@@ -263,6 +269,9 @@ class Stateful:
 
         `offset` (the points-topic offset under Faust) makes replays after a crash idempotent.
         """
+        if p.kind == STALE:
+            self._stale(p, offset)
+            return None
         p = self.guard.admit(p)
         s = self._series(p.key, p.metric, p.labels)
         if self._seen(s, offset):
@@ -277,6 +286,18 @@ class Stateful:
             self.late_stream_ms = s.windows.stream_ms
             return p
         return None
+
+    def _stale(self, p: Point, offset: int | None) -> None:
+        """A staleness marker: the series ended. Forget its counter's last sample (no rate across the
+        gap) and emit the window holding the marker now rather than after the idle timeout."""
+        s = self.series.get(p.key)
+        if s is None or self._seen(s, offset):
+            return
+        s.counters.apply(p)
+        self.windows.dirty.add(p.key)
+        if self.cfg.metrics.stale_closes_windows and p.ts_ms > s.windows.emitted_end:
+            limit = self.spec.pane_of(p.ts_ms) + self.spec.step_ms + self.spec.lateness_ms
+            self._ended.extend((p.key, c) for c in s.windows.close(limit))
 
     def add_partial(self, part: Partial, offset: int | None = None) -> int:
         """Fold a combined pane (see `Combiner`) in; returns how many of its events were late (all or none)."""
@@ -302,22 +323,39 @@ class Stateful:
 
     def advance(self) -> tuple[list[WindowAggregate], list[Anomaly]]:
         """Aggregates of every window closed by the current stream time, and the anomalies they raise."""
-        return self._emit(self.windows.advance())
+        ended, self._ended = self._ended, []
+        aggs, anomalies = self._emit([*ended, *self.windows.advance()])
+        return self._emit_views(self.cross.ready(self.stream_time_ms), aggs, anomalies)
 
-    def _emit(self, closed_windows: Iterator[tuple[str, Closed]]) -> tuple[list[WindowAggregate], list[Anomaly]]:
+    def _emit(self, closed_windows: Iterable[tuple[str, Closed]]) -> tuple[list[WindowAggregate], list[Anomaly]]:
         aggs: list[WindowAggregate] = []
         anomalies: list[Anomaly] = []
         for key, closed in closed_windows:
             agg = self.aggregate(key, closed)
             aggs.append(agg)
+            self.cross.add(agg)
             a = self._detect(key, agg)
+            if a is not None:
+                anomalies.append(a)
+        return aggs, anomalies
+
+    def _emit_views(
+        self, views: list[WindowAggregate], aggs: list[WindowAggregate], anomalies: list[Anomaly]
+    ) -> tuple[list[WindowAggregate], list[Anomaly]]:
+        """Cross-series views (histogram quantiles, `op by` rules) join the output and detection."""
+        for v in views:
+            self._series(v.series.key, v.series.metric, v.series.labels)
+            aggs.append(v)
+            a = self._detect(v.series.key, v)
             if a is not None:
                 anomalies.append(a)
         return aggs, anomalies
 
     def flush(self) -> tuple[list[WindowAggregate], list[Anomaly]]:
         """Close every window (end of a bounded input)."""
-        return self._emit(self.windows.flush())
+        ended, self._ended = self._ended, []
+        aggs, anomalies = self._emit([*ended, *self.windows.flush()])
+        return self._emit_views(self.cross.flush(), aggs, anomalies)
 
     @property
     def counter_resets(self) -> int:

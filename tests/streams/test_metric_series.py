@@ -1,0 +1,169 @@
+"""Metric series as Prometheus users read them: label-true keys, kinds, rates, histograms, staleness, rules.
+
+Pure operators only (no servers); the comparison with a real Prometheus is in
+tests/integration/test_prometheus_compare.py.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from logtide.schemas import MetricSample
+from logtide.shippers.events import metric_event
+from logtide.streams.config import AggregateRule, StreamsConfig
+from logtide.streams.derive import COUNTER, GAUGE, STALE, Deriver, duration_suffix, rate_name
+from logtide.streams.histogram import bucket_index, histogram_quantile
+from logtide.streams.pipeline import Stateful, Stateless
+
+HOST = {"name": "box", "hostname": "box"}
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = int(NOW.timestamp() * 1000)
+
+
+def raw(name: str, value: float, t_ms: int, kind: str = "gauge", stale: bool = False, **labels: str) -> bytes:
+    ts = datetime.fromtimestamp(t_ms / 1000, UTC).isoformat()
+    enc = metric_event(HOST, name, value, kind, None, labels, ts, dataset="prometheus",
+                       flags=["stale"] if stale else None)  # fmt: skip
+    assert enc is not None
+    return enc
+
+
+def sample(*a, **kw) -> MetricSample:
+    return MetricSample.model_validate(orjson.loads(raw(*a, **kw)))
+
+
+def cfg(**kw) -> StreamsConfig:
+    base = {"max_future_skew_seconds": 1e9, "window": {"size_seconds": 60, "lateness_seconds": 0},
+            "detect": {"enabled": False}}  # fmt: skip
+    base.update(kw)
+    return StreamsConfig.model_validate(base)
+
+
+def run(records: list[bytes], c: StreamsConfig | None = None) -> list:
+    c = c or cfg()
+    sl, sf = Stateless(c), Stateful(c)
+    aggs = []
+    for r in records:
+        res = sl.metric(r, NOW)
+        assert res.dead is None, res.dead
+        if res.point is not None:
+            assert sf.add(res.point) is None
+        aggs += sf.advance()[0]
+    return aggs + sf.flush()[0]
+
+
+def test_histogram_quantile_is_prometheus_method() -> None:
+    b = [(0.1, 3.0), (1.0, 5.0), (math.inf, 6.0)]
+    assert histogram_quantile(0.5, b) == pytest.approx(0.1)
+    assert histogram_quantile(0.75, b) == pytest.approx(0.1 + 0.9 * 1.5 / 2)
+    assert histogram_quantile(0.99, b) == 1.0  # rank in +Inf: the highest finite bound
+    assert histogram_quantile(0.25, list(reversed(b))) == pytest.approx(0.05)  # any order
+    assert histogram_quantile(0.5, [(0.1, 3.0), (1.0, 2.0), (math.inf, 6.0)]) == pytest.approx(0.1)  # monotonic
+    assert math.isnan(histogram_quantile(0.5, [(0.1, 1.0), (1.0, 2.0)]))  # no +Inf
+    assert math.isnan(histogram_quantile(0.5, [(1.0, 0.0), (math.inf, 0.0)]))
+    assert histogram_quantile(-1, b) == -math.inf and histogram_quantile(2, b) == math.inf
+    assert bucket_index(0.5, [0.1, 1.0, math.inf]) == 1
+
+
+def test_names_follow_recording_rule_conventions() -> None:
+    assert rate_name("node_cpu_seconds_total", 60) == "node_cpu_seconds:rate1m"
+    assert rate_name("http_request_duration_seconds_bucket", 30) == "http_request_duration_seconds_bucket:rate30s"
+    assert [duration_suffix(s) for s in (60, 90, 3600, 0.5)] == ["1m", "90s", "1h", "500ms"]
+
+
+def test_every_label_is_kept_and_kinds_come_from_the_source() -> None:
+    d = Deriver(["service", "host"], 60)
+    a = d.from_sample(sample("node_cpu_seconds_total", 5, T0, "counter", cpu="0", mode="idle", instance="n:1"))
+    b = d.from_sample(sample("node_cpu_seconds_total", 5, T0, "counter", cpu="1", mode="idle", instance="n:1"))
+    assert a.key != b.key and a.kind == COUNTER and a.metric == "node_cpu_seconds:rate1m"
+    assert a.labels == {"cpu": "0", "mode": "idle", "instance": "n:1"}
+    g = d.from_sample(sample("system_load1", 1, T0))
+    assert g.kind == GAUGE and g.labels == {"host": "box"}  # no instance: the shipper's host names the source
+    q = d.from_sample(sample("go_gc_duration_seconds", 0.1, T0, "summary", quantile="0.5"))
+    assert q.kind == GAUGE and q.labels["quantile"] == "0.5" and q.metric == "go_gc_duration_seconds"
+    for name in ("go_gc_duration_seconds_sum", "go_gc_duration_seconds_count"):
+        assert d.from_sample(sample(name, 1, T0, "summary")).kind == COUNTER
+    h = d.from_sample(sample("x_bucket", 3, T0, "histogram", le="0.5"))
+    assert h.kind == COUNTER and h.metric == "x_bucket:rate1m" and h.labels["le"] == "0.5"
+    assert d.from_sample(sample("x_total", 3, T0, "untyped")).kind == GAUGE  # untyped reads as a gauge
+    s = d.from_sample(sample("node_cpu_seconds_total", 0, T0, "counter", stale=True, cpu="0", mode="idle",
+                             instance="n:1"))  # fmt: skip
+    assert s.kind == STALE and s.key == a.key
+
+
+def cpu_scrapes(minutes: int, cpus: int = 2, step_s: int = 10, start_ms: int = T0) -> list[bytes]:
+    """node_cpu_seconds_total of an idle-ish box: per CPU, idle 0.9 s/s, user 0.1 s/s."""
+    out = []
+    for i in range(minutes * 60 // step_s + 1):
+        t = start_ms + i * step_s * 1000 + 3_000  # scrape phase 3 s
+        for cpu in range(cpus):
+            for mode, r in (("idle", 0.9), ("user", 0.1)):
+                out.append(raw("node_cpu_seconds_total", 1000 + r * i * step_s, t, "counter",
+                               cpu=str(cpu), mode=mode, job="node", instance="n:9100"))  # fmt: skip
+    return out
+
+
+def test_counter_rates_stay_per_series_and_sum_by_rule_gives_cpu_count() -> None:
+    c = cfg(metrics={"aggregate": [{"metric": "node_cpu_seconds:rate1m"},
+                                   {"metric": "node_cpu_seconds:rate1m", "by": ["mode"]},
+                                   {"metric": "node_cpu_seconds:rate1m", "by": ["mode"], "op": "max"}]})  # fmt: skip
+    aggs = run(cpu_scrapes(5), c)
+    per = [a for a in aggs if a.series.metric == "node_cpu_seconds:rate1m" and a.stats.count == 6]
+    assert {a.series.labels["mode"] for a in per} == {"idle", "user"}
+    assert {a.series.labels["cpu"] for a in per} == {"0", "1"}
+    for a in per:
+        assert a.stats.mean == pytest.approx(0.9 if a.series.labels["mode"] == "idle" else 0.1)
+    total = [a for a in aggs if a.series.metric == "all:node_cpu_seconds:rate1m" and a.stats.count == 4]
+    assert total and all(a.stats.mean == pytest.approx(2.0) for a in total)  # CPU count, not a mean of 1/4
+    by_mode = [a for a in aggs if a.series.metric == "mode:node_cpu_seconds:rate1m"]
+    assert {a.series.labels["mode"]: a.stats.mean for a in by_mode if a.stats.count == 2}["idle"] == pytest.approx(1.8)
+    mx = [a for a in aggs if a.series.metric == "mode:node_cpu_seconds:rate1m:max"]
+    assert mx and {a.series.labels["mode"]: a.stats.mean for a in mx}["user"] == pytest.approx(0.1)
+
+
+def test_gauges_are_never_averaged_implicitly() -> None:
+    with pytest.raises(ValueError, match="give op"):
+        AggregateRule(metric="node_memory_MemFree_bytes", by=["instance"])
+    assert AggregateRule(metric="x:rate1m").op == "sum"
+
+
+def test_histogram_buckets_give_quantiles_per_window() -> None:
+    recs = []
+    bounds = ["0.1", "0.5", "+Inf"]
+    per_s = [2.0, 3.0, 4.0]  # cumulative observations per second below each bound
+    for i in range(13):
+        t = T0 + i * 10_000 + 1_000
+        for le, r in zip(bounds, per_s, strict=True):
+            recs.append(raw("req_seconds_bucket", r * i * 10, t, "histogram", le=le, job="api"))
+    aggs = run(recs)
+    q = {a.series.labels["quantile"]: a.stats.mean for a in aggs
+         if a.series.metric == "req_seconds:histogram_quantile_rate1m" and a.window.start.timestamp() * 1000 == T0 + 60_000}  # fmt: skip
+    assert set(q) == {"0.5", "0.9", "0.99"}
+    assert q["0.5"] == pytest.approx(histogram_quantile(0.5, [(0.1, 2.0), (0.5, 3.0), (math.inf, 4.0)]))
+    assert q["0.9"] == pytest.approx(0.5)
+
+
+def test_reset_is_a_restart_and_staleness_ends_the_series() -> None:
+    recs = []
+    for i in range(7):  # 0..60 s, +1/s
+        recs.append(raw("req_total", 100 + 10 * i, T0 + i * 10_000, "counter", job="a"))
+    recs.append(raw("req_total", 0, T0 + 65_000, "counter", stale=True, job="a"))  # target went down
+    for i in range(9, 20):  # back after a restart: counter starts from 0, +2/s
+        recs.append(raw("req_total", 20 * (i - 9), T0 + i * 10_000, "counter", job="a"))
+    c = cfg(window={"size_seconds": 60, "lateness_seconds": 0, "idle_timeout_seconds": None})
+    sl, sf = Stateless(c), Stateful(c)
+    seen = []
+    for r in recs:
+        p = sl.metric(r, NOW).point
+        sf.add(p)
+        seen += sf.advance()[0]
+        if b'"stale"' in r:
+            assert [a.window.end.timestamp() * 1000 - T0 for a in seen] == [60_000, 120_000]  # emitted at once
+    seen += sf.flush()[0]
+    rates = [a.stats for a in seen]
+    assert all(s.min >= 0 for s in rates)  # no negative rate at the restart
+    assert rates[0].mean == pytest.approx(1.0)
+    assert [a.stats.mean for a in seen if a.window.start.timestamp() * 1000 == T0 + 120_000] == [pytest.approx(2.0)]
