@@ -27,6 +27,7 @@ import math
 import ssl
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -257,28 +258,52 @@ async def scrape_once(client: Any, scraper: Scraper, scrape_ms: int) -> tuple[li
     return scraper.result(text, ctype, scrape_ms, time.perf_counter() - t0)
 
 
-async def scrape_loop(shipper: Shipper, sc: PrometheusScrapeConfig) -> None:
+async def run_scrapes(
+    sc: PrometheusScrapeConfig,
+    emit: Callable[[list[Sample], bool], Awaitable[None]],
+    schedule: ScrapeSchedule | None = None,
+    client: Any = None,
+) -> None:
+    """Scrape `sc` on its fixed schedule forever, handing each scrape's samples (and up) to `emit`.
+
+    `schedule` defaults to the target's jittered phase; a caller may pass another (e.g. to share a
+    phase with another scraper). Waiting on `emit` never shifts the schedule: missed ticks are skipped.
+    """
     import httpx
+
+    scraper = Scraper(sc)
+    schedule = schedule or ScrapeSchedule(sc.interval_s, jitter_offset(sc.url, sc.interval_s))
+    own = client is None
+    client = client or httpx.AsyncClient(**client_options(sc))
+    try:
+        while True:
+            start = schedule.next_after(time.time())
+            await asyncio.sleep(max(0.0, start - time.time()))
+            samples, up = await scrape_once(client, scraper, round(start * 1000))
+            await emit(samples, up)
+    finally:
+        if own:
+            await client.aclose()
+
+
+async def scrape_loop(shipper: Shipper, sc: PrometheusScrapeConfig) -> None:
+    """The shipper's task for one target: `run_scrapes` into the metrics topic."""
     from logtide.shippers.harvester import send_with_retry
 
     assert shipper.ctx is not None
     counter = shipper.metrics.metric_samples.labels("prometheus")
     errors = shipper.metrics.scrape_errors.labels(sc.url)
-    scraper = Scraper(sc)
-    schedule = ScrapeSchedule(sc.interval_s, jitter_offset(sc.url, sc.interval_s))
-    async with httpx.AsyncClient(**client_options(sc)) as client:
-        while True:
-            start = schedule.next_after(time.time())
-            await asyncio.sleep(max(0.0, start - time.time()))
-            samples, up = await scrape_once(client, scraper, round(start * 1000))
-            if not up:
-                errors.inc()
-            records = encode(shipper.host, samples)
-            try:
-                await asyncio.wait_for(
-                    send_with_retry(shipper.ctx, shipper.metrics_topic, records, "prometheus"),
-                    sc.interval_s * 5,
-                )
-                counter.inc(len(records))
-            except TimeoutError:
-                log.warning("scrape of %s dropped: output unavailable", sc.url)
+
+    async def emit(samples: list[Sample], up: bool) -> None:
+        if not up:
+            errors.inc()
+        records = encode(shipper.host, samples)
+        try:
+            await asyncio.wait_for(
+                send_with_retry(shipper.ctx, shipper.metrics_topic, records, "prometheus"), sc.interval_s * 5
+            )
+            counter.inc(len(records))
+        except TimeoutError:
+            log.warning("scrape of %s dropped: output unavailable", sc.url)
+
+    await run_scrapes(sc, emit)

@@ -9,8 +9,8 @@ set (never averaged over labels not named somewhere; explicit `sum by`/`max by`/
 `streams/aggregate.py`). Kinds come from the source: gauges and untyped samples as they are (summary
 quantiles keep their `quantile` label); counters, histogram `_bucket`/`_sum`/`_count` and summary
 `_sum`/`_count` become per-second rates named `<name without _total>:rate<window>` (the recording-rule
-convention, e.g. `node_cpu_seconds:rate1m`), with resets (a smaller value than the last) read as a
-restart from zero. A staleness marker ends the series: no rate is computed across it.
+convention, e.g. `node_cpu_seconds:rate1m`), computed per window the way Prometheus' `increase`/`rate`
+are (streams/prom_rate.py), with resets (a smaller value than the last) read as a restart from zero.
 """
 
 from __future__ import annotations
@@ -190,11 +190,29 @@ def counter_rate(prev: tuple[int, float] | None, t_ms: int, value: float) -> tup
 
 
 class CounterRates:
-    """Last sample of every raw counter; state is a plain dict for tables."""
+    """Last sample (and reset offset) of every raw counter; state is a plain dict for tables."""
 
     def __init__(self, state: dict[str, list[Any]] | None = None) -> None:
-        self.last: dict[str, tuple[int, float]] = {k: (int(v[0]), float(v[1])) for k, v in (state or {}).items()}
+        st = state or {}
+        self.last: dict[str, tuple[int, float]] = {k: (int(v[0]), float(v[1])) for k, v in st.items()}
+        self.offset: dict[str, float] = {k: float(v[2]) for k, v in st.items() if len(v) > 2 and v[2]}
         self.resets = 0
+
+    def cumulative(self, p: Point) -> Point | None:
+        """The counter point with its reset-adjusted value (never decreasing: a reset adds the value
+        before it, as Prometheus' range functions count it); None for a sample not newer than the last."""
+        ident = p.ident or p.key
+        prev = self.last.get(ident)
+        off = self.offset.get(ident, 0.0)
+        if prev is not None:
+            if p.ts_ms <= prev[0]:
+                return None
+            if p.value < prev[1]:
+                off += prev[1]
+                self.offset[ident] = off
+                self.resets += 1
+        self.last[ident] = (p.ts_ms, p.value)
+        return Point(p.key, p.metric, p.labels, p.ts_ms, p.value + off, COUNTER, p.ident)
 
     def apply(self, p: Point) -> Point | None:
         """The rate point for a counter point (None for the first sample), gauges pass through; a
@@ -215,4 +233,4 @@ class CounterRates:
         return Point(p.key, p.metric, p.labels, p.ts_ms, rate)
 
     def to_plain(self) -> dict[str, list[Any]]:
-        return {k: [t, v] for k, (t, v) in self.last.items()}
+        return {k: [t, v, self.offset.get(k, 0.0)] for k, (t, v) in self.last.items()}

@@ -35,9 +35,10 @@ from logtide.schemas import (
 from logtide.streams.aggregate import CrossSeries
 from logtide.streams.cardinality import CardinalityGuard
 from logtide.streams.config import StreamsConfig
-from logtide.streams.derive import GAUGE, STALE, CounterRates, Deriver, Point
+from logtide.streams.derive import COUNTER, GAUGE, STALE, CounterRates, Deriver, Point
 from logtide.streams.detect import Detection, SeriesDetector
 from logtide.streams.enrich import Enricher, GeoReader
+from logtide.streams.prom_rate import extrapolated_increase
 from logtide.streams.validate import SkewPolicy, is_skewed, validate
 from logtide.streams.windowing import Agg, Closed, SeriesWindows, WindowAggregator, WindowSpec
 
@@ -120,6 +121,8 @@ class SeriesState:
     counters: CounterRates
     detector: SeriesDetector | None = None
     offset: int = -1  # last points-topic offset folded in (replays at or below it are skipped)
+    # counters only: pane start -> [first, last] sample time in it (the window's rate needs the span)
+    times: dict[int, list[int]] | None = None
 
 
 def late_dead_letter(
@@ -229,7 +232,7 @@ class Stateful:
         return orjson.dumps({
             "m": s.metric, "l": s.labels, "w": s.windows.to_plain(), "c": s.counters.to_plain(),
             "d": s.detector.to_plain() if s.detector else None, "st": self.windows.stream_time_ms,
-            "o": s.offset,
+            "o": s.offset, "t": list(s.times.items()) if s.times is not None else None,
         })
 
     def restore(self, key: str, blob: bytes) -> None:
@@ -237,7 +240,8 @@ class Stateful:
         d = orjson.loads(blob)
         sw = SeriesWindows.from_plain(self.spec, d["w"])
         det = self.detection.restore(d["d"]) if d.get("d") else None
-        self.series[key] = SeriesState(d["m"], d["l"], sw, CounterRates(d["c"]), det, int(d.get("o", -1)))
+        times = {int(p): [int(a), int(b)] for p, (a, b) in d["t"]} if d.get("t") is not None else None
+        self.series[key] = SeriesState(d["m"], d["l"], sw, CounterRates(d["c"]), det, int(d.get("o", -1)), times)
         self.windows.put(key, sw)
         self.windows.observe_time(int(d.get("st", -(1 << 62))))
         self.guard.remember(d["m"], key)
@@ -276,24 +280,39 @@ class Stateful:
         s = self._series(p.key, p.metric, p.labels)
         if self._seen(s, offset):
             return None
-        r = s.counters.apply(p)
-        if r is None:
-            self.windows.dirty.add(p.key)  # the counter's last sample changed
-            self.windows.observe_time(p.ts_ms)
-            return None
-        if not self.windows.add(p.key, r.ts_ms, r.value):
+        value = p.value
+        if p.kind == COUNTER:
+            r = s.counters.cumulative(p)
+            if r is None:  # not newer than the counter's last sample
+                return None
+            value = r.value
+        if not self.windows.add(p.key, p.ts_ms, value):
             self.late += 1
             self.late_stream_ms = s.windows.stream_ms
             return p
+        if p.kind == COUNTER:
+            self._counter_time(s, p.ts_ms)
         return None
 
+    def _counter_time(self, s: SeriesState, t_ms: int) -> None:
+        if s.times is None:
+            s.times = {}
+        pane = self.spec.pane_of(t_ms)
+        span = s.times.get(pane)
+        if span is None:
+            s.times[pane] = [t_ms, t_ms]
+            horizon = s.windows.emitted_end - self.spec.size_ms
+            for old in [q for q in s.times if q < horizon]:
+                del s.times[old]
+        else:
+            span[0], span[1] = min(span[0], t_ms), max(span[1], t_ms)
+
     def _stale(self, p: Point, offset: int | None) -> None:
-        """A staleness marker: the series ended. Forget its counter's last sample (no rate across the
-        gap) and emit the window holding the marker now rather than after the idle timeout."""
+        """A staleness marker: the series ended. Emit the window holding the marker now rather than
+        after the idle timeout (a counter that comes back is read across the gap, as Prometheus does)."""
         s = self.series.get(p.key)
         if s is None or self._seen(s, offset):
             return
-        s.counters.apply(p)
         self.windows.dirty.add(p.key)
         if self.cfg.metrics.stale_closes_windows and p.ts_ms > s.windows.emitted_end:
             limit = self.spec.pane_of(p.ts_ms) + self.spec.step_ms + self.spec.lateness_ms
@@ -332,6 +351,8 @@ class Stateful:
         anomalies: list[Anomaly] = []
         for key, closed in closed_windows:
             agg = self.aggregate(key, closed)
+            if agg is None:  # a counter window with fewer than two samples has no rate
+                continue
             aggs.append(agg)
             self.cross.add(agg)
             a = self._detect(key, agg)
@@ -365,9 +386,18 @@ class Stateful:
     def stream_time_ms(self) -> int:
         return self.windows.stream_time_ms
 
-    def aggregate(self, key: str, c: Closed) -> WindowAggregate:
+    def aggregate(self, key: str, c: Closed) -> WindowAggregate | None:
+        """The closed window as an aggregate. For a counter, Prometheus' `increase` over the window in
+        `sum` and the per-second rate (increase / window size) in every other statistic; None when the
+        window has fewer than two of its samples."""
         s = self.series[key]
         start, end = _utc(c.start_ms), _utc(c.end_ms)
+        if s.times is not None:
+            stats = self._counter_stats(s, c)
+            if stats is None:
+                return None
+        else:
+            stats = Stats(**c.agg.stats())
         return WindowAggregate(
             timestamp=end,
             event=EventInfo(id=stable_id("window_aggregate", key, c.start_ms, c.end_ms), kind="metric"),
@@ -376,8 +406,20 @@ class Stateful:
             series=Series(metric=s.metric, key=key, labels=dict(s.labels)),
             window=Window(start=start, end=end, size_seconds=self.spec.size_ms / 1000,
                           step_seconds=self.spec.step_ms / 1000),
-            stats=Stats(**c.agg.stats()),
+            stats=stats,
         )
+
+    def _counter_stats(self, s: SeriesState, c: Closed) -> Stats | None:
+        spans = [s.times[p] for p in range(c.start_ms, c.end_ms, self.spec.step_ms) if p in (s.times or {})]
+        if not spans:
+            return None
+        first, last = min(a for a, _ in spans), max(b for _, b in spans)
+        a = c.agg
+        inc = extrapolated_increase(first, last, a.min, a.max - a.min, a.count, c.start_ms, c.end_ms)
+        if inc is None:
+            return None
+        rate = inc / (self.spec.size_ms / 1000)
+        return Stats(count=a.count, sum=inc, min=rate, max=rate, mean=rate, p50=rate, p90=rate, p99=rate)
 
     def _detect(self, key: str, agg: WindowAggregate) -> Anomaly | None:
         if not self.cfg.detect.enabled or self.detection.stat_for(agg.series.metric) is None:

@@ -146,24 +146,36 @@ def test_histogram_buckets_give_quantiles_per_window() -> None:
     assert q["0.9"] == pytest.approx(0.5)
 
 
-def test_reset_is_a_restart_and_staleness_ends_the_series() -> None:
-    recs = []
-    for i in range(7):  # 0..60 s, +1/s
-        recs.append(raw("req_total", 100 + 10 * i, T0 + i * 10_000, "counter", job="a"))
-    recs.append(raw("req_total", 0, T0 + 65_000, "counter", stale=True, job="a"))  # target went down
-    for i in range(9, 20):  # back after a restart: counter starts from 0, +2/s
-        recs.append(raw("req_total", 20 * (i - 9), T0 + i * 10_000, "counter", job="a"))
+def test_counter_windows_read_as_prometheus_increase_with_resets_and_staleness() -> None:
+    recs = [raw("req_total", 100 + 10 * i, T0 + i * 10_000, "counter", job="a") for i in range(8)]  # +1/s
+    recs.append(raw("req_total", 0, T0 + 75_000, "counter", stale=True, job="a"))  # the target went down
+    recs += [raw("req_total", 20 * (i - 9), T0 + i * 10_000, "counter", job="a") for i in range(9, 20)]  # +2/s
     c = cfg(window={"size_seconds": 60, "lateness_seconds": 0, "idle_timeout_seconds": None})
     sl, sf = Stateless(c), Stateful(c)
     seen = []
     for r in recs:
-        p = sl.metric(r, NOW).point
-        sf.add(p)
+        sf.add(sl.metric(r, NOW).point)
         seen += sf.advance()[0]
-        if b'"stale"' in r:
-            assert [a.window.end.timestamp() * 1000 - T0 for a in seen] == [60_000, 120_000]  # emitted at once
+        if b'"stale"' in r:  # the window holding the last samples is emitted at once
+            assert [a.window.end.timestamp() * 1000 - T0 for a in seen] == [60_000, 120_000]
     seen += sf.flush()[0]
-    rates = [a.stats for a in seen]
-    assert all(s.min >= 0 for s in rates)  # no negative rate at the restart
-    assert rates[0].mean == pytest.approx(1.0)
-    assert [a.stats.mean for a in seen if a.window.start.timestamp() * 1000 == T0 + 120_000] == [pytest.approx(2.0)]
+    by_start = {int(a.window.start.timestamp() * 1000) - T0: a.stats for a in seen}
+    # samples at 0..50 s: increase over 50 s extrapolated to the 60 s window, as increase(x[60s])
+    assert by_start[0].sum == pytest.approx(60.0) and by_start[0].mean == pytest.approx(1.0)
+    # the series ended at 70 s: like Prometheus, extrapolated by half an interval only (10 s + 5 s)
+    assert by_start[60_000].count == 2 and by_start[60_000].sum == pytest.approx(15.0)
+    assert by_start[120_000].mean == pytest.approx(2.0)  # after the restart: the reset is not a drop
+    assert all(st.min >= 0 for st in by_start.values())
+    assert sf.counter_resets >= 1
+
+
+def test_prometheus_extrapolation_rules() -> None:
+    from logtide.streams.prom_rate import extrapolated_increase
+
+    # samples 5..55 s in [0, 60): gaps of 5 s < 1.1 * 10 s extend to both edges
+    assert extrapolated_increase(5_000, 55_000, 100.0, 50.0, 6, 0, 60_000) == pytest.approx(60.0)
+    # a counter that started inside the window is not extrapolated below zero
+    assert extrapolated_increase(5_000, 55_000, 0.0, 50.0, 6, 0, 60_000) == pytest.approx(55.0)
+    # first sample 30 s from the start: half an interval (5 s) there; the 10 s to the end in full
+    assert extrapolated_increase(30_000, 50_000, 100.0, 20.0, 3, 0, 60_000) == pytest.approx(20.0 * 35 / 20)
+    assert extrapolated_increase(5_000, 5_000, 1.0, 0.0, 1, 0, 60_000) is None
