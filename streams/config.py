@@ -111,6 +111,23 @@ def _default_rules() -> list[DetectRule]:
     ]
 
 
+class MetricDetectConfig(_Section):
+    """Detection on metric series (Prometheus-named ones, not the series derived from logs).
+
+    Warm-up is counted in time: a series can alert once it has `warmup_seconds` of windows behind it
+    (at least `min_warmup_windows`), whatever the step. Until it has `young_seconds` of history its
+    anomalies say the baseline is young (label `baseline: young`). Severity follows the size of the
+    move relative to the series' scale (its expected value; 1 for `_ratio` series): below
+    `warning_relative_change` an anomaly is only `info`, below `critical_relative_change` at most `warning`.
+    """
+
+    warmup_seconds: float = Field(default=600.0, gt=0)
+    min_warmup_windows: PositiveInt = 20
+    young_seconds: float = Field(default=3600.0, ge=0)
+    warning_relative_change: float = Field(default=0.05, ge=0)
+    critical_relative_change: float = Field(default=0.25, ge=0)
+
+
 class DetectConfig(_Section):
     """The detector each aggregated series runs through, and when a score becomes an anomaly."""
 
@@ -121,6 +138,7 @@ class DetectConfig(_Section):
     critical_score: float = Field(default=0.8, ge=0, le=1)
     context_points: int = Field(default=10, ge=0, le=1000)
     rules: list[DetectRule] = Field(default_factory=_default_rules)
+    metrics: MetricDetectConfig = Field(default_factory=MetricDetectConfig)
 
 
 AggregateOp = Literal["sum", "max", "min", "avg"]

@@ -215,7 +215,7 @@ class Stateful:
         idle = None if w.idle_timeout_seconds is None else round(w.idle_timeout_seconds * 1000)
         self.windows = WindowAggregator(self.spec, idle)
         self.guard = CardinalityGuard(cfg.max_series_per_metric)
-        self.detection = Detection(cfg.detect)
+        self.detection = Detection(cfg.detect, self.spec.step_ms / 1000)
         self.series: dict[str, SeriesState] = {}
         self.late = 0
         self.late_stream_ms = 0  # the late series' stream time, for the dead letter's message
@@ -426,7 +426,7 @@ class Stateful:
             return None
         s = self.series[key]
         if s.detector is None:
-            s.detector = self.detection.new()
+            s.detector = self.detection.new(agg.series.metric)
         self.windows.dirty.add(key)
         return self.detection.observe(s.detector, agg)
 

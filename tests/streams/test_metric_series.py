@@ -179,3 +179,39 @@ def test_prometheus_extrapolation_rules() -> None:
     # first sample 30 s from the start: half an interval (5 s) there; the 10 s to the end in full
     assert extrapolated_increase(30_000, 50_000, 100.0, 20.0, 3, 0, 60_000) == pytest.approx(20.0 * 35 / 20)
     assert extrapolated_increase(5_000, 5_000, 1.0, 0.0, 1, 0, 60_000) is None
+
+
+def test_detection_on_metrics_warms_up_in_time_and_grades_by_scale() -> None:
+    import random
+
+    rng = random.Random(7)
+    c = cfg(window={"size_seconds": 10, "lateness_seconds": 0}, detect={"enabled": True})
+    sl, sf = Stateless(c), Stateful(c)
+    assert sf.detection.metric_warmup == 60  # 600 s at a 10 s step: alerts possible after 10 minutes
+    anomalies = []
+    for i in range(130):
+        t = T0 + i * 10_000 + 500
+        cpu = 0.96 if i in (90, 91) else 0.08 + rng.gauss(0, 0.01)  # a burst at 15 min
+        mem = 8e9 * (1.008 if i >= 100 else 1.0) * (1 + rng.gauss(0, 1e-4))  # a 0.8 % step
+        for name, v in (("system_cpu_utilization_ratio", cpu), ("system_memory_used_bytes", mem)):
+            sf.add(sl.metric(raw(name, v, t), NOW).point)
+        anomalies += sf.advance()[1]
+    cpu_an = [a for a in anomalies if a.series.metric == "system_cpu_utilization_ratio"]
+    assert cpu_an, "a CPU burst from 8 % to 96 % after the warm-up raised nothing"
+    first = min(a.window.end for a in cpu_an)
+    assert (first.timestamp() * 1000 - T0) / 1000 == 910  # the window holding the burst
+    assert cpu_an[0].severity.value == "critical" and cpu_an[0].labels["baseline"] == "young"
+    assert "young baseline" in cpu_an[0].message
+    mem_an = [a for a in anomalies if a.series.metric == "system_memory_used_bytes"]
+    assert all(a.severity.value == "info" for a in mem_an)  # 0.8 % is never critical
+
+
+def test_no_metric_alert_before_the_warm_up_time() -> None:
+    c = cfg(window={"size_seconds": 10, "lateness_seconds": 0}, detect={"enabled": True})
+    sl, sf = Stateless(c), Stateful(c)
+    anomalies = []
+    for i in range(59):  # 590 s: under the 600 s warm-up
+        v = 0.96 if i == 40 else 0.08 + 0.001 * (i % 3)
+        sf.add(sl.metric(raw("system_cpu_utilization_ratio", v, T0 + i * 10_000 + 500), NOW).point)
+        anomalies += sf.advance()[1]
+    assert anomalies == []
