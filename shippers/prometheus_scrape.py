@@ -35,15 +35,13 @@ from urllib.parse import urlsplit
 
 from logtide.shippers.config import PrometheusScrapeConfig
 from logtide.shippers.events import metric_event
+from logtide.shippers.exposition import parse_exposition
 from logtide.shippers.relabel import NAME, RelabelRule, merge_target_labels, relabel
 
 if TYPE_CHECKING:
     from logtide.shippers.shipper import Shipper
 
 log = logging.getLogger(__name__)
-# exposition family type -> MetricSample kind (gaugehistogram/info/stateset read as gauges)
-KINDS = {"counter": "counter", "gauge": "gauge", "histogram": "histogram", "summary": "summary",
-         "untyped": "untyped", "unknown": "untyped"}  # fmt: skip
 STALE_FLAG = "stale"
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 
@@ -81,14 +79,6 @@ def target_labels(sc: PrometheusScrapeConfig) -> dict[str, str]:
     return out
 
 
-def _families(text: str, openmetrics: bool) -> Any:
-    if openmetrics:
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse
-    else:
-        from prometheus_client.parser import text_string_to_metric_families as parse
-    return parse(text)
-
-
 def samples_from_text(
     text: str,
     scrape_ms: int,
@@ -102,31 +92,30 @@ def samples_from_text(
 ) -> ScrapeResult:
     """The samples of one exposition document (text format 0.0.4 or OpenMetrics); ValueError if malformed."""
     out: list[Sample] = []
-    scraped = nonfinite = 0
+    nonfinite = 0
     rules = rules or []
-    for family in _families(text, openmetrics):
-        kind = KINDS.get(family.type, "gauge")
-        unit = family.unit or None
-        for s in family.samples:
-            scraped += 1
-            value = float(s.value)
-            if not math.isfinite(value) and not (s.name.endswith("_bucket") and value == math.inf):
-                nonfinite += 1
+    raw = parse_exposition(text, openmetrics)
+    for s in raw:
+        value = s.value
+        if not math.isfinite(value) and not (value == math.inf and s.name.endswith("_bucket")):
+            nonfinite += 1
+            continue
+        lab = merge_target_labels(s.labels, target, honor_labels) if s.labels else dict(target)
+        name = s.name
+        if rules:
+            lab[NAME] = name
+            new = relabel(lab, rules)
+            if new is None or not new.get(NAME):
                 continue
-            lab = merge_target_labels({k: str(v) for k, v in s.labels.items()}, target, honor_labels)
-            lab[NAME] = s.name
-            if rules:
-                new = relabel(lab, rules)
-                if new is None or not new.get(NAME):
-                    continue
-                lab = new
+            lab = new
             name = lab.pop(NAME)
-            if names and not any(fnmatch.fnmatchcase(name, g) for g in names):
-                continue
-            ts = scrape_ms
-            if honor_timestamps and s.timestamp is not None:
-                ts = round(float(s.timestamp) * 1000)
-            out.append(Sample(name, lab, value, ts, kind, unit))
+        if names and not any(fnmatch.fnmatchcase(name, g) for g in names):
+            continue
+        ts = scrape_ms
+        if honor_timestamps and s.timestamp_s is not None:
+            ts = round(s.timestamp_s * 1000)
+        out.append(Sample(name, lab, value, ts, s.kind, s.unit))
+    scraped = len(raw)
     return ScrapeResult(out, scraped, nonfinite)
 
 

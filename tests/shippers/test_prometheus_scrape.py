@@ -198,3 +198,20 @@ def test_scrape_over_http_with_bearer_auth_and_a_down_target() -> None:
         assert not up and [s.value for s in samples if s.name == "up"] == [0.0]
     finally:
         srv.shutdown()
+
+
+def test_fast_reader_agrees_with_prometheus_client_and_falls_back_on_escapes() -> None:
+    from logtide.shippers.exposition import Fallback, client_samples, fast_samples, parse_exposition
+
+    fast = fast_samples(TEXT)
+    slow = list(client_samples(TEXT, openmetrics=False))
+    key = lambda s: (s.name, sorted(s.labels.items()), s.timestamp_s, s.kind)  # noqa: E731
+    assert [key(s) for s in fast] == [key(s) for s in slow]
+    assert [s.value for s in fast if s.value == s.value] == [s.value for s in slow if s.value == s.value]
+    escaped = '# TYPE m gauge\nm{path="a\\"b",x="}"} 1\n'
+    with pytest.raises(Fallback):
+        fast_samples(escaped)
+    (s,) = parse_exposition(escaped)
+    assert s.labels == {"path": 'a"b', "x": "}"} and s.kind == "gauge"
+    with pytest.raises(ValueError):
+        parse_exposition("m{a=} x y z\n")
