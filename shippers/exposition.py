@@ -18,6 +18,7 @@ from typing import NamedTuple
 _SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)[ \t]*(?:\{([^}]*)\})?[ \t]+(\S+)(?:[ \t]+(-?[0-9]+))?[ \t]*")
 _LABELS_OK = re.compile(r'(?:[ \t]*[a-zA-Z_][a-zA-Z0-9_]*[ \t]*=[ \t]*"[^"\\{}]*"[ \t]*,?)*[ \t]*')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"]*)"')
+_KINDS = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
 _SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("", "_sum", "_count")}
 
 
@@ -49,6 +50,8 @@ def fast_samples(text: str) -> list[RawSample]:
                 name = parts[2]
                 if parts[1] == "TYPE":
                     kind = parts[3].strip() if len(parts) > 3 else "untyped"
+                    if kind not in _KINDS:
+                        raise Fallback(line)
                     suffixes = _SUFFIXES.get(kind, ("",))
                     allowed = {name + s: kind for s in suffixes}
                 elif name not in allowed:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STALE_FLAG = "stale"
+_MAX_TS_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last instant a datetime holds
 ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 
 
@@ -67,7 +68,7 @@ class Sample:
 class ScrapeResult:
     samples: list[Sample]
     scraped: int  # samples in the exposition
-    nonfinite: int  # skipped NaN/inf values (the schema refuses them)
+    nonfinite: int  # skipped: NaN/inf values (the schema refuses them) or impossible timestamps
 
 
 def target_labels(sc: PrometheusScrapeConfig) -> dict[str, str]:
@@ -113,6 +114,9 @@ def samples_from_text(
             continue
         ts = scrape_ms
         if honor_timestamps and s.timestamp_s is not None:
+            if not 0 <= s.timestamp_s < _MAX_TS_S:  # NaN fails too: no datetime holds it
+                nonfinite += 1
+                continue
             ts = round(s.timestamp_s * 1000)
         out.append(Sample(name, lab, value, ts, s.kind, s.unit))
     scraped = len(raw)

@@ -215,3 +215,8 @@ def test_fast_reader_agrees_with_prometheus_client_and_falls_back_on_escapes() -
     assert s.labels == {"path": 'a"b', "x": "}"} and s.kind == "gauge"
     with pytest.raises(ValueError):
         parse_exposition("m{a=} x y z\n")
+
+
+def test_an_impossible_exposition_timestamp_is_skipped_and_counted() -> None:
+    res = samples_from_text("a 1 999999999999999999\nb 2\n", 5_000, TARGET)
+    assert [s.name for s in res.samples] == ["b"] and res.nonfinite == 1
