@@ -87,7 +87,8 @@ def client_samples(text: str, openmetrics: bool) -> Iterator[RawSample]:
         if kind not in ("counter", "gauge", "histogram", "summary", "untyped"):
             kind = "gauge"  # gaugehistogram, info, stateset: read as gauges
         for s in family.samples:
-            yield RawSample(s.name, {k: str(v) for k, v in s.labels.items()}, float(s.value), s.timestamp, kind,
+            ts = None if s.timestamp is None else float(s.timestamp)  # OpenMetrics gives a Timestamp
+            yield RawSample(s.name, {k: str(v) for k, v in s.labels.items()}, float(s.value), ts, kind,
                             family.unit or None)  # fmt: skip
 
 

@@ -220,3 +220,9 @@ def test_fast_reader_agrees_with_prometheus_client_and_falls_back_on_escapes() -
 def test_an_impossible_exposition_timestamp_is_skipped_and_counted() -> None:
     res = samples_from_text("a 1 999999999999999999\nb 2\n", 5_000, TARGET)
     assert [s.name for s in res.samples] == ["b"] and res.nonfinite == 1
+
+
+def test_openmetrics_is_accepted() -> None:
+    om = '# TYPE req_seconds counter\n# UNIT req_seconds seconds\nreq_seconds_total{code="200"} 3 1700000000.5\n# EOF\n'
+    (s,) = samples_from_text(om, 0, TARGET, openmetrics=True).samples
+    assert (s.name, s.kind, s.unit, s.ts_ms) == ("req_seconds_total", "counter", "seconds", 1_700_000_000_500)
