@@ -7,7 +7,9 @@ and runs the samples through the streams operators with the *default* series set
 edits; 30 s windows every 5 s, to keep the test near two minutes). At the same window ends Prometheus'
 HTTP API answers, and the test compares:
 
-- gauges with `avg_over_time(x[30s])`, counter rates with `increase(x[30s]) / 30`;
+- gauges with `avg_over_time(x[30s])` (within 1 %, or for gauges of the instant that move more than
+  that between two scrapes, within their own sample-to-sample movement), counter rates with
+  `increase(x[30s]) / 30` (within 2 %);
 - the physical invariant: the rate of `node_cpu_seconds_total` summed over CPUs and modes is the CPU count;
 - histogram quantiles with `histogram_quantile` over the same buckets (within one bucket);
 - staleness once node_exporter stops (`up` 0 on both sides, logtide's markers end the series);
@@ -17,6 +19,7 @@ HTTP API answers, and the test compares:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import shutil
 import socket
@@ -191,13 +194,19 @@ async def test_logtide_matches_prometheus_on_node_exporter(tmp_path: Path) -> No
         ends = [e1, e1 + STEP, e1 + 2 * STEP]
         await asyncio.sleep(ends[-1] + 2 * INTERVAL - time.time())
 
+        async def closed() -> bool:  # windows close with the next samples, views one step later
+            view = f"all:node_cpu_seconds:rate{WINDOW}s"
+            end = datetime.fromtimestamp(ends[-1], UTC)
+            return bool(lt.at(ends[-1], "node_load1", "node")) and any(
+                a.series.metric == view and a.window.end == end for a in lt.aggs)
+
+        await wait_for(closed, 30, "logtide's windows at the comparison ends")
+
         # --- label-true series and gauges --------------------------------------------------------
         gauge_diffs: dict[str, float] = {}
-        # Gauges of the instant, not of the host's state: each scraper's request has its own collector
-        # durations, and counts itself (and the other scraper's request) among running/blocked processes
-        # and I/O in flight; two requests milliseconds apart differ there whoever scrapes.
-        per_request = {"node_scrape_collector_duration_seconds", "node_procs_running", "node_procs_blocked",
-                       "node_disk_io_now"}
+        unexplained: list[str] = []
+        # The scrape's own collector durations describe each request, not the host: left out.
+        per_request = {"node_scrape_collector_duration_seconds"}
         for e in ends:
             ours_all = {}
             for name, kind in lt.kinds.items():
@@ -208,13 +217,22 @@ async def test_logtide_matches_prometheus_on_node_exporter(tmp_path: Path) -> No
             for metric, values in theirs:
                 value = statistics.fmean(values)
                 k = (metric["__name__"], *prom_key(metric))
-                if k in ours_all:
-                    gauge_diffs[f"{e}:{k}"] = rel(ours_all[k], value)
+                if k not in ours_all:
+                    continue
+                d = gauge_diffs[f"{e}:{k}"] = rel(ours_all[k], value)
+                # A gauge of the instant (I/O in flight, running processes, writeback) moves within a
+                # scrape interval by more than 1 %: two requests milliseconds apart may differ by up to
+                # its own sample-to-sample movement, whoever scrapes. Beyond that is a real difference.
+                steps = [abs(b - a) for a, b in itertools.pairwise(values)]
+                moves = statistics.fmean(steps) if steps else 0.0
+                if d > 0.01 and abs(ours_all[k] - value) > moves:
+                    unexplained.append(f"{e}:{k}: ours {ours_all[k]}, Prometheus {value}, moves {moves}")
         assert len(gauge_diffs) >= 3 * 50, len(gauge_diffs)  # every node gauge series, label for label
         within = sum(d <= 0.01 for d in gauge_diffs.values()) / len(gauge_diffs)
         print(f"gauges: {len(gauge_diffs)} series-windows, median diff {statistics.median(gauge_diffs.values()):.2e},"
               f" within 1 %: {within:.1%}, worst {sorted(gauge_diffs.items(), key=lambda kv: -kv[1])[:3]}")
-        assert within == 1.0, sorted({k.split("'")[1] for k, d in gauge_diffs.items() if d > 0.01})
+        assert unexplained == []
+        assert within >= 0.95
 
         # --- counter rates ---------------------------------------------------------------------------
         rate_diffs: dict[str, float] = {}
@@ -264,7 +282,12 @@ async def test_logtide_matches_prometheus_on_node_exporter(tmp_path: Path) -> No
         before = len(lt.samples)
         stop(node)
         t_stop = time.time()
-        await asyncio.sleep(4 * INTERVAL)
+
+        async def down() -> bool:
+            return lt.ups["node"][-1][1] == 0.0 and (await api.query('up{job="node"}'))[0][1] == 0.0
+
+        await wait_for(down, 30, "both scrapers to see node_exporter down")
+        await asyncio.sleep(INTERVAL)
         after = lt.samples[before:]
         stale = [s for s in after if s.stale and s.labels.get("job") == "node"]
         assert stale and {s.name for s in stale} >= {"node_load1", "node_cpu_seconds_total"}
@@ -287,6 +310,11 @@ async def test_logtide_matches_prometheus_on_node_exporter(tmp_path: Path) -> No
         back = lt.ups["node"][-1][0] / 1000
         e3 = next_full_window_end(back)
         await asyncio.sleep(e3 + 2 * INTERVAL - time.time())
+
+        async def closed3() -> bool:
+            return bool(lt.at(e3, f"promhttp_metric_handler_requests:rate{WINDOW}s", "node"))
+
+        await wait_for(closed3, 30, "logtide's window after the restart")
         name = "promhttp_metric_handler_requests_total"
         assert (await api.query(f'resets({name}{{job="node",code="200"}}[5m])', e3))[0][1] >= 1
         theirs = await api.query(f'increase({name}{{job="node",code="200"}}[{WINDOW}s]) / {WINDOW}', e3)
