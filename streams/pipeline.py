@@ -35,7 +35,7 @@ from logtide.schemas import (
 from logtide.streams.aggregate import CrossSeries
 from logtide.streams.cardinality import CardinalityGuard
 from logtide.streams.config import StreamsConfig
-from logtide.streams.derive import COUNTER, GAUGE, STALE, CounterRates, Deriver, Point
+from logtide.streams.derive import COUNTER, GAUGE, STALE, CounterRates, Deriver, Point, series_key
 from logtide.streams.detect import Detection, SeriesDetector
 from logtide.streams.enrich import Enricher, GeoReader
 from logtide.streams.prom_rate import extrapolated_increase
@@ -166,6 +166,13 @@ def decode_message(data: bytes) -> Partial | Point:
     return Point.from_bytes(data)
 
 
+def routing_key(p: Point) -> str:
+    """The points-topic record key: the series key, or for a histogram bucket the key without `le`."""
+    if "le" in p.labels and "_bucket:rate" in p.metric:
+        return series_key(p.metric, {k: v for k, v in p.labels.items() if k != "le"})
+    return p.key
+
+
 class Combiner:
     """Pre-aggregates a batch of points per (series, pane) before they cross the network.
 
@@ -196,8 +203,12 @@ class Combiner:
         return len(self._parts) + len(self._singles)
 
     def drain(self) -> list[tuple[str, bytes]]:
-        """(series key, message) pairs, oldest pane first; the combiner is empty afterwards."""
-        out = [(p.key, p.to_bytes()) for p in self._singles]
+        """(routing key, message) pairs, oldest pane first; the combiner is empty afterwards.
+
+        The routing key (the points topic's record key, so the partition) is the series key, except
+        for histogram buckets: all buckets of one histogram share a partition, so the worker that owns
+        it sees every bucket's window and can compute its quantiles."""
+        out = [(routing_key(p), p.to_bytes()) for p in self._singles]
         out += [(p.key, p.to_bytes()) for p in sorted(self._parts.values(), key=lambda q: q.max_ts)]
         self._parts.clear()
         self._singles.clear()

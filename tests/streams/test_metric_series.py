@@ -215,3 +215,15 @@ def test_no_metric_alert_before_the_warm_up_time() -> None:
         sf.add(sl.metric(raw("system_cpu_utilization_ratio", v, T0 + i * 10_000 + 500), NOW).point)
         anomalies += sf.advance()[1]
     assert anomalies == []
+
+
+def test_buckets_of_one_histogram_share_a_partition_key() -> None:
+    from logtide.streams.pipeline import Combiner
+
+    c = cfg()
+    sl, comb = Stateless(c), Combiner(Stateful(c).spec)
+    for le in ("0.1", "1", "+Inf"):
+        comb.add(sl.metric(raw("h_bucket", 1, T0, "histogram", le=le, job="a"), NOW).point)
+    comb.add(sl.metric(raw("h_sum", 1, T0, "histogram", job="a"), NOW).point)
+    keys = [k for k, _ in comb.drain()]
+    assert keys[:3] == ["h_bucket:rate1m{host=box,job=a}"] * 3 and keys[3] == "h_sum:rate1m{host=box,job=a}"
