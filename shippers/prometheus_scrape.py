@@ -171,8 +171,11 @@ class ScrapeSchedule:
 def encode(host: dict[str, Any], samples: list[Sample], dataset: str = "prometheus") -> list[tuple[bytes, bytes]]:
     """(key, encoded MetricSample) records; a staleness marker carries the `stale` flag."""
     out: list[tuple[bytes, bytes]] = []
+    stamps: dict[int, str] = {}  # a scrape's samples share one time: format it once
     for s in samples:
-        ts = datetime.fromtimestamp(s.ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+        ts = stamps.get(s.ts_ms)
+        if ts is None:
+            ts = stamps[s.ts_ms] = datetime.fromtimestamp(s.ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
         enc = metric_event(host, s.name, s.value, s.kind, s.unit, s.labels, ts, dataset=dataset,
                            flags=[STALE_FLAG] if s.stale else None)  # fmt: skip
         if enc is not None:
