@@ -182,9 +182,12 @@ async def test_logtide_matches_prometheus_on_node_exporter(tmp_path: Path) -> No
     tasks: list[asyncio.Task] = []
     try:
         async def ready() -> bool:
-            return set(await api.phases()) == {"node", "prom"}
+            try:
+                return set(await api.phases()) == {"node", "prom"}
+            except httpx.HTTPError:  # not listening yet
+                return False
 
-        await wait_for(ready, 60, "Prometheus scraping both targets")
+        await wait_for(ready, 120, "Prometheus scraping both targets")
         phases = await api.phases()
         for job, port in (("node", node_port), ("prom", prom_port)):
             sc = PrometheusScrapeConfig(url=f"http://127.0.0.1:{port}/metrics", interval_s=INTERVAL, job=job)
@@ -321,7 +324,10 @@ async def test_logtide_matches_prometheus_on_node_exporter(tmp_path: Path) -> No
         ours = lt.at(e3, f"promhttp_metric_handler_requests:rate{WINDOW}s", "node")
         k = prom_key(theirs[0][0])
         print(f"after restart: ours {ours[k]:.4f}/s, Prometheus {theirs[0][1]:.4f}/s")
-        assert ours[k] == pytest.approx(theirs[0][1], rel=0.02)
+        # This counter counts the scrapes themselves: at each tick the two scrapers' requests are served
+        # in either order, so each side's first and last sample may differ by one request.
+        one_request = 1 / (WINDOW - INTERVAL)
+        assert abs(ours[k] - theirs[0][1]) <= max(0.02 * theirs[0][1], 2 * one_request + 1e-6)
         negative = [a for a in lt.aggs if ":rate" in a.series.metric and a.stats.min < 0]
         assert negative == []
         assert lt.stateful.counter_resets >= 1
