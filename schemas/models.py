@@ -131,10 +131,14 @@ class LogEvent(_Event):
 
 
 class MetricType(StrEnum):
+    """The kind a sample's source declared (Prometheus' types). For histograms and summaries every
+    sample of the family (`_bucket`/`_sum`/`_count`, quantiles) carries the family's kind."""
+
     gauge = "gauge"
     counter = "counter"
     histogram = "histogram"
     summary = "summary"
+    untyped = "untyped"
 
 
 class Metric(_Part):

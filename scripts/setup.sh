@@ -26,3 +26,13 @@ if [ "${SKIP_APT:-}" != "1" ] && [ ${#missing[@]} -gt 0 ]; then
     echo "setup: missing ${missing[*]}; install them from Debian (sudo apt-get install ${missing[*]})" >&2
   fi
 fi
+# the metrics comparison test runs Debian's node_exporter and Prometheus on loopback
+# (--no-install-recommends; the packages' services are not started by the test, it starts its own)
+if [ "${SKIP_APT:-}" != "1" ] && { ! command -v prometheus >/dev/null 2>&1 || ! command -v prometheus-node-exporter >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = "0" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus prometheus-node-exporter >/dev/null
+  else
+    echo "setup: install Debian's prometheus and prometheus-node-exporter for the metrics comparison test" >&2
+  fi
+fi

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+from logtide.shippers.relabel import RelabelRule
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -130,12 +131,46 @@ class HostMetricsConfig(_Section):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class BasicAuthConfig(_Section):
+    username: str
+    password: str | None = Field(default=None, description="Use ${VAR} or ${file:/path}, never the text.")
+
+
+class TLSConfig(_Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+
 class PrometheusScrapeConfig(_Section):
+    """One scrape target, with Prometheus' names and defaults where it has them."""
+
     url: str
     interval_s: PositiveFloat = 15.0
-    timeout_s: PositiveFloat = 5.0
-    labels: dict[str, str] = Field(default_factory=dict)
-    job: str | None = None
+    timeout_s: PositiveFloat | None = Field(default=None, description="Default: 5 s, or the interval if shorter.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Target labels added to every sample.")
+    job: str | None = Field(default=None, description="The `job` label (default: prometheus).")
+    honor_labels: bool = Field(
+        default=False, description="Scraped labels win over target labels (else kept as exported_<name>)."
+    )
+    honor_timestamps: bool = True
+    names: list[str] = Field(default_factory=list, description="Metric name globs to keep (empty: all).")
+    metric_relabel_configs: list[RelabelRule] = Field(default_factory=list)
+    basic_auth: BasicAuthConfig | None = None
+    bearer_token: str | None = None
+    bearer_token_file: Path | None = None
+    tls: TLSConfig | None = None
+
+    @model_validator(mode="after")
+    def _timeout(self) -> PrometheusScrapeConfig:
+        if self.timeout_s is None:
+            self.timeout_s = min(5.0, self.interval_s)
+        if self.timeout_s > self.interval_s:
+            raise ValueError("timeout_s cannot exceed interval_s")
+        if self.bearer_token and self.bearer_token_file:
+            raise ValueError("give bearer_token or bearer_token_file, not both")
+        return self
 
 
 class ShipperConfig(_Section):

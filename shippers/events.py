@@ -218,6 +218,7 @@ def metric_event(  # noqa: PLR0917
     labels: dict[str, str] | None = None,
     ts: str | None = None,
     dataset: str = "host",
+    flags: list[str] | None = None,
 ) -> bytes | None:
     """Encoded MetricSample, or None for a non-finite value (the schema refuses NaN and inf)."""
     if not math.isfinite(value):
@@ -235,7 +236,7 @@ def metric_event(  # noqa: PLR0917
             "dataset": dataset,
             "ingested": ts,
         },
-        "logtide": {"schema": METRIC_KIND, "version": SCHEMA_VERSION, "flags": []},
+        "logtide": {"schema": METRIC_KIND, "version": SCHEMA_VERSION, "flags": flags or []},
         "labels": labels,
         "metric": metric,
         "host": host,

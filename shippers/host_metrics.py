@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import psutil
 from logtide.shippers.events import metric_event, now_iso
+from logtide.shippers.prometheus_scrape import ScrapeSchedule, jitter_offset
 
 if TYPE_CHECKING:
     from logtide.shippers.shipper import Shipper
@@ -33,10 +36,14 @@ _SKIP_FS = {
 }
 
 
-def collect(host: dict[str, Any], labels: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
-    """One round of host samples as (key, encoded MetricSample) records."""
+# (our name, kind, unit): Prometheus naming (units in the name, `_total` on counters, `_ratio` for 0-1).
+# shippers/README.md has the table with node_exporter's nearest equivalents.
+def collect(
+    host: dict[str, Any], labels: dict[str, str] | None = None, ts: str | None = None
+) -> list[tuple[bytes, bytes]]:
+    """One round of host samples as (key, encoded MetricSample) records, stamped `ts` (default now)."""
     labels = dict(labels or {})
-    ts = now_iso()
+    ts = ts or now_iso()
     out: list[tuple[bytes, bytes]] = []
 
     def add(name: str, value: float, mtype: str = "gauge", unit: str | None = None, **extra: str) -> None:
@@ -45,26 +52,22 @@ def collect(host: dict[str, Any], labels: dict[str, str] | None = None) -> list[
             key = f"{host['name']}/{name}".encode()
             out.append((key, enc))
 
-    add("system.cpu.total.pct", psutil.cpu_percent(interval=None) / 100.0, unit="percent")
+    add("system_cpu_utilization_ratio", psutil.cpu_percent(interval=None) / 100.0, unit="ratio")
     times = psutil.cpu_times()
-    for field in ("user", "system", "idle", "iowait"):
+    for field in ("user", "system", "idle", "iowait", "nice", "irq", "softirq", "steal"):
         if hasattr(times, field):
-            add(f"system.cpu.{field}.seconds", getattr(times, field), "counter", "s")
-    add("system.cpu.cores", float(psutil.cpu_count() or 0))
+            add("system_cpu_seconds_total", getattr(times, field), "counter", "seconds", mode=field)
+    add("system_cpu_logical_count", float(psutil.cpu_count() or 0))
     load1, load5, load15 = os.getloadavg()
-    add("system.load.1", load1)
-    add("system.load.5", load5)
-    add("system.load.15", load15)
+    add("system_load1", load1)
+    add("system_load5", load5)
+    add("system_load15", load15)
     mem = psutil.virtual_memory()
-    add("system.memory.total", mem.total, unit="byte")
-    add("system.memory.used.bytes", mem.total - mem.available, unit="byte")
-    add(
-        "system.memory.used.pct",
-        (mem.total - mem.available) / mem.total if mem.total else 0.0,
-        unit="percent",
-    )
+    add("system_memory_total_bytes", mem.total, unit="bytes")
+    add("system_memory_used_bytes", mem.total - mem.available, unit="bytes")
+    add("system_memory_used_ratio", (mem.total - mem.available) / mem.total if mem.total else 0.0, unit="ratio")
     swap = psutil.swap_memory()
-    add("system.swap.used.bytes", swap.used, unit="byte")
+    add("system_swap_used_bytes", swap.used, unit="bytes")
     seen: set[str] = set()
     for part in psutil.disk_partitions(all=False):
         if part.fstype in _SKIP_FS or part.mountpoint in seen:
@@ -74,20 +77,21 @@ def collect(host: dict[str, Any], labels: dict[str, str] | None = None) -> list[
             usage = psutil.disk_usage(part.mountpoint)
         except OSError:
             continue
-        add("system.filesystem.used.bytes", usage.used, unit="byte", mount=part.mountpoint)
-        add("system.filesystem.total", usage.total, unit="byte", mount=part.mountpoint)
-        add("system.filesystem.used.pct", usage.percent / 100.0, unit="percent", mount=part.mountpoint)
+        mp = part.mountpoint
+        add("system_filesystem_used_bytes", usage.used, unit="bytes", mountpoint=mp)
+        add("system_filesystem_size_bytes", usage.total, unit="bytes", mountpoint=mp)
+        add("system_filesystem_used_ratio", usage.percent / 100.0, unit="ratio", mountpoint=mp)
     io = psutil.disk_io_counters()
     if io is not None:
-        add("system.diskio.read.bytes", io.read_bytes, "counter", "byte")
-        add("system.diskio.write.bytes", io.write_bytes, "counter", "byte")
+        add("system_disk_read_bytes_total", io.read_bytes, "counter", "bytes")
+        add("system_disk_written_bytes_total", io.write_bytes, "counter", "bytes")
     for nic, c in psutil.net_io_counters(pernic=True).items():
-        add("system.network.in.bytes", c.bytes_recv, "counter", "byte", interface=nic)
-        add("system.network.out.bytes", c.bytes_sent, "counter", "byte", interface=nic)
-        add("system.network.in.packets", c.packets_recv, "counter", interface=nic)
-        add("system.network.out.packets", c.packets_sent, "counter", interface=nic)
-        add("system.network.in.errors", c.errin, "counter", interface=nic)
-        add("system.network.out.errors", c.errout, "counter", interface=nic)
+        add("system_network_receive_bytes_total", c.bytes_recv, "counter", "bytes", device=nic)
+        add("system_network_transmit_bytes_total", c.bytes_sent, "counter", "bytes", device=nic)
+        add("system_network_receive_packets_total", c.packets_recv, "counter", device=nic)
+        add("system_network_transmit_packets_total", c.packets_sent, "counter", device=nic)
+        add("system_network_receive_errs_total", c.errin, "counter", device=nic)
+        add("system_network_transmit_errs_total", c.errout, "counter", device=nic)
     return out
 
 
@@ -98,10 +102,13 @@ async def host_metrics_loop(shipper: Shipper) -> None:
     assert shipper.ctx is not None
     psutil.cpu_percent(interval=None)  # prime the CPU counter
     counter = shipper.metrics.metric_samples.labels("host")
+    schedule = ScrapeSchedule(cfg.interval_s, jitter_offset(shipper.host["name"], cfg.interval_s))
     while True:
-        await asyncio.sleep(cfg.interval_s)
+        start = schedule.next_after(time.time())  # a fixed schedule, as scrapes: no drift
+        await asyncio.sleep(max(0.0, start - time.time()))
+        ts = datetime.fromtimestamp(start, UTC).isoformat(timespec="milliseconds")
         try:
-            records = await asyncio.to_thread(collect, shipper.host, cfg.labels)
+            records = await asyncio.to_thread(collect, shipper.host, cfg.labels, ts)
         except Exception:
             log.exception("host metrics collection failed")
             continue

@@ -56,7 +56,8 @@ class WindowConfig(_Section):
     lateness_seconds: float = Field(default=10.0, ge=0)
     group_by: list[str] = Field(
         default_factory=lambda: ["service", "host"],
-        description="Series dimensions: service, host and any label name. The metric is always one.",
+        description="Series dimensions of metrics derived from logs: service, host and any label name. "
+        "Metric samples keep their full label set (see `metrics.aggregate` for sum/max/avg by).",
     )
     relative_accuracy: float = Field(default=0.01, gt=0, lt=0.5, description="Quantile sketch accuracy.")
     idle_timeout_seconds: float | None = Field(
@@ -114,6 +115,23 @@ def _default_rules() -> list[DetectRule]:
     ]
 
 
+class MetricDetectConfig(_Section):
+    """Detection on metric series (Prometheus-named ones, not the series derived from logs).
+
+    Warm-up is counted in time: a series can alert once it has `warmup_seconds` of windows behind it
+    (at least `min_warmup_windows`), whatever the step. Until it has `young_seconds` of history its
+    anomalies say the baseline is young (label `baseline: young`). Severity follows the size of the
+    move relative to the series' scale (its expected value; 1 for `_ratio` series): below
+    `warning_relative_change` an anomaly is only `info`, below `critical_relative_change` at most `warning`.
+    """
+
+    warmup_seconds: float = Field(default=600.0, gt=0)
+    min_warmup_windows: PositiveInt = 20
+    young_seconds: float = Field(default=3600.0, ge=0)
+    warning_relative_change: float = Field(default=0.05, ge=0)
+    critical_relative_change: float = Field(default=0.25, ge=0)
+
+
 class DetectConfig(_Section):
     """The detector each aggregated series runs through, and when a score becomes an anomaly."""
 
@@ -124,6 +142,53 @@ class DetectConfig(_Section):
     critical_score: float = Field(default=0.8, ge=0, le=1)
     context_points: int = Field(default=10, ge=0, le=1000)
     rules: list[DetectRule] = Field(default_factory=_default_rules)
+    metrics: MetricDetectConfig = Field(default_factory=MetricDetectConfig)
+
+
+AggregateOp = Literal["sum", "max", "min", "avg"]
+
+
+class AggregateRule(_Section):
+    """`op by (labels) (metric)` over the closed windows of label-true series, as a recording rule would.
+
+    `metric` is a glob over derived series names (e.g. `node_cpu_seconds:rate1m`). `op` defaults to
+    sum for rates (`:rate` in the name); for anything else it must be given: gauges are never
+    averaged implicitly. The result is named `<by joined with _>:<metric>` (`all` when `by` is
+    empty), with `:<op>` appended unless the op is sum.
+    """
+
+    metric: str = Field(min_length=1)
+    op: AggregateOp | None = None
+    by: list[str] = Field(default_factory=list)
+    stat: Literal["count", "sum", "min", "max", "mean", "p50", "p90", "p99"] = "mean"
+    name: str | None = Field(default=None, description="Output metric name (default: see above).")
+
+    @model_validator(mode="after")
+    def _op(self) -> AggregateRule:
+        if self.op is None:
+            if ":rate" not in self.metric:
+                raise ValueError("give op (sum, max, min or avg): only rates default to sum")
+            self.op = "sum"
+        return self
+
+    def output_name(self, metric: str) -> str:
+        if self.name:
+            return self.name
+        out = f"{'_'.join(self.by) or 'all'}:{metric}"
+        return out if self.op == "sum" else f"{out}:{self.op}"
+
+
+class MetricsConfig(_Section):
+    """Metric series: label-true by default (the full label set is the series); these add views."""
+
+    aggregate: list[AggregateRule] = Field(default_factory=list)
+    histogram_quantiles: list[float] = Field(
+        default_factory=lambda: [0.5, 0.9, 0.99],
+        description="Quantiles computed from each histogram's bucket rates per window (histogram_quantile).",
+    )
+    stale_closes_windows: bool = Field(
+        default=True, description="A staleness marker emits the series' window holding it at once."
+    )
 
 
 class DeriveConfig(_Section):
@@ -149,6 +214,7 @@ class StreamsConfig(_Section):
     geoip_db: Path | None = Field(default=None, description="MaxMind GeoLite2-City .mmdb path (optional).")
     derive: DeriveConfig = Field(default_factory=DeriveConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
     max_series_per_metric: PositiveInt = Field(
         default=10_000, description="Cardinality cap per metric (per partition of the points topic)."

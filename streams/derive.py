@@ -2,8 +2,15 @@
 
 From logs: event counts per service and level, an error ratio (mean of 0/1 per event, so a window's
 mean *is* the error rate and a quiet window is not mistaken for a healthy one), HTTP responses per
-status class, and request latency from access logs. From metric samples: gauges as they are, counters
-as per-second rates, with counter resets (a smaller value than the last) read as a restart from zero.
+status class, and request latency from access logs; logs group by `streams.window.group_by`.
+
+From metric samples, as in Prometheus' data model: a series is the metric name plus its *full* label
+set (never averaged over labels not named somewhere; explicit `sum by`/`max by`/`avg by` rules are in
+`streams/aggregate.py`). Kinds come from the source: gauges and untyped samples as they are (summary
+quantiles keep their `quantile` label); counters, histogram `_bucket`/`_sum`/`_count` and summary
+`_sum`/`_count` become per-second rates named `<name without _total>:rate<window>` (the recording-rule
+convention, e.g. `node_cpu_seconds:rate1m`), computed per window the way Prometheus' `increase`/`rate`
+are (streams/prom_rate.py), with resets (a smaller value than the last) read as a restart from zero.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from logtide.streams.enrich import is_error
 
 GAUGE = 0
 COUNTER = 1
+STALE = 2  # a staleness marker: the series ended (its counter state is dropped, its windows close)
+STALE_FLAG = "stale"
 
 
 @dataclass(slots=True)
@@ -67,13 +76,54 @@ def group_labels(ev: LogEvent | MetricSample, group_by: list[str]) -> dict[str, 
     return out
 
 
+def duration_suffix(seconds: float) -> str:
+    """Prometheus' duration spelling of a window size: 60 -> 1m, 90 -> 90s, 3600 -> 1h."""
+    ms = round(seconds * 1000)
+    for unit, n in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % n == 0:
+            return f"{ms // n}{unit}"
+    return f"{ms}ms"
+
+
+_RATE_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def is_rate(kind: MetricType, name: str) -> bool:
+    """Whether samples of this kind and name are cumulative (read as rates), as Prometheus' types say."""
+    if kind is MetricType.counter:
+        return not name.endswith("_created")
+    if kind is MetricType.histogram:
+        return name.endswith(_RATE_SUFFIXES)
+    if kind is MetricType.summary:
+        return name.endswith(("_sum", "_count"))
+    return False
+
+
+def rate_name(name: str, window_s: float) -> str:
+    """`x_total` -> `x:rate1m`; `x_bucket` -> `x_bucket:rate1m` (what a Prometheus user would record)."""
+    base = name[:-6] if name.endswith("_total") else name
+    return f"{base}:rate{duration_suffix(window_s)}"
+
+
+def sample_labels(s: MetricSample) -> dict[str, str]:
+    """A sample's full label set; `host` (the shipper's) is added where no `instance` names the source."""
+    labels = dict(s.labels)
+    if s.host and "instance" not in labels:
+        labels.setdefault("host", s.host.name)
+    if s.service:
+        labels.setdefault("service", s.service.name)
+    return labels
+
+
 class Deriver:
-    """Points from events, for a fixed choice of series dimensions."""
+    """Points from events: logs grouped by `group_by`, metric samples label-true."""
 
     _KEYS_MAX = 100_000  # cached series keys (bounded: label values come from the data)
 
-    def __init__(self, group_by: list[str]) -> None:
+    def __init__(self, group_by: list[str], window_s: float = 60.0) -> None:
         self.group_by = list(group_by)
+        self.window_s = window_s
+        self._rate_names: dict[str, str] = {}
         self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 
     def _point(self, metric: str, base: dict[str, str], t: int, v: float, **extra: str) -> Point:
@@ -105,19 +155,21 @@ class Deriver:
         return pts
 
     def from_sample(self, s: MetricSample) -> Point:
-        """A gauge point, or a counter point that `CounterRates` turns into a rate."""
-        base = group_labels(s, self.group_by)
-        t = ts_ms(s)
-        if s.metric.type is MetricType.counter:
-            metric = s.metric.name + ":rate"
-            ident_labels: dict[str, Any] = dict(s.labels)
-            if s.host:
-                ident_labels["host"] = s.host.name
-            if s.service:
-                ident_labels["service"] = s.service.name
-            return Point(series_key(metric, base), metric, base, t, s.metric.value, COUNTER,
-                         series_key(s.metric.name, ident_labels))
-        return Point(series_key(s.metric.name, base), s.metric.name, base, t, s.metric.value)
+        """A gauge point, a counter point that `CounterRates` turns into a rate, or a staleness marker."""
+        labels = sample_labels(s)
+        name = s.metric.name
+        kind = GAUGE
+        if is_rate(s.metric.type, name):
+            kind = COUNTER
+            metric = self._rate_names.get(name)
+            if metric is None:
+                if len(self._rate_names) >= self._KEYS_MAX:
+                    self._rate_names.clear()
+                metric = self._rate_names[name] = rate_name(name, self.window_s)
+            name = metric
+        if STALE_FLAG in s.logtide.flags:
+            kind = STALE
+        return Point(series_key(name, labels), name, labels, ts_ms(s), s.metric.value, kind)
 
 
 def counter_rate(prev: tuple[int, float] | None, t_ms: int, value: float) -> tuple[tuple[int, float] | None, float | None, bool]:
@@ -138,14 +190,36 @@ def counter_rate(prev: tuple[int, float] | None, t_ms: int, value: float) -> tup
 
 
 class CounterRates:
-    """Last sample of every raw counter; state is a plain dict for tables."""
+    """Last sample (and reset offset) of every raw counter; state is a plain dict for tables."""
 
     def __init__(self, state: dict[str, list[Any]] | None = None) -> None:
-        self.last: dict[str, tuple[int, float]] = {k: (int(v[0]), float(v[1])) for k, v in (state or {}).items()}
+        st = state or {}
+        self.last: dict[str, tuple[int, float]] = {k: (int(v[0]), float(v[1])) for k, v in st.items()}
+        self.offset: dict[str, float] = {k: float(v[2]) for k, v in st.items() if len(v) > 2 and v[2]}
         self.resets = 0
 
+    def cumulative(self, p: Point) -> Point | None:
+        """The counter point with its reset-adjusted value (never decreasing: a reset adds the value
+        before it, as Prometheus' range functions count it); None for a sample not newer than the last."""
+        ident = p.ident or p.key
+        prev = self.last.get(ident)
+        off = self.offset.get(ident, 0.0)
+        if prev is not None:
+            if p.ts_ms <= prev[0]:
+                return None
+            if p.value < prev[1]:
+                off += prev[1]
+                self.offset[ident] = off
+                self.resets += 1
+        self.last[ident] = (p.ts_ms, p.value)
+        return Point(p.key, p.metric, p.labels, p.ts_ms, p.value + off, COUNTER, p.ident)
+
     def apply(self, p: Point) -> Point | None:
-        """The rate point for a counter point (None for the first sample), gauges pass through."""
+        """The rate point for a counter point (None for the first sample), gauges pass through; a
+        staleness marker forgets the last sample (no rate across a series' end)."""
+        if p.kind == STALE:
+            self.last.pop(p.ident or p.key, None)
+            return None
         if p.kind != COUNTER:
             return p
         ident = p.ident or p.key
@@ -159,4 +233,4 @@ class CounterRates:
         return Point(p.key, p.metric, p.labels, p.ts_ms, rate)
 
     def to_plain(self) -> dict[str, list[Any]]:
-        return {k: [t, v] for k, (t, v) in self.last.items()}
+        return {k: [t, v, self.offset.get(k, 0.0)] for k, (t, v) in self.last.items()}

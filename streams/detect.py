@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -63,32 +64,52 @@ class SeriesDetector:
     """A series' detector, its recent context and the windows pooled until they hold enough events
     (``DetectRule.min_events``: sum of the statistic times the events, and the events); plain data."""
 
-    __slots__ = ("context", "det", "pooled")
+    __slots__ = ("context", "det", "first_ms", "pooled")
 
     def __init__(self, det: DetectorLike, context: int, points: list[list[float]] | None = None,
-                 pooled: list[float] | None = None) -> None:
+                 first_ms: int | None = None, pooled: list[float] | None = None) -> None:
         self.det = det
         self.context: deque[tuple[int, float]] = deque(
             ((int(t), float(v)) for t, v in (points or [])), maxlen=context or 1
         )
+        self.first_ms = first_ms  # end of the first window seen: the baseline's age
         self.pooled = [float(v) for v in pooled] if pooled else [0.0, 0.0]
 
     def to_plain(self) -> list[Any]:
-        out = [self.det.to_bytes().decode("utf-8"), [list(p) for p in self.context]]
+        out = [self.det.to_bytes().decode("utf-8"), [list(p) for p in self.context], self.first_ms]
         return [*out, list(self.pooled)] if self.pooled[1] else out
 
     @classmethod
     def from_plain(cls, d: list[Any], context: int) -> SeriesDetector:
-        return cls(restore_detector(d[0].encode("utf-8")), context, d[1], d[2] if len(d) > 2 else None)
+        third = d[2] if len(d) > 2 else None
+        if isinstance(third, list):  # [detector, context, pooled]: written before the baseline's age was kept
+            return cls(restore_detector(d[0].encode("utf-8")), context, d[1], None, third)
+        return cls(restore_detector(d[0].encode("utf-8")), context, d[1], third, d[3] if len(d) > 3 else None)
+
+
+_PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def is_metric_series(metric: str) -> bool:
+    """A series from metric samples (Prometheus names) rather than derived from logs (dotted names)."""
+    return _PROM_NAME.fullmatch(metric) is not None
+
+
+def relative_change(metric: str, value: float, expected: float) -> float:
+    """The move relative to the series' scale: its expected value, or 1 for a `_ratio` (0-1) series."""
+    scale = 1.0 if metric.endswith("_ratio") else abs(expected)
+    return abs(value - expected) / scale if scale > 0 else math.inf
 
 
 class Detection:
     """Detection policy: which stat per metric, threshold, severity, and the Anomaly it builds."""
 
-    def __init__(self, cfg: DetectConfig) -> None:
+    def __init__(self, cfg: DetectConfig, step_seconds: float = 60.0) -> None:
         self.cfg = cfg
         self._rule_cache: dict[str, DetectRule | None] = {}
         self.pooled_windows = 0  # windows with too few events, pooled with the next ones
+        m = cfg.metrics
+        self.metric_warmup = max(m.min_warmup_windows, math.ceil(m.warmup_seconds / step_seconds))
 
     def rule_for(self, metric: str) -> DetectRule | None:
         """The first rule matching the metric (None: this metric is not watched)."""
@@ -101,8 +122,16 @@ class Detection:
         rule = self.rule_for(metric)
         return rule.stat if rule else None
 
-    def new(self) -> SeriesDetector:
-        return SeriesDetector(build_detector(self.cfg.detector, self.cfg.params), self.cfg.context_points)
+    def new(self, metric: str | None = None) -> SeriesDetector:
+        """A detector for a series; a metric series' warm-up is counted in time (unless params set one)."""
+        params = self.cfg.params
+        if metric is not None and is_metric_series(metric) and "warmup" not in params:
+            try:
+                det = build_detector(self.cfg.detector, {**params, "warmup": self.metric_warmup})
+            except (TypeError, ValueError):  # a detector without a warm-up setting
+                det = build_detector(self.cfg.detector, params)
+            return SeriesDetector(det, self.cfg.context_points)
+        return SeriesDetector(build_detector(self.cfg.detector, params), self.cfg.context_points)
 
     def restore(self, plain: list[Any]) -> SeriesDetector:
         return SeriesDetector.from_plain(plain, self.cfg.context_points)
@@ -129,6 +158,8 @@ class Detection:
                 sd.pooled = [0.0, 0.0]
         end = agg.window.end
         t = end.timestamp()
+        if sd.first_ms is None:
+            sd.first_ms = int(t * 1000)
         s = sd.det.update(t, value)
         context = list(sd.context)
         sd.context.append((int(t * 1000), value))
@@ -139,6 +170,20 @@ class Detection:
         lower, upper = _finite(s.lower, expected), _finite(s.upper, expected)
         severity = AnomalySeverity.critical if score >= self.cfg.critical_score else AnomalySeverity.warning
         direction = "above" if value > upper else "below" if value < lower else "outside"
+        labels = {**agg.labels, "stat": stat}
+        note = ""
+        metric = agg.series.metric
+        if is_metric_series(metric):
+            m = self.cfg.metrics
+            change = relative_change(metric, value, expected)
+            if change < m.warning_relative_change:
+                severity = AnomalySeverity.info
+            elif change < m.critical_relative_change:
+                severity = AnomalySeverity.warning
+            age_s = t - sd.first_ms / 1000
+            if age_s < m.young_seconds:
+                labels["baseline"] = "young"
+                note = f"; young baseline: {age_s:.0f} s of history"
         return Anomaly(
             timestamp=end,
             event=EventInfo(
@@ -147,10 +192,10 @@ class Detection:
                 dataset="logtide.anomalies",
             ),
             logtide=Anomaly.meta(),
-            labels={**agg.labels, "stat": stat},
+            labels=labels,
             message=(
                 f"{agg.series.key} {stat}={value:.6g} is {direction} the expected band "
-                f"[{lower:.6g}, {upper:.6g}] (expected {expected:.6g}, score {score:.2f})"
+                f"[{lower:.6g}, {upper:.6g}] (expected {expected:.6g}, score {score:.2f}{note})"
             ),
             series=agg.series,
             window=agg.window,

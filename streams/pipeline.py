@@ -12,7 +12,7 @@ series (`export` / `restore`), which is what a Faust table stores and a changelo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,11 +32,13 @@ from logtide.schemas import (
     dead_letter,
     stable_id,
 )
+from logtide.streams.aggregate import CrossSeries
 from logtide.streams.cardinality import CardinalityGuard
 from logtide.streams.config import StreamsConfig
-from logtide.streams.derive import COUNTER, CounterRates, Deriver, Point
+from logtide.streams.derive import COUNTER, GAUGE, STALE, CounterRates, Deriver, Point, series_key
 from logtide.streams.detect import Detection, SeriesDetector
 from logtide.streams.enrich import Enricher, GeoReader
+from logtide.streams.prom_rate import extrapolated_increase
 from logtide.streams.validate import SkewPolicy, is_skewed, validate
 from logtide.streams.windowing import Agg, Closed, SeriesWindows, WindowAggregator, WindowSpec
 
@@ -86,7 +88,7 @@ class Stateless:
         self.cfg = cfg
         self.policy = SkewPolicy(cfg.max_future_skew_seconds, cfg.max_past_skew_seconds)
         self.enrich = Enricher(cfg, geo)
-        self.derive = Deriver(cfg.window.group_by)
+        self.derive = Deriver(cfg.window.group_by, cfg.window.size_seconds)
 
     def log(self, raw: bytes, now: datetime, source: Source = None) -> LogResult:
         """Skewed events, and events without a real event time (`has_event_time`), are enriched and
@@ -119,6 +121,8 @@ class SeriesState:
     counters: CounterRates
     detector: SeriesDetector | None = None
     offset: int = -1  # last points-topic offset folded in (replays at or below it are skipped)
+    # counters only: pane start -> [first, last] sample time in it (the window's rate needs the span)
+    times: dict[int, list[int]] | None = None
 
 
 def late_dead_letter(
@@ -162,11 +166,19 @@ def decode_message(data: bytes) -> Partial | Point:
     return Point.from_bytes(data)
 
 
+def routing_key(p: Point) -> str:
+    """The points-topic record key: the series key, or for a histogram bucket the key without `le`."""
+    if "le" in p.labels and "_bucket:rate" in p.metric:
+        return series_key(p.metric, {k: v for k, v in p.labels.items() if k != "le"})
+    return p.key
+
+
 class Combiner:
     """Pre-aggregates a batch of points per (series, pane) before they cross the network.
 
     Gauge-like points become one `Partial` per series and pane (count, sum, min, max and sketch merge
-    exactly, so nothing is lost); counter samples pass through one by one (a rate needs each sample).
+    exactly, so nothing is lost); counter samples and staleness markers pass through one by one (a
+    rate needs each sample).
     """
 
     def __init__(self, spec: WindowSpec) -> None:
@@ -175,7 +187,7 @@ class Combiner:
         self._singles: list[Point] = []
 
     def add(self, p: Point) -> None:
-        if p.kind == COUNTER:
+        if p.kind != GAUGE:
             self._singles.append(p)
             return
         pane = self.spec.pane_of(p.ts_ms)
@@ -191,8 +203,12 @@ class Combiner:
         return len(self._parts) + len(self._singles)
 
     def drain(self) -> list[tuple[str, bytes]]:
-        """(series key, message) pairs, oldest pane first; the combiner is empty afterwards."""
-        out = [(p.key, p.to_bytes()) for p in self._singles]
+        """(routing key, message) pairs, oldest pane first; the combiner is empty afterwards.
+
+        The routing key (the points topic's record key, so the partition) is the series key, except
+        for histogram buckets: all buckets of one histogram share a partition, so the worker that owns
+        it sees every bucket's window and can compute its quantiles."""
+        out = [(routing_key(p), p.to_bytes()) for p in self._singles]
         out += [(p.key, p.to_bytes()) for p in sorted(self._parts.values(), key=lambda q: q.max_ts)]
         self._parts.clear()
         self._singles.clear()
@@ -210,11 +226,15 @@ class Stateful:
         idle = None if w.idle_timeout_seconds is None else round(w.idle_timeout_seconds * 1000)
         self.windows = WindowAggregator(self.spec, idle)
         self.guard = CardinalityGuard(cfg.max_series_per_metric)
-        self.detection = Detection(cfg.detect)
+        self.detection = Detection(cfg.detect, self.spec.step_ms / 1000)
         self.series: dict[str, SeriesState] = {}
         self.late = 0
         self.late_stream_ms = 0  # the late series' stream time, for the dead letter's message
         self.duplicates = 0
+        # histogram quantiles and `op by` rules across series (not persisted: a restart may lose a
+        # view's window in progress; the label-true series themselves are in the state)
+        self.cross = CrossSeries(cfg.metrics, self.spec.lateness_ms + self.spec.step_ms)
+        self._ended: list[tuple[str, Closed]] = []  # windows closed by staleness markers
 
     # --- state ---------------------------------------------------------------------------------
     def export(self, key: str) -> bytes:
@@ -223,7 +243,7 @@ class Stateful:
         return orjson.dumps({
             "m": s.metric, "l": s.labels, "w": s.windows.to_plain(), "c": s.counters.to_plain(),
             "d": s.detector.to_plain() if s.detector else None, "st": self.windows.stream_time_ms,
-            "o": s.offset,
+            "o": s.offset, "t": list(s.times.items()) if s.times is not None else None,
         })
 
     def restore(self, key: str, blob: bytes) -> None:
@@ -231,7 +251,8 @@ class Stateful:
         d = orjson.loads(blob)
         sw = SeriesWindows.from_plain(self.spec, d["w"])
         det = self.detection.restore(d["d"]) if d.get("d") else None
-        self.series[key] = SeriesState(d["m"], d["l"], sw, CounterRates(d["c"]), det, int(d.get("o", -1)))
+        times = {int(p): [int(a), int(b)] for p, (a, b) in d["t"]} if d.get("t") is not None else None
+        self.series[key] = SeriesState(d["m"], d["l"], sw, CounterRates(d["c"]), det, int(d.get("o", -1)), times)
         self.windows.put(key, sw)
         self.windows.observe_time(int(d.get("st", -(1 << 62))))
         self.guard.remember(d["m"], key)
@@ -263,20 +284,50 @@ class Stateful:
 
         `offset` (the points-topic offset under Faust) makes replays after a crash idempotent.
         """
+        if p.kind == STALE:
+            self._stale(p, offset)
+            return None
         p = self.guard.admit(p)
         s = self._series(p.key, p.metric, p.labels)
         if self._seen(s, offset):
             return None
-        r = s.counters.apply(p)
-        if r is None:
-            self.windows.dirty.add(p.key)  # the counter's last sample changed
-            self.windows.observe_time(p.ts_ms)
-            return None
-        if not self.windows.add(p.key, r.ts_ms, r.value):
+        value = p.value
+        if p.kind == COUNTER:
+            r = s.counters.cumulative(p)
+            if r is None:  # not newer than the counter's last sample
+                return None
+            value = r.value
+        if not self.windows.add(p.key, p.ts_ms, value):
             self.late += 1
             self.late_stream_ms = s.windows.stream_ms
             return p
+        if p.kind == COUNTER:
+            self._counter_time(s, p.ts_ms)
         return None
+
+    def _counter_time(self, s: SeriesState, t_ms: int) -> None:
+        if s.times is None:
+            s.times = {}
+        pane = self.spec.pane_of(t_ms)
+        span = s.times.get(pane)
+        if span is None:
+            s.times[pane] = [t_ms, t_ms]
+            horizon = s.windows.emitted_end - self.spec.size_ms
+            for old in [q for q in s.times if q < horizon]:
+                del s.times[old]
+        else:
+            span[0], span[1] = min(span[0], t_ms), max(span[1], t_ms)
+
+    def _stale(self, p: Point, offset: int | None) -> None:
+        """A staleness marker: the series ended. Emit the window holding the marker now rather than
+        after the idle timeout (a counter that comes back is read across the gap, as Prometheus does)."""
+        s = self.series.get(p.key)
+        if s is None or self._seen(s, offset):
+            return
+        self.windows.dirty.add(p.key)
+        if self.cfg.metrics.stale_closes_windows and p.ts_ms > s.windows.emitted_end:
+            limit = self.spec.pane_of(p.ts_ms) + self.spec.step_ms + self.spec.lateness_ms
+            self._ended.extend((p.key, c) for c in s.windows.close(limit))
 
     def add_partial(self, part: Partial, offset: int | None = None) -> int:
         """Fold a combined pane (see `Combiner`) in; returns how many of its events were late (all or none)."""
@@ -302,22 +353,41 @@ class Stateful:
 
     def advance(self) -> tuple[list[WindowAggregate], list[Anomaly]]:
         """Aggregates of every window closed by the current stream time, and the anomalies they raise."""
-        return self._emit(self.windows.advance())
+        ended, self._ended = self._ended, []
+        aggs, anomalies = self._emit([*ended, *self.windows.advance()])
+        return self._emit_views(self.cross.ready(self.stream_time_ms), aggs, anomalies)
 
-    def _emit(self, closed_windows: Iterator[tuple[str, Closed]]) -> tuple[list[WindowAggregate], list[Anomaly]]:
+    def _emit(self, closed_windows: Iterable[tuple[str, Closed]]) -> tuple[list[WindowAggregate], list[Anomaly]]:
         aggs: list[WindowAggregate] = []
         anomalies: list[Anomaly] = []
         for key, closed in closed_windows:
             agg = self.aggregate(key, closed)
+            if agg is None:  # a counter window with fewer than two samples has no rate
+                continue
             aggs.append(agg)
+            self.cross.add(agg)
             a = self._detect(key, agg)
+            if a is not None:
+                anomalies.append(a)
+        return aggs, anomalies
+
+    def _emit_views(
+        self, views: list[WindowAggregate], aggs: list[WindowAggregate], anomalies: list[Anomaly]
+    ) -> tuple[list[WindowAggregate], list[Anomaly]]:
+        """Cross-series views (histogram quantiles, `op by` rules) join the output and detection."""
+        for v in views:
+            self._series(v.series.key, v.series.metric, v.series.labels)
+            aggs.append(v)
+            a = self._detect(v.series.key, v)
             if a is not None:
                 anomalies.append(a)
         return aggs, anomalies
 
     def flush(self) -> tuple[list[WindowAggregate], list[Anomaly]]:
         """Close every window (end of a bounded input)."""
-        return self._emit(self.windows.flush())
+        ended, self._ended = self._ended, []
+        aggs, anomalies = self._emit([*ended, *self.windows.flush()])
+        return self._emit_views(self.cross.flush(), aggs, anomalies)
 
     @property
     def counter_resets(self) -> int:
@@ -327,9 +397,18 @@ class Stateful:
     def stream_time_ms(self) -> int:
         return self.windows.stream_time_ms
 
-    def aggregate(self, key: str, c: Closed) -> WindowAggregate:
+    def aggregate(self, key: str, c: Closed) -> WindowAggregate | None:
+        """The closed window as an aggregate. For a counter, Prometheus' `increase` over the window in
+        `sum` and the per-second rate (increase / window size) in every other statistic; None when the
+        window has fewer than two of its samples."""
         s = self.series[key]
         start, end = _utc(c.start_ms), _utc(c.end_ms)
+        if s.times is not None:
+            stats = self._counter_stats(s, c)
+            if stats is None:
+                return None
+        else:
+            stats = Stats(**c.agg.stats())
         return WindowAggregate(
             timestamp=end,
             event=EventInfo(id=stable_id("window_aggregate", key, c.start_ms, c.end_ms), kind="metric"),
@@ -338,15 +417,27 @@ class Stateful:
             series=Series(metric=s.metric, key=key, labels=dict(s.labels)),
             window=Window(start=start, end=end, size_seconds=self.spec.size_ms / 1000,
                           step_seconds=self.spec.step_ms / 1000),
-            stats=Stats(**c.agg.stats()),
+            stats=stats,
         )
+
+    def _counter_stats(self, s: SeriesState, c: Closed) -> Stats | None:
+        spans = [s.times[p] for p in range(c.start_ms, c.end_ms, self.spec.step_ms) if p in (s.times or {})]
+        if not spans:
+            return None
+        first, last = min(a for a, _ in spans), max(b for _, b in spans)
+        a = c.agg
+        inc = extrapolated_increase(first, last, a.min, a.max - a.min, a.count, c.start_ms, c.end_ms)
+        if inc is None:
+            return None
+        rate = inc / (self.spec.size_ms / 1000)
+        return Stats(count=a.count, sum=inc, min=rate, max=rate, mean=rate, p50=rate, p90=rate, p99=rate)
 
     def _detect(self, key: str, agg: WindowAggregate) -> Anomaly | None:
         if not self.cfg.detect.enabled or self.detection.stat_for(agg.series.metric) is None:
             return None
         s = self.series[key]
         if s.detector is None:
-            s.detector = self.detection.new()
+            s.detector = self.detection.new(agg.series.metric)
         self.windows.dirty.add(key)
         return self.detection.observe(s.detector, agg)
 

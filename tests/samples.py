@@ -42,7 +42,7 @@ def samples() -> dict[type, dict]:
         },
         MetricSample: {
             "@timestamp": T0.isoformat(),
-            "metric": {"name": "system.cpu.pct", "value": 0.42, "type": "gauge", "unit": "percent"},
+            "metric": {"name": "system_cpu_utilization_ratio", "value": 0.42, "type": "gauge", "unit": "ratio"},
             "host": {"name": "web-1"},
             "event": {"id": "m1", "kind": "metric"},
             "logtide": {"schema": "metric_sample"},

@@ -143,13 +143,13 @@ def config_text(data: bytes) -> None:
 
 def prometheus_text(data: bytes) -> None:
     """A scrape body: samples, or ValueError for a malformed document."""
-    from logtide.shippers.prometheus_scrape import samples_from_text
+    from logtide.shippers.prometheus_scrape import encode, samples_from_text
 
     try:
-        records, _skipped = samples_from_text(data.decode("utf-8", "replace"), host_block("fuzz-host"))
+        res = samples_from_text(data.decode("utf-8", "replace"), 1_700_000_000_000, {"job": "fuzz"})
     except ValueError:
         return
-    for _key, enc in records:
+    for _key, enc in encode(host_block("fuzz-host"), res.samples):
         if isinstance(decode(enc, MetricSample), DeadLetter):
             raise ContractViolation("a scraped sample the schema rejects")
 

@@ -410,7 +410,7 @@ async def test_own_metrics_endpoint_host_metrics_and_scrape(
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
         samples = await consume(
             kafka_bootstrap, mtopic, 0,
-            until=lambda evs: {"system.load.1", "logtide_shipper_lines_read_total"} <= {e["metric"]["name"] for e in evs},
+            until=lambda evs: {"system_load1", "logtide_shipper_lines_read_total"} <= {e["metric"]["name"] for e in evs},
         )  # fmt: skip
     for name in ("logtide_shipper_lines_read_total", "logtide_shipper_bytes_read_total",
                  "logtide_shipper_events_sent_total", "logtide_shipper_bytes_sent_total",
@@ -424,12 +424,13 @@ async def test_own_metrics_endpoint_host_metrics_and_scrape(
         ev.pop("_partition"), ev.pop("_key")
         MetricSample.model_validate(ev)
         names.add(ev["metric"]["name"])
-    assert {"system.cpu.total.pct", "system.memory.used.bytes", "system.load.1", "system.network.in.bytes",
-            "system.filesystem.used.bytes"} <= names  # fmt: skip
+    assert {"system_cpu_utilization_ratio", "system_memory_used_bytes", "system_load1",
+            "system_network_receive_bytes_total", "system_filesystem_used_bytes", "up"} <= names  # fmt: skip
     assert "logtide_shipper_lines_read_total" in names  # scraped from our own endpoint
     scraped = [e for e in samples if e["metric"]["name"] == "logtide_shipper_lines_read_total"]
     assert scraped[0]["labels"]["job"] == "self" and scraped[0]["metric"]["type"] == "counter"
-    host = [e for e in samples if e["metric"]["name"] == "system.load.1"]
+    assert scraped[0]["labels"]["instance"] == f"127.0.0.1:{port}"
+    host = [e for e in samples if e["metric"]["name"] == "system_load1"]
     assert host[0]["labels"] == {"role": "test"} and host[0]["host"]["name"] == "test-host"
 
 
