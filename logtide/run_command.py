@@ -156,6 +156,8 @@ def what_you_saw(s: Any, spec: Any, window_s: float, detect: Any) -> str:
     """The closing paragraph of the demo, saying what the detectors actually found and what was set."""
     hit, elsewhere = [], []
     for a in s.anomaly_list:
+        if a.status != "firing":
+            continue  # an episode's resolve is not a new finding
         inside = spec.incident_start < a.timestamp <= spec.incident_end + timedelta(minutes=1)
         (hit if inside and a.series.labels.get("service") == spec.service else elsewhere).append(a)
     found = (
@@ -222,7 +224,8 @@ def demo(data_dir: str, minutes: int, seed: int, clickhouse: bool, verbose: int)
     t0 = time.monotonic()
     s = run_pipeline(cfg, out, True, clickhouse=clickhouse, quiet=True)
     for a in sorted(s.anomaly_list, key=lambda a: (a.timestamp, a.series.key)):
-        click.echo(format_anomaly_line(a))
+        line = format_anomaly_line(a)
+        click.echo(line if a.status == "firing" else f"{line}  RESOLVED (episode {a.episode_id[:12]})")
     if not s.anomalies:
         click.echo("  (none)")
     click.echo("\n" + _summary_text(s, out, time.monotonic() - t0) + "\n")

@@ -123,6 +123,10 @@ class DetectConfig(_Section):
     threshold: float = Field(default=0.5, ge=0, le=1)
     critical_score: float = Field(default=0.8, ge=0, le=1)
     context_points: int = Field(default=10, ge=0, le=1000)
+    resolve_after_windows: PositiveInt = Field(
+        default=3,
+        description="A flagged series' episode resolves after this many consecutive windows inside its band.",
+    )
     rules: list[DetectRule] = Field(default_factory=_default_rules)
 
 
