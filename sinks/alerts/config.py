@@ -182,6 +182,8 @@ class AlertsConfig(_Section):
     resolve_timeout: float = Field(
         default=3600.0, description="Records without an episode (older producers) resolve after this quiet time."
     )
+    metrics_port: int = Field(default=9110, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
+    tick_seconds: PositiveFloat = Field(default=1.0, description="How often the live process checks group timers.")
     replay_lookback: float = Field(
         default=6 * 3600.0, description="On start, anomalies this far back rebuild the open alerts."
     )
