@@ -108,11 +108,11 @@ class Dispatcher:
             if not fps:
                 self.ignored["resolve_without_firing"] += 1
                 return
-            end = a.episode.end.timestamp() if a.episode and a.episode.end else ts
             for fp in fps:
                 al = self.alerts.get(fp)
                 if al is not None and not al.resolved():
-                    al.ends_at = max(al.starts_at, min(end, self.now))
+                    # resolved as of when it became known (a flush for an earlier time still sees it firing)
+                    al.ends_at = max(al.starts_at, self.now)
                     al.updated_at = max(al.updated_at, ts)
                     self.flapping.evaluate(fp, False)
                     self._inhibit_dirty = True

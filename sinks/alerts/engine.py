@@ -110,7 +110,7 @@ class AlertEngine:
         """One anomaly record; `now` defaults to the clock, or to the record's time in event time."""
         if now is None:
             now = self.clock() if self.clock is not None else a.timestamp.timestamp()
-        self.event_now = max(self.event_now, now)
+        self.tick(now)  # timers due before this record fire first (event time may jump forward)
         self.metrics.anomalies.labels(a.status.value).inc()
         self.dispatcher.ingest(a, now)
         self.tick(now)
