@@ -10,8 +10,8 @@ from pathlib import Path
 
 import orjson
 from click.testing import CliRunner
-from logtide.cli import main
 
+from logtide.cli import main
 from tests.alerts.receiver import Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
