@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv and installs logtide with its test dependencies; installs the Debian tools the
-# tests call (kcat). Safe to repeat: each step is skipped when already done.
+# tests call (kcat, and prometheus-alertmanager for the alert tests). Safe to repeat: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +24,16 @@ if [ "${SKIP_APT:-}" != "1" ] && [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "setup: missing ${missing[*]}; install them from Debian (sudo apt-get install ${missing[*]})" >&2
+  fi
+fi
+
+# Debian's prometheus-alertmanager (0.25): the alert tests start it on loopback themselves; the
+# package's own service is not started (policy-rc.d in containers; tests never use it).
+if [ "${SKIP_APT:-}" != "1" ] && ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus-alertmanager >/dev/null
+  else
+    echo "setup: prometheus-alertmanager is missing; sudo apt-get install prometheus-alertmanager" >&2
   fi
 fi
