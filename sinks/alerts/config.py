@@ -114,6 +114,12 @@ class AlertmanagerConfig(_Section):
 
     url: str = Field(description="Base URL, e.g. http://127.0.0.1:9093")
     send_resolved: bool = True
+    resend_interval: float = Field(default=60.0, gt=0, description="Firing alerts are re-sent this often.")
+
+    @field_validator("resend_interval", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
 
 
 class ReceiverConfig(_Section):

@@ -118,6 +118,7 @@ class Integration:
     kind: str
     send_resolved: bool
     render: Callable[[Notification], Request | None]
+    resend_interval: float | None = None
 
 
 def _json(obj: Any) -> bytes:
@@ -147,10 +148,12 @@ def integrations(rc: ReceiverConfig, cfg: AlertsConfig) -> list[Integration]:
                                lambda n, k=key, u=purl, s=src: Request(u, _json(payloads.pagerduty(n, k, s)),
                                                                        {"content-type": "application/json"})))
     for a in rc.alertmanager_configs:
-        aurl = a.url.rstrip("/") + "/api/v2/alerts"
+        aurl, ttl = a.url.rstrip("/") + "/api/v2/alerts", 3 * a.resend_interval
         out.append(Integration(rc.name, "alertmanager", a.send_resolved,
-                               lambda n, u=aurl: Request(u, _json(payloads.alertmanager(n.alerts)),
-                                                         {"content-type": "application/json"})))
+                               lambda n, u=aurl, ttl=ttl: Request(
+                                   u, _json(payloads.alertmanager(n.alerts, ttl, max(n.at, time.time()))),
+                                   {"content-type": "application/json"}),
+                               resend_interval=a.resend_interval))
     return out
 
 
@@ -214,7 +217,8 @@ class ReceiverWorker:
             try:
                 done = True
                 for it in self.items:
-                    done &= await self.deliver(it, n)
+                    if n.only is None or n.only == it.kind:
+                        done &= await self.deliver(it, n)
                 self.on_done(n, done)
             except Exception:  # a bug must not stop the worker; the notification is offered again
                 log.exception("delivery to %s failed unexpectedly", self.name)

@@ -49,6 +49,7 @@ class Notification:
     at: float
     content_hash: str
     released: list[str] = field(default_factory=list)
+    only: str | None = None  # set on re-sends: the one integration kind it is for; not logged
 
     @property
     def status(self) -> str:
@@ -227,6 +228,20 @@ class Dispatcher:
         g.in_flight = True
         return Notification(g.route.receiver, g.key, dict(g.labels), alerts, ff, rr & notified_before, t,
                             _content_hash(g.key, alerts), released)
+
+    def firing_for(self, receiver: str, now: float) -> list[Alert]:
+        """The alerts currently notified as firing to a receiver (for receivers that need re-sends)."""
+        out: dict[str, Alert] = {}
+        for g in self.groups.values():
+            if g.route.receiver != receiver:
+                continue
+            e = self.nflog.entries.get(log_key(g.key, receiver))
+            for fp in g.fps:
+                al = self.alerts.get(fp)
+                if al is not None and e is not None and fp in e.firing and not (al.ends_at is not None
+                                                                                 and al.ends_at <= now):
+                    out[fp] = al
+        return list(out.values())
 
     def delivered(self, n: Notification, done: bool, now: float) -> Entry | None:
         """The outcome of a notification: done (sent, or dead-lettered for good) goes to the log;

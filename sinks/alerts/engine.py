@@ -83,6 +83,7 @@ class AlertEngine:
         self.tasks: list[asyncio.Task[None]] = []
         self._seen_suppressed = {r: 0 for r in SUPPRESS_REASONS}
         self.event_now = float("-inf")
+        self._last_resend: dict[str, float] = {}
 
     def now(self) -> float:
         return self.clock() if self.clock is not None else self.event_now
@@ -120,6 +121,7 @@ class AlertEngine:
         now = self.now() if now is None else now
         self.event_now = max(self.event_now, now)
         out = self.dispatcher.advance(now)
+        self._resend(now)
         for n in out:
             self.on_notification(n)
             w = self.workers.get(n.receiver)
@@ -130,6 +132,19 @@ class AlertEngine:
         self._count_suppressed()
         self.metrics.groups.set(len(self.dispatcher.groups))
         return out
+
+    def _resend(self, now: float) -> None:
+        """Re-send firing alerts to the integrations that expire them otherwise (Alertmanager)."""
+        for name, its in self.items.items():
+            for it in its:
+                if it.resend_interval is None or now < self._last_resend.get(name, float("-inf")) + it.resend_interval:
+                    continue
+                self._last_resend[name] = now
+                alerts = self.dispatcher.firing_for(name, now)
+                if alerts and name in self.workers:
+                    fps = frozenset(a.fp for a in alerts)
+                    self.workers[name].offer(Notification(name, "resend", {}, [a.copy() for a in alerts], fps,
+                                                          frozenset(), now, "resend", only=it.kind))
 
     def _count_suppressed(self) -> None:
         for r in SUPPRESS_REASONS:
@@ -144,6 +159,8 @@ class AlertEngine:
         self.record(attempt_record(n, it, attempt, outcome, reason, now=time.time()))
 
     def _done(self, n: Notification, done: bool) -> None:
+        if n.only is not None:
+            return  # a re-send: the notification log is not involved
         entry = self.dispatcher.delivered(n, done, self.now())
         if entry is not None:
             self.persist(n.log_key, entry)

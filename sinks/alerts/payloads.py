@@ -101,14 +101,13 @@ def pagerduty(n: Notification, routing_key: str, source: str) -> dict[str, Any]:
     }
 
 
-def alertmanager(alerts: list[Alert]) -> list[dict[str, Any]]:
-    """Postable alerts; a firing alert has no endsAt (Alertmanager applies its resolve_timeout, and
-    we re-send while it fires), a resolved one carries its end."""
+def alertmanager(alerts: list[Alert], firing_ttl: float, now: float) -> list[dict[str, Any]]:
+    """Postable alerts. A firing alert ends `firing_ttl` from now unless re-sent (we re-send while it
+    fires, as Prometheus does), so Alertmanager resolves it if we go away; a resolved one carries its end."""
     out = []
     for a in alerts:
         d: dict[str, Any] = {"labels": a.labels, "annotations": a.annotations, "startsAt": iso(a.starts_at),
-                             "generatorURL": a.generator_url}
-        if a.resolved():
-            d["endsAt"] = iso(a.ends_at)
+                             "generatorURL": a.generator_url,
+                             "endsAt": iso(a.ends_at if a.resolved() else max(now, a.starts_at) + firing_ttl)}
         out.append(d)
     return out

@@ -173,3 +173,37 @@ def test_token_bucket_and_breaker() -> None:
     assert br.allow() and not br.allow()  # one half-open probe
     br.success()
     assert br.state == "closed" and br.allow()
+
+
+async def test_alertmanager_push_resends_firing_with_a_future_end_then_the_end() -> None:
+    import time as _time
+    from datetime import UTC, datetime
+
+    rx = await Receiver().start()
+    c = AlertsConfig.model_validate({
+        "route": {"receiver": "am", "group_by": ["service"], "group_wait": 0, "group_interval": "500ms"},
+        "receivers": [{"name": "am", "alertmanager_configs": [{"url": rx.url, "resend_interval": "1s"}]}],
+    })
+    e = AlertEngine(c, clock=_time.time)
+    await e.start()
+    try:
+        now = _time.time()
+        e.ingest(anomaly(at=0).model_copy(update={"timestamp": datetime.fromtimestamp(now, UTC)}), now)
+        for _ in range(30):
+            await asyncio.sleep(0.1)
+            e.tick(_time.time())
+        await e.drain()
+        posts = [r.json for r in rx.received]
+        assert len(posts) >= 2 and all(r.path == "/api/v2/alerts" for r in rx.received)
+        ends = [datetime.fromisoformat(p[0]["endsAt"].replace("Z", "+00:00")).timestamp() for p in posts]
+        assert all(x > now for x in ends)  # firing: ends in the future unless re-sent
+        e.ingest(anomaly(at=0, resolved=True), _time.time())
+        for _ in range(10):
+            await asyncio.sleep(0.1)
+            e.tick(_time.time())
+        await e.drain()
+        last = rx.received[-1].json[0]
+        assert datetime.fromisoformat(last["endsAt"].replace("Z", "+00:00")).timestamp() <= _time.time()
+    finally:
+        await e.close()
+        await rx.stop()
