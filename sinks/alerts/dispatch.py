@@ -11,6 +11,7 @@ is it written to the notification log (so a receiver that was down gets it at th
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
@@ -91,10 +92,10 @@ class Dispatcher:
         self.episodes: dict[str, set[str]] = {}
         self.closed: OrderedDict[str, None] = OrderedDict()
         self.groups: dict[str, Group] = {}
+        self._timers: list[tuple[float, str]] = []  # (due, group key), stale entries skipped
         self.now = float("-inf")
         self.suppressed: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
-        self._inhibit_dirty = True
         self._route_cache: dict[tuple[tuple[str, str], ...], list[Route]] = {}
 
     # --- input ------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ class Dispatcher:
                     al.ends_at = max(al.starts_at, self.now)
                     al.updated_at = max(al.updated_at, ts)
                     self.flapping.evaluate(fp, False)
-                    self._inhibit_dirty = True
+                    self.inhibitor.stopped(al)
             return
         if ep in self.closed:
             self.ignored["firing_after_resolve"] += 1
@@ -129,7 +130,7 @@ class Dispatcher:
             al = Alert(labels, alert_annotations(a), min(start, self.now), None, ts,
                        f"{self.cfg.external_url.rstrip('/')}/anomalies/{ep}", ep, fp)
             self.alerts[fp] = al
-            self._inhibit_dirty = True
+            self.inhibitor.firing(al)
         else:
             al.annotations = alert_annotations(a)
             al.updated_at = max(al.updated_at, ts)
@@ -143,6 +144,7 @@ class Dispatcher:
             g = self.groups.get(gk)
             if g is None:
                 g = self.groups[gk] = Group(r, gk, gl, next_flush=self.now + r.group_wait)
+                heapq.heappush(self._timers, (g.next_flush, gk))
             elif fp in g.fps:
                 self.suppressed["grouped"] += 1
             g.fps.add(fp)
@@ -171,23 +173,27 @@ class Dispatcher:
         """Flush every group due at or before `now`, earliest first; the notifications to send."""
         self.now = max(self.now, now)
         out: list[Notification] = []
-        while True:
-            ready = [g for g in self.groups.values() if not g.in_flight and g.next_flush <= self.now]
-            if not ready:
-                return out
-            ready.sort(key=lambda g: (g.next_flush, g.key))
-            for g in ready:
-                if g.key in self.groups:
-                    n = self._flush(g, g.next_flush)
-                    if n is not None:
-                        out.append(n)
+        waiting: list[tuple[float, str]] = []
+        while self._timers and self._timers[0][0] <= self.now:
+            due, gk = heapq.heappop(self._timers)
+            g = self.groups.get(gk)
+            if g is None or g.next_flush != due:
+                continue  # stale timer
+            if g.in_flight:
+                waiting.append((due, gk))  # flushes again once its delivery is reported
+                continue
+            n = self._flush(g, due)
+            if gk in self.groups:
+                heapq.heappush(self._timers, (g.next_flush, gk))
+            if n is not None:
+                out.append(n)
+        for item in waiting:
+            heapq.heappush(self._timers, item)
+        return out
 
     def _flush(self, g: Group, t: float) -> Notification | None:
         g.next_flush = t + g.route.group_interval
         timeout = self.cfg.resolve_timeout
-        if self._inhibit_dirty:
-            self.inhibitor.update(self.alerts.values())
-            self._inhibit_dirty = False
         firing: set[str] = set()
         resolved: set[str] = set()
         shown: list[Alert] = []
@@ -195,11 +201,11 @@ class Dispatcher:
             al = self.alerts[fp]
             if not al.resolved() and al.episode not in self.episodes and al.updated_at + timeout <= t:
                 al.ends_at = al.updated_at + timeout  # a record without episode that went quiet
-                self._inhibit_dirty = True
+                self.inhibitor.stopped(al)
             is_resolved = al.ends_at is not None and al.ends_at <= t
             if not is_resolved:
                 reason = (
-                    "silenced" if self.silences.silenced_by(al.labels, t) else
+                    "silenced" if self.silences.silenced_for(fp, al.labels, t) else
                     "inhibited" if self.inhibitor.inhibited_by(al) else
                     "flapping" if self.flapping.held(fp) else None
                 )  # fmt: skip
@@ -275,7 +281,7 @@ class Dispatcher:
                         del self.alert_groups[fp]
                         if self.alerts.get(fp) is al:
                             del self.alerts[fp]
-                            self._inhibit_dirty = True
+                            self.inhibitor.stopped(al)
         if not g.fps and not g.in_flight:
             del self.groups[g.key]
             if entry is not None and not entry.firing:

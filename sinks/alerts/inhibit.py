@@ -1,9 +1,13 @@
 """Inhibition (Alertmanager's inhibit/): a firing source alert mutes matching targets that share the
-`equal` labels; an alert never inhibits itself."""
+`equal` labels; an alert never inhibits itself.
+
+Kept incrementally: the dispatcher reports each alert that starts or stops firing, and the index holds,
+per rule, the firing sources by their `equal` label values. Whether an alert's labels match a rule's
+source and target matchers is computed once per fingerprint (labels do not change under one).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from logtide.sinks.alerts.config import InhibitRule
@@ -23,30 +27,47 @@ class Rule:
 
 
 class Inhibitor:
-    """Answers `inhibited(alert)` against the current set of firing alerts (indexed per rule)."""
+    """Answers `inhibited_by(alert)` against the alerts currently firing."""
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
-        # per rule: equal-label values -> fingerprints of firing sources
         self._sources: list[dict[tuple[str, ...], set[str]]] = [{} for _ in rules]
+        self._match: dict[str, tuple[tuple[bool, bool], ...]] = {}
 
-    def update(self, alerts: Iterable[Alert]) -> None:
-        """Rebuild the firing-source index (called when alerts change)."""
-        self._sources = [{} for _ in self.rules]
-        for a in alerts:
-            if a.resolved():
-                continue
-            for i, r in enumerate(self.rules):
-                if matches_all(r.source, a.labels):
-                    key = tuple(a.labels.get(e, "") for e in r.equal)
-                    self._sources[i].setdefault(key, set()).add(a.fp)
+    def _matches(self, a: Alert) -> tuple[tuple[bool, bool], ...]:
+        m = self._match.get(a.fp)
+        if m is None:
+            if len(self._match) > 200_000:
+                self._match.clear()
+            m = self._match[a.fp] = tuple(
+                (matches_all(r.source, a.labels), matches_all(r.target, a.labels)) for r in self.rules
+            )
+        return m
+
+    def firing(self, a: Alert) -> None:
+        """This alert fires now (idempotent)."""
+        for i, (src, _) in enumerate(self._matches(a)):
+            if src:
+                key = tuple(a.labels.get(e, "") for e in self.rules[i].equal)
+                self._sources[i].setdefault(key, set()).add(a.fp)
+
+    def stopped(self, a: Alert) -> None:
+        """This alert resolved or went away (idempotent)."""
+        for i, (src, _) in enumerate(self._matches(a)):
+            if src:
+                key = tuple(a.labels.get(e, "") for e in self.rules[i].equal)
+                bucket = self._sources[i].get(key)
+                if bucket is not None:
+                    bucket.discard(a.fp)
+                    if not bucket:
+                        del self._sources[i][key]
 
     def inhibited_by(self, alert: Alert) -> str | None:
         """The fingerprint of a firing alert that inhibits this one, or None."""
-        for i, r in enumerate(self.rules):
-            if not self._sources[i] or not matches_all(r.target, alert.labels):
+        for i, (_, tgt) in enumerate(self._matches(alert)):
+            if not tgt or not self._sources[i]:
                 continue
-            srcs = self._sources[i].get(tuple(alert.labels.get(e, "") for e in r.equal))
+            srcs = self._sources[i].get(tuple(alert.labels.get(e, "") for e in self.rules[i].equal))
             if srcs:
                 for fp in srcs:
                     if fp != alert.fp:

@@ -62,20 +62,23 @@ class Matcher:
         return cls.make(name, op, value)  # type: ignore[arg-type]
 
     def matches(self, labels: dict[str, str]) -> bool:
-        v = labels.get(self.name, "")
-        if self.op == "=":
-            return v == self.value
-        if self.op == "!=":
-            return v != self.value
-        hit = self.regex.fullmatch(v) is not None  # type: ignore[union-attr]
-        return hit if self.op == "=~" else not hit
+        op = self.op
+        if op == "=":
+            return labels.get(self.name, "") == self.value
+        if op == "!=":
+            return labels.get(self.name, "") != self.value
+        hit = self.regex.fullmatch(labels.get(self.name, "")) is not None  # type: ignore[union-attr]
+        return hit if op == "=~" else not hit
 
     def __str__(self) -> str:
         return f'{self.name}{self.op}"{self.value}"'
 
 
 def matches_all(matchers: tuple[Matcher, ...] | list[Matcher], labels: dict[str, str]) -> bool:
-    return all(m.matches(labels) for m in matchers)
+    for m in matchers:  # noqa: SIM110 -- a plain loop: this is the hot path
+        if not m.matches(labels):
+            return False
+    return True
 
 
 @dataclass(slots=True)

@@ -3,7 +3,8 @@
 Pure: `Silences` holds them and answers which active silence mutes a label set at a given time.
 Durable storage (a compacted Kafka topic, or a file for the embedded runner) is an adapter that feeds
 `put` with what it reads; expiring sets the end to now, so an expired silence stays listed.
-Silences with an equality matcher are indexed by it, so 1,000 silences do not mean 1,000 checks.
+Silences with an equality matcher are indexed by one (the least shared), so 1,000 silences do not
+mean 1,000 checks.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class Silences:
         self.by_id: dict[str, Silence] = {}
         self._index: dict[tuple[str, str], dict[str, Silence]] = {}
         self._scan: dict[str, Silence] = {}
+        self.version = 0
+        self._cache: dict[str, tuple[int, tuple[Silence, ...]]] = {}
 
     def put(self, s: Silence) -> None:
         """Add or replace (the newer `updated_at` wins, so replays of the store are idempotent)."""
@@ -74,11 +77,13 @@ class Silences:
                 return
             self._unindex(old)
         self.by_id[s.id] = s
-        eq = next((m for m in s.parsed if m.op == "=" and m.value), None)
-        if eq is None:
+        self.version += 1
+        eqs = [(m.name, m.value) for m in s.parsed if m.op == "=" and m.value]
+        if not eqs:
             self._scan[s.id] = s
-        else:
-            self._index.setdefault((eq.name, eq.value), {})[s.id] = s
+        else:  # under its equality matcher with the fewest silences so far: short buckets to check
+            key = min(eqs, key=lambda k: len(self._index.get(k, ())))
+            self._index.setdefault(key, {})[s.id] = s
 
     def _unindex(self, s: Silence) -> None:
         self._scan.pop(s.id, None)
@@ -105,6 +110,28 @@ class Silences:
                         return s.id
         for s in self._scan.values():
             if s.active(now) and matches_all(s.parsed, labels):
+                return s.id
+        return None
+
+    def matching(self, labels: dict[str, str]) -> tuple[Silence, ...]:
+        """Every silence whose matchers match these labels, whatever its time range."""
+        out: list[Silence] = []
+        for k, v in labels.items():
+            bucket = self._index.get((k, v))
+            if bucket:
+                out.extend(s for s in bucket.values() if matches_all(s.parsed, labels))
+        out.extend(s for s in self._scan.values() if matches_all(s.parsed, labels))
+        return tuple(out)
+
+    def silenced_for(self, fp: str, labels: dict[str, str], now: float) -> str | None:
+        """`silenced_by`, with the matching silences remembered per fingerprint until silences change."""
+        hit = self._cache.get(fp)
+        if hit is None or hit[0] != self.version:
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            hit = self._cache[fp] = (self.version, self.matching(labels))
+        for s in hit[1]:
+            if s.active(now):
                 return s.id
         return None
 
