@@ -10,7 +10,6 @@ per anomalies topic: a second one would page too (no leader election yet).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -74,11 +73,15 @@ class AlertProcess:
             persist=lambda k, e: self._send(t.alerts_nflog, None if e is None else orjson.dumps(e.to_plain()), k),
             clock=time.time,
         )
+        metrics_server = None
         if self.cfg.alerts.metrics_port:
             from prometheus_client import start_http_server
 
-            with contextlib.suppress(OSError):
-                start_http_server(self.cfg.alerts.metrics_port, "127.0.0.1", registry=engine.metrics.registry)
+            try:
+                metrics_server, _ = start_http_server(self.cfg.alerts.metrics_port, "127.0.0.1",
+                                                      registry=engine.metrics.registry)
+            except OSError as exc:
+                log.warning("no /metrics on port %d: %s", self.cfg.alerts.metrics_port, exc)
         await engine.start()
         consumer = AIOKafkaConsumer(**self.conn, enable_auto_commit=False, auto_offset_reset="earliest")
         sil_consumer = AIOKafkaConsumer(**self.conn, enable_auto_commit=False, auto_offset_reset="latest")
@@ -116,6 +119,9 @@ class AlertProcess:
                             engine.ingest(a, now)
                 engine.tick(now)
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             if sil_task is not None:
                 sil_task.cancel()
             await engine.close()

@@ -231,6 +231,9 @@ class Dispatcher:
         shown = [a for a in shown if a.fp in ff or a.fp in notified_before]  # no resolve before its firing
         released = [a.fp for a in shown if a.fp in self.flapping.released]
         alerts = [a.copy() for a in shown]
+        for a in alerts:
+            if a.fp in released:
+                a.annotations["flapping"] = "was flapping and held back; stable again"
         g.in_flight = True
         return Notification(g.route.receiver, g.key, dict(g.labels), alerts, ff, rr & notified_before, t,
                             _content_hash(g.key, alerts), released)

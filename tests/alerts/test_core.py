@@ -116,3 +116,29 @@ def test_config_errors_name_the_key_path() -> None:
                      env={"SLACK": "https://hooks.example/T0/B0/secret-part"})
     assert "secret-part" not in repr(c.alerts) and "secret-part" not in c.model_dump_json()
     assert parse_duration("1h30m") == 5400 and parse_duration("500ms") == 0.5
+
+
+def test_flapping_alert_is_held_then_released_with_a_note() -> None:
+    d = Dispatcher(_cfg(flapping={"window": 20, "changes": 4}))
+    sent = []
+    t = 0
+    # fire/resolve 3 times in quick succession: the 4th change makes it flap
+    for i in range(3):
+        d.ingest(anomaly(at=t + 10, episode=f"e{i}"), T + t + 10)
+        d.ingest(anomaly(at=t + 20, episode=f"e{i}", resolved=True), T + t + 20)
+        t += 30
+    d.ingest(anomaly(at=t + 10, episode="e9"), T + t + 10)
+    for x in range(t, t + 400, 10):
+        for n in d.advance(T + x):
+            sent.append(n)
+            d.delivered(n, True, n.at)
+    assert d.flapping.held(next(iter(d.alerts)))
+    assert sent == [] and d.suppressed["flapping"] > 0
+    for k in range(20):  # stable: the same state evaluation after evaluation
+        d.ingest(anomaly(at=t + 500 + k, episode="e9"), T + t + 500 + k)
+    for x in range(t + 500, t + 900, 10):
+        for n in d.advance(T + x):
+            sent.append(n)
+            d.delivered(n, True, n.at)
+    assert [n.status for n in sent] == ["firing"]
+    assert "flapping" in sent[0].alerts[0].annotations

@@ -8,6 +8,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from click.testing import CliRunner
@@ -16,6 +17,7 @@ from logtide.schemas import Topics, encode
 from logtide.alerts_command import AlertProcess
 from logtide.cli import main
 from logtide.config import parse_config
+from tests.alerts.alertmanager import free_port
 from tests.alerts.helpers import anomaly
 from tests.alerts.receiver import Receiver
 
@@ -23,14 +25,14 @@ pytestmark = pytest.mark.integration
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-def config(bootstrap: str, prefix: str, url: str):
+def config(bootstrap: str, prefix: str, url: str, metrics_port: int = 0):
     return parse_config({
         "kafka": {"bootstrap_servers": [bootstrap]},
         "topics": {"prefix": prefix, "partitions": 2},
         "alerts": {
             "route": {"receiver": "hook", "group_by": ["service"], "group_wait": "1s", "group_interval": "2s"},
             "receivers": [{"name": "hook", "webhook_configs": [{"url": url, "secrets": [SECRET]}]}],
-            "metrics_port": 0, "tick_seconds": 0.2,
+            "metrics_port": metrics_port, "tick_seconds": 0.2,
         },
     })
 
@@ -74,7 +76,8 @@ async def start(cfg) -> tuple[AlertProcess, asyncio.Task]:
 async def test_restart_mid_incident_no_double_page_and_resolve_arrives(kafka_bootstrap: str, unique: str) -> None:
     rx = await Receiver(secret=SECRET).start()
     prefix = f"t{unique}."
-    cfg = config(kafka_bootstrap, prefix, rx.url + "/hook")
+    port = free_port()
+    cfg = config(kafka_bootstrap, prefix, rx.url + "/hook", port)
     topics = Topics(prefix)
     try:
         p, task = await start(cfg)
@@ -91,6 +94,9 @@ async def test_restart_mid_incident_no_double_page_and_resolve_arrives(kafka_boo
         await wait_for(lambda: len(rx.received) == 2)
         assert rx.received[1].json["status"] == "resolved"
         assert rx.received[1].json["groupKey"] == rx.received[0].json["groupKey"]
+        metrics = (await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/metrics")).text
+        assert 'logtide_alerts_attempts_total{integration="webhook",outcome="sent",receiver="hook"} 1.0' in metrics
+        assert 'logtide_alerts_anomalies_total{status="resolved"} 1.0' in metrics
         p.stop()
         await task
         # every attempt is on the alerts topic
