@@ -198,7 +198,10 @@ class ReceiverWorker:
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.dcfg.queue_size)
-        self.bucket = TokenBucket(self.dcfg.rate_per_second, self.dcfg.burst)
+        if any(it.kind == "slack" for it in self.items):  # Slack: at most 1 message per second per webhook
+            self.bucket = TokenBucket(min(self.dcfg.rate_per_second, 1.0), 1)
+        else:
+            self.bucket = TokenBucket(self.dcfg.rate_per_second, self.dcfg.burst)
         self.breaker = CircuitBreaker(self.dcfg.breaker_failures, self.dcfg.breaker_reset_seconds)
 
     def offer(self, n: Notification) -> bool:
@@ -270,7 +273,8 @@ class ReceiverWorker:
             raise
         except (httpx.HTTPError, Retryable) as exc:
             self.breaker.failure()
-            reason = exc.reason if isinstance(exc, Retryable) else f"{type(exc).__name__}: {exc}"[:300]
+            reason = exc.reason if isinstance(exc, Retryable) else f"{type(exc).__name__}: {exc}"
+            reason = reason.replace(req.url, "<url>")[:300]  # a Slack URL is a secret
             if attempt < self.dcfg.max_attempts:
                 self.on_attempt(n, it, attempt, "retrying", reason)
             raise exc if isinstance(exc, Retryable) else Retryable(reason) from exc
