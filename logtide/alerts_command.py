@@ -3,8 +3,9 @@
 At start it reads the notification log and the silences back from their compacted topics, then
 replays the last `alerts.replay_lookback` of `anomalies` (event time) to rebuild the open alerts, and
 goes live on the wall clock. So a restart neither pages twice (the log says what was sent) nor
-forgets a resolve (the replay brings the alert back; the resolve record then ends it). One instance
-per anomalies topic: a second one would page too (no leader election yet).
+forgets a resolve (the replay brings the alert back; the resolve record then ends it). Several
+instances may run: they join one consumer group on the notification log's single partition, and only
+its owner alerts; the others stand by and take over (reading the log back) when it goes away.
 """
 
 from __future__ import annotations
@@ -48,21 +49,42 @@ class AlertProcess:
         fut.add_done_callback(self._pending.discard)
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+        """Wait to be the leader (the one member of the alert group that owns the notification log's
+        single partition), alert while leader, stand by again if leadership moves."""
+        from aiokafka import AIOKafkaConsumer
 
-        from logtide.sinks.alerts.engine import AlertEngine
-        from logtide.sinks.alerts.kafka_state import (
-            behind,
-            ensure_topics,
-            load_nflog,
-            load_silences,
-            read_compacted,
-        )
+        from logtide.sinks.alerts.kafka_state import ensure_topics
 
         t = self.topics
         parts = await ensure_topics(self.conn, [t.alerts, t.anomalies, t.deadletter],
                                     [t.alerts_nflog, t.alerts_silences], self.cfg.topics.partitions,
                                     self.cfg.topics.replication_factor)
+        leader = AIOKafkaConsumer(
+            **self.conn, group_id=self.cfg.alerts.group_id, enable_auto_commit=False, auto_offset_reset="latest",
+            session_timeout_ms=int(self.cfg.alerts.leader_session_timeout * 1000),
+            heartbeat_interval_ms=max(100, int(self.cfg.alerts.leader_session_timeout * 1000 / 4)),
+        )
+        await leader.start()
+        leader.subscribe([t.alerts_nflog])
+        try:
+            while not self.stopping.is_set():
+                if not leader.assignment():
+                    await leader.getmany(timeout_ms=300)  # stand by: keeps our membership alive
+                    continue
+                log.info("leader of %s: alerting", self.cfg.alerts.group_id)
+                await self._lead(parts, leader)
+                if not self.stopping.is_set():
+                    log.warning("leadership moved to another instance: standing by")
+        finally:
+            await leader.stop()
+
+    async def _lead(self, parts: dict[str, list[int]], leader: Any) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+        from logtide.sinks.alerts.engine import AlertEngine
+        from logtide.sinks.alerts.kafka_state import behind, load_nflog, load_silences, read_compacted
+
+        t = self.topics
         nflog = load_nflog(await read_compacted(self.conn, t.alerts_nflog, parts[t.alerts_nflog]))
         silences = load_silences(await read_compacted(self.conn, t.alerts_silences, parts[t.alerts_silences]))
         self.producer = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
@@ -110,6 +132,9 @@ class AlertProcess:
             sil_task = asyncio.create_task(self._follow_silences(sil_consumer, silences))
             self.live.set()
             while not self.stopping.is_set():
+                await leader.getmany(timeout_ms=0)  # membership heartbeat; a rebalance may take leadership
+                if not leader.assignment():
+                    break
                 batch = await consumer.getmany(timeout_ms=int(self.cfg.alerts.tick_seconds * 1000))
                 now = time.time()
                 for msgs in batch.values():
@@ -130,6 +155,7 @@ class AlertProcess:
             await self.producer.stop()
             await consumer.stop()
             await sil_consumer.stop()
+            self.live.clear()
 
     async def _follow_silences(self, consumer: Any, silences: Any) -> None:
         from logtide.sinks.alerts.kafka_state import load_silences

@@ -190,11 +190,14 @@ class AlertsConfig(_Section):
     )
     metrics_port: int = Field(default=9110, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
     tick_seconds: PositiveFloat = Field(default=1.0, description="How often the live process checks group timers.")
+    leader_session_timeout: float = Field(
+        default=10.0, description="How soon a standby instance takes over from a leader that went away."
+    )
     replay_lookback: float = Field(
         default=6 * 3600.0, description="On start, anomalies this far back rebuild the open alerts."
     )
 
-    @field_validator("resolve_timeout", "replay_lookback", mode="before")
+    @field_validator("resolve_timeout", "replay_lookback", "leader_session_timeout", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float:
         return parse_duration(v)

@@ -140,3 +140,34 @@ async def test_silence_from_the_command_is_honoured(kafka_bootstrap: str, unique
     listed = await asyncio.to_thread(cli.invoke, main, ["alerts", "silence", "list", "--all", "--config",
                                                         str(cfg_file)])
     assert "expired" in listed.output
+
+
+async def test_two_instances_one_pages_the_standby_takes_over(kafka_bootstrap: str, unique: str) -> None:
+    rx = await Receiver(secret=SECRET).start()
+    prefix = f"t{unique}."
+    cfg = config(kafka_bootstrap, prefix, rx.url + "/hook")
+    cfg.alerts.group_id = f"alerts-{unique}"
+    cfg.alerts.leader_session_timeout = 6.0
+    topics = Topics(prefix)
+    try:
+        a, task_a = await start(cfg)
+        b = AlertProcess(cfg)
+        task_b = asyncio.create_task(b.run())
+        await asyncio.sleep(4)
+        assert not b.live.is_set(), "the second instance stands by"
+        await produce(kafka_bootstrap, topics.anomalies, [encode(now_anomaly("checkout", "e1"))])
+        await wait_for(lambda: len(rx.received) == 1)
+        await asyncio.sleep(3)
+        assert len(rx.received) == 1  # one page, not one per instance
+        a.stop()
+        await task_a
+        await asyncio.wait_for(b.live.wait(), 60)  # the standby takes over, reads the log back
+        await asyncio.sleep(3)
+        assert len(rx.received) == 1
+        await produce(kafka_bootstrap, topics.anomalies, [encode(now_anomaly("checkout", "e1", resolved=True))])
+        await wait_for(lambda: len(rx.received) == 2)
+        assert rx.received[1].json["status"] == "resolved"
+        b.stop()
+        await task_b
+    finally:
+        await rx.stop()
