@@ -3,14 +3,16 @@
 The embedded runner hands each anomaly to `ingest` inside its own event loop; time is event time (the
 records' own timestamps), so hours of history replayed in seconds still wait, group and resolve as
 they would have live. The runner emits a file's windows as it reads it, so records of different
-series come out of event-time order; they are held and fed in event-time order at `finish` (a run
-with `--once`; a live `logtide run` does not alert yet). Every decided notification and every
-delivery attempt goes to `alerts.ndjson`.
+series come out of event-time order; with `--once` (and in the demo) they are held and fed in
+event-time order at `finish`. A live `logtide run` alerts on the wall clock as anomalies come, with
+a ticker for the group timers. Every decided notification and every delivery attempt goes to
+`alerts.ndjson`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,13 +54,17 @@ def notification_line(n: Notification) -> str:
 class EmbeddedAlerts:
     """An AlertEngine on event time, writing its notifications and attempts to `alerts.ndjson`."""
 
-    def __init__(self, cfg: AlertsConfig, out: Path, on_line: Callable[[str], None] | None = None) -> None:
+    def __init__(self, cfg: AlertsConfig, out: Path, on_line: Callable[[str], None] | None = None,
+                 live: bool = False) -> None:
         self.out = out
         self.fh = out.open("ab")
         self.on_line = on_line
+        self.live = live
         self.notifications: list[Notification] = []
         self.pending: list[Anomaly] = []
-        self.engine = AlertEngine(cfg, clock=None, record=self._record, on_notification=self._notified)
+        self.engine = AlertEngine(cfg, clock=time.time if live else None, record=self._record,
+                                  on_notification=self._notified)
+        self._ticker: asyncio.Task[None] | None = None
 
     def _record(self, r: AlertNotification) -> None:
         self.fh.write(encode(r) + b"\n")
@@ -73,18 +79,32 @@ class EmbeddedAlerts:
 
     async def start(self) -> None:
         await self.engine.start()
+        if self.live:
+            self._ticker = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.engine.cfg.tick_seconds)
+            self.engine.tick()
+            self.fh.flush()
 
     def ingest(self, a: Anomaly) -> None:
-        self.pending.append(a)
+        if self.live:
+            self.engine.ingest(a)
+        else:
+            self.pending.append(a)
 
     async def finish(self, horizon_seconds: float | None = None) -> None:
-        """Run the timers past the last record (so the last groups flush and resolve), deliver, close."""
+        """Run the timers past the last record (so the last groups flush and resolve), deliver, close.
+        Live: deliver what is queued and close (the notification log is not kept across runs)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
         for a in sorted(self.pending, key=lambda a: (a.timestamp, a.status != "firing", a.series.key)):
             self.engine.ingest(a)
             await asyncio.sleep(0)  # let the receiver workers run
         self.pending.clear()
         d = self.engine.dispatcher
-        if d.now != float("-inf"):
+        if not self.live and d.now != float("-inf"):
             horizon = d.now + (horizon_seconds if horizon_seconds is not None else
                                2 * self.engine.dispatcher.route.group_interval + self.engine.dispatcher.route.group_wait)
             while True:

@@ -148,8 +148,17 @@ def run(  # noqa: PLR0917 - click passes every option
         raise SystemExit(2)
     out = Path(data_dir)
     t0 = time.monotonic()
+    alerts = None
+    if cfg.alerts.enabled and any(
+        r.webhook_configs or r.slack_configs or r.pagerduty_configs or r.alertmanager_configs
+        for r in cfg.alerts.receivers
+    ):  # the alert core in-process when the config names receivers
+        from logtide.alerts_embedded import EmbeddedAlerts
+
+        out.mkdir(parents=True, exist_ok=True)
+        alerts = EmbeddedAlerts(cfg.alerts, out / "alerts.ndjson", None if quiet else click.echo, live=not once)
     try:
-        s = run_pipeline(cfg, out, once, clickhouse=clickhouse, quiet=quiet)
+        s = run_pipeline(cfg, out, once, clickhouse=clickhouse, quiet=quiet, alerts=alerts)
     except DataDirLocked as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(1) from None

@@ -51,3 +51,28 @@ def test_demo_sends_one_signed_firing_and_its_resolve(tmp_path: Path) -> None:
     sent = [x for x in records if x["delivery"]["outcome"] == "sent"]
     assert [x["status"] for x in sent] == ["firing", "resolved"]
     assert all(x["delivery"]["integration"] == "webhook" for x in sent)
+
+
+def test_run_once_with_an_alerts_section_alerts_in_process(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from logtide.demo_data import DemoSpec, demo_config_yaml, write_demo_logs
+
+    write_demo_logs(tmp_path / "logs", DemoSpec(end=datetime(2026, 3, 2, 15, 0, tzinfo=UTC)))
+    r = ThreadedReceiver()
+    try:
+        cfg = tmp_path / "run.yaml"
+        cfg.write_text(demo_config_yaml(tmp_path / "logs") + (
+            "alerts:\n"
+            "  route: {receiver: hook, group_by: [service]}\n"
+            "  receivers:\n"
+            f"    - name: hook\n      slack_configs: [{{url: '{r.rx.url}/slack'}}]\n"
+        ))
+        res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--data-dir", str(tmp_path / "out"), "--once"])
+    finally:
+        r.stop()
+    assert res.exit_code == 0, res.output
+    got = [g.json for g in r.rx.received]
+    assert [g["text"].split("]")[0] for g in got] == ["[FIRING:3", "[RESOLVED"]
+    assert all("service=checkout" in g["text"] and g["blocks"] for g in got)
+    assert "RESOLVED service=checkout" in res.output
