@@ -35,6 +35,10 @@ class Group:
     fps: set[str] = field(default_factory=set)
     next_flush: float = 0.0
     in_flight: bool = False
+    dirty: bool = True  # something that can change the next flush's decision happened
+    stamp: tuple[int, int] = (-1, -1)  # silences and inhibitor versions at the last full flush
+    deps: set[tuple[int, tuple[str, ...]]] = field(default_factory=set)  # inhibition keys it depends on
+    last_t: float = float("-inf")
 
 
 @dataclass(slots=True)
@@ -118,6 +122,8 @@ class Dispatcher:
                     al.updated_at = max(al.updated_at, ts)
                     self.flapping.evaluate(fp, False)
                     self.inhibitor.stopped(al)
+                    for gk in self.alert_groups.get(fp, ()):
+                        self.groups[gk].dirty = True
             return
         if ep in self.closed:
             self.ignored["firing_after_resolve"] += 1
@@ -148,6 +154,7 @@ class Dispatcher:
             elif fp in g.fps:
                 self.suppressed["grouped"] += 1
             g.fps.add(fp)
+            g.dirty = True
             self.alert_groups.setdefault(fp, set()).add(gk)
 
     def _routes(self, labels: dict[str, str]) -> list[Route]:
@@ -191,18 +198,38 @@ class Dispatcher:
             heapq.heappush(self._timers, item)
         return out
 
+    def _unchanged(self, g: Group, t: float) -> bool:
+        """True when this flush must decide as the last one did: nothing in the group changed, no
+        silence changed or started or ended since, no inhibiting alert changed, no repeat is due."""
+        if g.dirty or g.stamp != (self.silences.version, self.inhibitor.stamp(g.deps)):
+            return False
+        if self.silences.changes_between(g.last_t, t):
+            return False
+        e = self.nflog.entries.get(log_key(g.key, g.route.receiver))
+        return e is None or not e.firing or t < e.sent_at + g.route.repeat_interval
+
     def _flush(self, g: Group, t: float) -> Notification | None:
         g.next_flush = t + g.route.group_interval
+        if self._unchanged(g, t):
+            g.last_t = t
+            return None
+        g.deps = {d for fp in g.fps for d in self.inhibitor.deps(self.alerts[fp])}
+        g.dirty, g.stamp, g.last_t = False, (self.silences.version, self.inhibitor.stamp(g.deps)), t
         timeout = self.cfg.resolve_timeout
         firing: set[str] = set()
         resolved: set[str] = set()
         shown: list[Alert] = []
         for fp in sorted(g.fps):
             al = self.alerts[fp]
-            if not al.resolved() and al.episode not in self.episodes and al.updated_at + timeout <= t:
-                al.ends_at = al.updated_at + timeout  # a record without episode that went quiet
-                self.inhibitor.stopped(al)
+            if not al.resolved() and al.episode not in self.episodes:
+                if al.updated_at + timeout <= t:
+                    al.ends_at = al.updated_at + timeout  # a record without episode that went quiet
+                    self.inhibitor.stopped(al)
+                else:
+                    g.dirty = True  # it may time out by the next flush
             is_resolved = al.ends_at is not None and al.ends_at <= t
+            if al.ends_at is not None and al.ends_at > t:
+                g.dirty = True  # resolved after this flush's time: the next flush sees it change
             if not is_resolved:
                 reason = (
                     "silenced" if self.silences.silenced_for(fp, al.labels, t) else
@@ -258,6 +285,7 @@ class Dispatcher:
         g = self.groups.get(n.group_key)
         if g is not None:
             g.in_flight = False
+            g.dirty = True
         if not done:
             return None
         for fp in n.released:

@@ -33,6 +33,7 @@ class Inhibitor:
         self.rules = rules
         self._sources: list[dict[tuple[str, ...], set[str]]] = [{} for _ in rules]
         self._match: dict[str, tuple[tuple[bool, bool], ...]] = {}
+        self.key_version: dict[tuple[int, tuple[str, ...]], int] = {}  # bumped when its sources change
 
     def _matches(self, a: Alert) -> tuple[tuple[bool, bool], ...]:
         m = self._match.get(a.fp)
@@ -49,7 +50,10 @@ class Inhibitor:
         for i, (src, _) in enumerate(self._matches(a)):
             if src:
                 key = tuple(a.labels.get(e, "") for e in self.rules[i].equal)
-                self._sources[i].setdefault(key, set()).add(a.fp)
+                bucket = self._sources[i].setdefault(key, set())
+                if a.fp not in bucket:
+                    bucket.add(a.fp)
+                    self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
 
     def stopped(self, a: Alert) -> None:
         """This alert resolved or went away (idempotent)."""
@@ -57,10 +61,21 @@ class Inhibitor:
             if src:
                 key = tuple(a.labels.get(e, "") for e in self.rules[i].equal)
                 bucket = self._sources[i].get(key)
-                if bucket is not None:
+                if bucket is not None and a.fp in bucket:
                     bucket.discard(a.fp)
+                    self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
                     if not bucket:
                         del self._sources[i][key]
+
+    def deps(self, a: Alert) -> list[tuple[int, tuple[str, ...]]]:
+        """The (rule, equal values) whose sources decide whether this alert is inhibited."""
+        return [(i, tuple(a.labels.get(e, "") for e in self.rules[i].equal))
+                for i, (_, tgt) in enumerate(self._matches(a)) if tgt]
+
+    def stamp(self, deps: set[tuple[int, tuple[str, ...]]]) -> int:
+        """Changes whenever the sources behind any of these deps change (versions only grow)."""
+        kv = self.key_version
+        return sum(kv.get(d, 0) for d in deps)
 
     def inhibited_by(self, alert: Alert) -> str | None:
         """The fingerprint of a firing alert that inhibits this one, or None."""

@@ -13,7 +13,8 @@ class AlertMetrics:
         self.attempts = Counter("logtide_alerts_attempts", "Delivery attempts by outcome (sent, failed, "
                                 "retrying, dead_letter).", ["receiver", "integration", "outcome"], registry=r)
         self.suppressed = Counter("logtide_alerts_suppressed", "Alerts or notifications held back, by reason "
-                                  "(silenced, inhibited, grouped, rate_limited, flapping, queue_full).",
+                                  "(silenced, inhibited, flapping: per flush that decided it; grouped: records "
+                                  "folded into a known alert; rate_limited, queue_full: per delivery).",
                                   ["reason"], registry=r)
         self.anomalies = Counter("logtide_alerts_anomalies", "Anomaly records read, by status.", ["status"],
                                  registry=r)

@@ -9,6 +9,7 @@ mean 1,000 checks.
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,7 @@ class Silences:
         self._index: dict[tuple[str, str], dict[str, Silence]] = {}
         self._scan: dict[str, Silence] = {}
         self.version = 0
+        self._bounds: list[float] = []  # every start and end seen (sorted): when a silence's effect changes
         self._cache: dict[str, tuple[int, tuple[Silence, ...]]] = {}
 
     def put(self, s: Silence) -> None:
@@ -78,6 +80,8 @@ class Silences:
             self._unindex(old)
         self.by_id[s.id] = s
         self.version += 1
+        bisect.insort(self._bounds, s.starts_at)
+        bisect.insort(self._bounds, s.ends_at)
         eqs = [(m.name, m.value) for m in s.parsed if m.op == "=" and m.value]
         if not eqs:
             self._scan[s.id] = s
@@ -112,6 +116,11 @@ class Silences:
             if s.active(now) and matches_all(s.parsed, labels):
                 return s.id
         return None
+
+    def changes_between(self, a: float, b: float) -> bool:
+        """Does some silence start or end in (a, b]?"""
+        i = bisect.bisect_right(self._bounds, a)
+        return i < len(self._bounds) and self._bounds[i] <= b
 
     def matching(self, labels: dict[str, str]) -> tuple[Silence, ...]:
         """Every silence whose matchers match these labels, whatever its time range."""
