@@ -107,7 +107,7 @@ async def test_400_is_a_dead_letter_without_retry() -> None:
 async def test_receiver_down_then_back_still_gets_firing_and_resolve() -> None:
     # every attempt of the first two notifications fails (connection refused-like 503s)
     rx = await Receiver(secret=SECRET, script=[(503, {}, "down")] * 8).start()
-    e, records = await run(cfg(rx.url, max_attempts=4, breaker_reset_seconds=0.01))
+    e, records = await run(cfg(rx.url, max_attempts=4, breaker_failures=100))
     try:
         await incident(e)
     finally:
@@ -207,3 +207,18 @@ async def test_alertmanager_push_resends_firing_with_a_future_end_then_the_end()
     finally:
         await e.close()
         await rx.stop()
+
+
+async def test_breaker_opens_after_consecutive_failures_and_spares_the_receiver() -> None:
+    rx = await Receiver(script=[(503, {}, "down")] * 50).start()
+    e, records = await run(cfg(rx.url, max_attempts=6, breaker_failures=2, breaker_reset_seconds=30))
+    try:
+        e.ingest(anomaly(at=60), T + 60)
+        e.tick(T + 100)
+        await e.drain()
+    finally:
+        await e.close()
+        await rx.stop()
+    assert rx.attempts == 2  # then the circuit is open: no more requests hit the receiver
+    assert any(r.delivery.reason == "circuit open" for r in records)
+    assert records[-1].delivery.outcome == "failed"
