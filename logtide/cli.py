@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from logtide import __version__
+from logtide.alerts_command import alerts
 from logtide.archive_command import archive
 from logtide.backtest import backtest
 from logtide.config_command import config
@@ -36,6 +37,7 @@ main.add_command(demo)
 main.add_command(sink)
 main.add_command(backtest)
 main.add_command(archive)
+main.add_command(alerts)
 
 if __name__ == "__main__":
     main()

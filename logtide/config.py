@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
 
 from logtide.shippers.config import ShipperConfig
+from logtide.sinks.alerts.config import AlertsConfig
 from logtide.sinks.config import SinksConfig
 from logtide.streams.config import StreamsConfig
 
@@ -96,7 +97,8 @@ class TopicsConfig(_Section):
     replication_factor: PositiveInt = 1
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
     overrides: dict[
-        Literal["logs.raw", "metrics.raw", "logs.enriched", "metrics.agg", "anomalies", "deadletter"],
+        Literal["logs.raw", "metrics.raw", "logs.enriched", "metrics.agg", "anomalies", "deadletter", "alerts",
+                "alerts.nflog", "alerts.silences"],
         TopicSettings,
     ] = Field(default_factory=dict)
 
@@ -124,6 +126,7 @@ class Config(_Section):
     shipper: ShipperConfig = Field(default_factory=ShipperConfig)
     streams: StreamsConfig = Field(default_factory=StreamsConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 
 def _resolve_ref(ref: str, env: dict[str, str], path: str) -> str:
@@ -162,7 +165,7 @@ def _format_errors(exc: ValidationError) -> list[str]:
             and not isinstance(err["input"], dict)
         ):
             shown = (
-                "<secret>" if any(s in loc for s in ("password", "secret", "token")) else repr(err["input"])
+                "<secret>" if any(s in loc for s in ("password", "secret", "token", "routing_key", "url")) else repr(err["input"])
             )
             msg = f"{msg} (got {shown[:80]})"
         lines.append(f"{loc}: {msg}")

@@ -54,14 +54,18 @@ def build_config(
 
 
 def run_pipeline(
-    cfg: Any, data_dir: Path, once: bool, *, clickhouse: bool = False, quiet: bool = False
+    cfg: Any, data_dir: Path, once: bool, *, clickhouse: bool = False, quiet: bool = False,
+    alerts: Any = None,
 ) -> Any:
-    """Run the embedded pipeline in this process (signals stop it gracefully); returns its Summary."""
+    """Run the embedded pipeline in this process (signals stop it gracefully); returns its Summary.
+    `alerts` (an EmbeddedAlerts) gets every anomaly in the same event loop."""
     from logtide.embedded import EmbeddedRunner, format_anomaly_line
 
     def show(a: Any) -> None:
         if not quiet:
             click.echo(format_anomaly_line(a))
+        if alerts is not None:
+            alerts.ingest(a)
 
     runner = EmbeddedRunner(cfg, data_dir, once=once, on_anomaly=show, clickhouse=clickhouse)
 
@@ -69,7 +73,13 @@ def run_pipeline(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.request_stop)
-        return await runner.run()
+        if alerts is None:
+            return await runner.run()
+        await alerts.start()
+        try:
+            return await runner.run()
+        finally:
+            await alerts.finish()
 
     return asyncio.run(main())
 
@@ -138,8 +148,17 @@ def run(  # noqa: PLR0917 - click passes every option
         raise SystemExit(2)
     out = Path(data_dir)
     t0 = time.monotonic()
+    alerts = None
+    if cfg.alerts.enabled and any(
+        r.webhook_configs or r.slack_configs or r.pagerduty_configs or r.alertmanager_configs
+        for r in cfg.alerts.receivers
+    ):  # the alert core in-process when the config names receivers
+        from logtide.alerts_embedded import EmbeddedAlerts
+
+        out.mkdir(parents=True, exist_ok=True)
+        alerts = EmbeddedAlerts(cfg.alerts, out / "alerts.ndjson", None if quiet else click.echo, live=not once)
     try:
-        s = run_pipeline(cfg, out, once, clickhouse=clickhouse, quiet=quiet)
+        s = run_pipeline(cfg, out, once, clickhouse=clickhouse, quiet=quiet, alerts=alerts)
     except DataDirLocked as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(1) from None
@@ -156,6 +175,8 @@ def what_you_saw(s: Any, spec: Any, window_s: float, detect: Any) -> str:
     """The closing paragraph of the demo, saying what the detectors actually found and what was set."""
     hit, elsewhere = [], []
     for a in s.anomaly_list:
+        if a.status != "firing":
+            continue  # an episode's resolve is not a new finding
         inside = spec.incident_start < a.timestamp <= spec.incident_end + timedelta(minutes=1)
         (hit if inside and a.series.labels.get("service") == spec.service else elsewhere).append(a)
     found = (
@@ -193,18 +214,30 @@ def what_you_saw(s: Any, spec: Any, window_s: float, detect: Any) -> str:
 @click.option("--clickhouse", is_flag=True,
               help="Also leave the results in an embedded ClickHouse (chdb) database under DATA_DIR/clickhouse "
                    "(the tables the Grafana dashboards query).")  # fmt: skip
+@click.option("--alert-webhook", metavar="URL", help="Also send the alert notifications to this webhook "
+              "(Alertmanager webhook payload v4).")
+@click.option("--alert-secret", metavar="whsec_...", envvar="LOGTIDE_ALERT_SECRET",
+              help="Sign the webhook notifications (Standard Webhooks); or LOGTIDE_ALERT_SECRET.")
+@click.option("--alertmanager", metavar="URL", help="Also push the alerts to this Alertmanager (POST /api/v2/alerts).")
 @click.option("-v", "--verbose", count=True, help="More logging.")
-def demo(data_dir: str, minutes: int, seed: int, clickhouse: bool, verbose: int) -> None:
+def demo(*, data_dir: str, minutes: int, seed: int, clickhouse: bool, alert_webhook: str | None,
+         alert_secret: str | None, alertmanager: str | None, verbose: int) -> None:
     """Generate realistic logs with an incident and run the embedded pipeline on them."""
+    from logtide.alerts_embedded import EmbeddedAlerts, demo_alerts_config
     from logtide.demo_data import DemoSpec, demo_config_yaml, incident_view, write_demo_logs
     from logtide.embedded import OUTPUT_FILES, format_anomaly_line
+
+    try:
+        alerts_cfg = demo_alerts_config(alert_webhook, alert_secret, alertmanager)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).splitlines()[-1], param_hint="--alert-secret") from None
 
     _setup_logging("WARNING", verbose)
     out = Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("logs", "state", "clickhouse"):  # only what the demo itself creates
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in OUTPUT_FILES:
+    for name in (*OUTPUT_FILES, "alerts"):
         (out / f"{name}.ndjson").unlink(missing_ok=True)
     end = datetime.now(UTC).replace(second=0, microsecond=0)  # whole minutes: the last window is complete
     spec = DemoSpec(end=end, minutes=minutes, seed=seed)
@@ -220,15 +253,25 @@ def demo(data_dir: str, minutes: int, seed: int, clickhouse: bool, verbose: int)
     click.echo("anomalies:")
     cfg = build_config(str(cfg_path))
     t0 = time.monotonic()
-    s = run_pipeline(cfg, out, True, clickhouse=clickhouse, quiet=True)
+    notes: list[str] = []
+    alerts = EmbeddedAlerts(alerts_cfg, out / "alerts.ndjson", on_line=notes.append)
+    s = run_pipeline(cfg, out, True, clickhouse=clickhouse, quiet=True, alerts=alerts)
     for a in sorted(s.anomaly_list, key=lambda a: (a.timestamp, a.series.key)):
-        click.echo(format_anomaly_line(a))
+        line = format_anomaly_line(a)
+        click.echo(line if a.status == "firing" else f"{line}  RESOLVED (episode {a.episode_id[:12]})")
     if not s.anomalies:
+        click.echo("  (none)")
+    targets = [x for x in (alert_webhook, alertmanager and f"Alertmanager {alertmanager}") if x]
+    click.echo("\nalert notifications (grouped by service; event time)"
+               + (f", sent to {', '.join(targets)}:" if targets else ":"))
+    for line in notes:
+        click.echo("  " + line)
+    if not notes:
         click.echo("  (none)")
     click.echo("\n" + _summary_text(s, out, time.monotonic() - t0) + "\n")
     for line in incident_view(read_docs(out / "aggregates.ndjson"), spec):
         click.echo(line)
-    click.echo(f"\noutputs in {out}/: " + ", ".join(f"{n}.ndjson" for n in OUTPUT_FILES)
+    click.echo(f"\noutputs in {out}/: " + ", ".join(f"{n}.ndjson" for n in (*OUTPUT_FILES, "alerts"))
                + f"; config {cfg_path}; logs {out}/logs/")  # fmt: skip
     click.echo(f"one anomaly in full: head -1 {out}/anomalies.ndjson | python3 -m json.tool")
     if clickhouse:

@@ -215,8 +215,28 @@ class AnomalySeverity(StrEnum):
     critical = "critical"
 
 
+class AnomalyStatus(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+
+
+class Episode(_Part):
+    """One incident of one series: the same id from its first flagged window to its resolve."""
+
+    id: str = Field(description="Stable episode id, shared by every record of the episode.")
+    start: AwareDatetime = Field(description="Start of the first flagged window.")
+    end: AwareDatetime | None = Field(
+        default=None, description="End of the last flagged window; set on the resolved record."
+    )
+
+
 class Anomaly(_Event):
-    """Public contract on the `anomalies` topic: other teams subscribe to it."""
+    """Public contract on the `anomalies` topic: other teams subscribe to it.
+
+    A flagged window is a `firing` record; when the series has stayed inside its band for the
+    configured number of windows, one `resolved` record closes the episode (same `episode.id`).
+    Records written before episodes existed have neither field and read as firing, episode unset.
+    """
 
     KIND: ClassVar[str] = "anomaly"
 
@@ -230,6 +250,13 @@ class Anomaly(_Event):
     severity: AnomalySeverity
     detector: Detector
     context: list[ContextPoint] = Field(default_factory=list, description="Recent points, oldest first.")
+    status: AnomalyStatus = AnomalyStatus.firing
+    episode: Episode | None = None
+
+    @property
+    def episode_id(self) -> str:
+        """The episode this record belongs to (its own id for records older than episodes)."""
+        return self.episode.id if self.episode is not None else self.event.id
 
 
 class AlertStatus(StrEnum):
@@ -237,8 +264,20 @@ class AlertStatus(StrEnum):
     resolved = "resolved"
 
 
+class Delivery(_Part):
+    """One attempt to hand a notification to a receiver (the notification log's record of it)."""
+
+    receiver: str
+    integration: str = Field(description="webhook, slack, pagerduty or alertmanager.")
+    group_key: str
+    attempt: int = Field(ge=0)
+    outcome: Literal["sent", "failed", "retrying", "dead_letter", "suppressed"]
+    reason: str | None = Field(default=None, description="HTTP status, error text or suppression reason.")
+    content_hash: str | None = None
+
+
 class AlertNotification(_Event):
-    """What a webhook receives: grouped anomalies, Alertmanager-like."""
+    """A notification about one alert group, Alertmanager-like; `delivery` says what became of it."""
 
     KIND: ClassVar[str] = "alert"
 
@@ -251,6 +290,7 @@ class AlertNotification(_Event):
     ends_at: AwareDatetime | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
     anomaly_ids: list[str] = Field(default_factory=list)
+    delivery: Delivery | None = None
 
 
 class ErrorInfo(_Part):

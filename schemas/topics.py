@@ -12,6 +12,9 @@ LOGS_ENRICHED = "logs.enriched"
 METRICS_AGG = "metrics.agg"
 ANOMALIES = "anomalies"
 DEADLETTER = "deadletter"
+ALERTS = "alerts"  # every notification attempt (AlertNotification)
+ALERTS_NFLOG = "alerts.nflog"  # compacted: the notification log, keyed by group/receiver
+ALERTS_SILENCES = "alerts.silences"  # compacted: silences, keyed by id
 
 ALL = (LOGS_RAW, METRICS_RAW, LOGS_ENRICHED, METRICS_AGG, ANOMALIES, DEADLETTER)
 
@@ -48,6 +51,18 @@ class Topics:
     @property
     def deadletter(self) -> str:
         return self.name(DEADLETTER)
+
+    @property
+    def alerts(self) -> str:
+        return self.name(ALERTS)
+
+    @property
+    def alerts_nflog(self) -> str:
+        return self.name(ALERTS_NFLOG)
+
+    @property
+    def alerts_silences(self) -> str:
+        return self.name(ALERTS_SILENCES)
 
     def all(self) -> list[str]:
         return [self.name(t) for t in ALL]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv and installs logtide with its test dependencies; installs the Debian tools the
-# tests call (kcat). Safe to repeat: each step is skipped when already done.
+# tests call (kcat, and prometheus-alertmanager for the alert tests). Safe to repeat: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,25 +14,19 @@ fi
 # requirements.lock pins what the suite last passed with (scripts/lock.sh regenerates it).
 .venv/bin/uv pip install --python .venv/bin/python -q -c requirements.lock -e ".[all,test${EXTRAS:+,$EXTRAS}]"
 
-# Debian tools the tests call: kcat (a trusted Kafka reader to compare with), openssl (test
-# certificates). Each is installed only when missing.
+# Debian tools the tests call, each installed only when missing (one apt run for all): kcat (a
+# trusted Kafka reader to compare with), openssl (test certificates), prometheus and
+# prometheus-node-exporter (the metrics comparison test), prometheus-alertmanager 0.25 (the alert
+# tests). The tests start their own instances on loopback; the packages' services are not used.
 missing=()
-command -v kcat >/dev/null 2>&1 || missing+=(kcat)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+for tool in kcat openssl prometheus prometheus-node-exporter prometheus-alertmanager; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
 if [ "${SKIP_APT:-}" != "1" ] && [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
   else
     echo "setup: missing ${missing[*]}; install them from Debian (sudo apt-get install ${missing[*]})" >&2
-  fi
-fi
-# the metrics comparison test runs Debian's node_exporter and Prometheus on loopback
-# (--no-install-recommends; the packages' services are not started by the test, it starts its own)
-if [ "${SKIP_APT:-}" != "1" ] && { ! command -v prometheus >/dev/null 2>&1 || ! command -v prometheus-node-exporter >/dev/null 2>&1; }; then
-  if [ "$(id -u)" = "0" ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      prometheus prometheus-node-exporter >/dev/null
-  else
-    echo "setup: install Debian's prometheus and prometheus-node-exporter for the metrics comparison test" >&2
   fi
 fi

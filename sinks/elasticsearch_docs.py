@@ -141,6 +141,8 @@ KIND_MAPPINGS: dict[str, dict[str, Any]] = {
         "severity": _KEYWORD,
         "detector": {"properties": {"name": _KEYWORD, "threshold": _DOUBLE}},
         "context": {"type": "object", "enabled": False},
+        "status": _KEYWORD,
+        "episode": {"properties": {"id": _KEYWORD, "start": _DATE, "end": _DATE}},
     },
     "alerts": {
         "status": _KEYWORD,
@@ -152,6 +154,13 @@ KIND_MAPPINGS: dict[str, dict[str, Any]] = {
         "ends_at": _DATE,
         "anomaly_ids": _KEYWORD,
         "annotations": {"type": "flattened"},
+        "delivery": {
+            "properties": {
+                "receiver": _KEYWORD, "integration": _KEYWORD, "group_key": _KEYWORD,
+                "attempt": {"type": "integer"}, "outcome": _KEYWORD, "reason": {"type": "text"},
+                "content_hash": _KEYWORD,
+            }
+        },
     },
     "deadletter": {
         "error": {"properties": {"type": _KEYWORD, "message": {"type": "text"}, "field": _KEYWORD}},

@@ -141,6 +141,16 @@ class DetectConfig(_Section):
     threshold: float = Field(default=0.5, ge=0, le=1)
     critical_score: float = Field(default=0.8, ge=0, le=1)
     context_points: int = Field(default=10, ge=0, le=1000)
+    resolve_after_windows: PositiveInt = Field(
+        default=3,
+        description=(
+            "A flagged series' episode resolves after this many consecutive windows inside the band it had "
+            "when the episode opened."
+        ),
+    )
+    episode_max_quiet_windows: PositiveInt = Field(
+        default=60, description="An episode with no flagged window for this many windows resolves anyway."
+    )
     rules: list[DetectRule] = Field(default_factory=_default_rules)
     metrics: MetricDetectConfig = Field(default_factory=MetricDetectConfig)
 

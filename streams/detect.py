@@ -4,6 +4,14 @@ One detector per series (built from `detectors/` by name), fed one statistic of 
 (the rule's stat: the mean of an error ratio, the p90 of a latency, the count of events). The anomaly
 carries what its receiver needs to judge it without a query: the value, what was expected and the
 band, the score and severity, the window, and the last few points of the series.
+
+Episodes: the first flagged window of a series opens an episode (id from the series and that window),
+every flagged window until it ends carries the same id, and once the series has stayed inside its band
+for `resolve_after_windows` consecutive windows one `resolved` record closes it. The band is the one
+the detector gave when the episode opened (a detector that adapts during an incident widens its
+current band, which would end the episode while the incident goes on); after
+`episode_max_quiet_windows` windows without a flag the episode closes anyway (a lasting level shift).
+The episode is part of the series' detector state, so it survives restarts and rebalances.
 """
 
 from __future__ import annotations
@@ -18,9 +26,11 @@ from typing import Any, Protocol
 from logtide.schemas import (
     Anomaly,
     AnomalySeverity,
+    AnomalyStatus,
     Band,
     ContextPoint,
     Detector,
+    Episode,
     EventInfo,
     WindowAggregate,
     stable_id,
@@ -61,30 +71,39 @@ def _finite(x: float, fallback: float) -> float:
 
 
 class SeriesDetector:
-    """A series' detector, its recent context and the windows pooled until they hold enough events
-    (``DetectRule.min_events``: sum of the statistic times the events, and the events); plain data."""
+    """A series' detector, its recent context, the windows pooled until they hold enough events
+    (``DetectRule.min_events``: sum of the statistic times the events, and the events) and its open
+    episode; plain data.
 
-    __slots__ = ("context", "det", "first_ms", "pooled")
+    `episode` is None or [episode id, start ms, end ms of the last flagged window, consecutive windows
+    back in band, peak severity, band lower, band upper (the band when the episode opened), windows
+    since the last flagged one].
+    `first_ms` is the end of the first window seen: the baseline's age.
+    """
+
+    __slots__ = ("context", "det", "episode", "first_ms", "pooled")
 
     def __init__(self, det: DetectorLike, context: int, points: list[list[float]] | None = None,
-                 first_ms: int | None = None, pooled: list[float] | None = None) -> None:
+                 pooled: list[float] | None = None, episode: list[Any] | None = None,
+                 first_ms: int | None = None) -> None:
         self.det = det
         self.context: deque[tuple[int, float]] = deque(
             ((int(t), float(v)) for t, v in (points or [])), maxlen=context or 1
         )
         self.first_ms = first_ms  # end of the first window seen: the baseline's age
         self.pooled = [float(v) for v in pooled] if pooled else [0.0, 0.0]
+        self.episode = list(episode) if episode else None
 
     def to_plain(self) -> list[Any]:
-        out = [self.det.to_bytes().decode("utf-8"), [list(p) for p in self.context], self.first_ms]
-        return [*out, list(self.pooled)] if self.pooled[1] else out
+        """[detector, context, pooled, episode, first_ms] (older layouts restore: two items, or three
+        with the pool, or four with the episode)."""
+        return [self.det.to_bytes().decode("utf-8"), [list(p) for p in self.context], list(self.pooled),
+                self.episode, self.first_ms]
 
     @classmethod
     def from_plain(cls, d: list[Any], context: int) -> SeriesDetector:
-        third = d[2] if len(d) > 2 else None
-        if isinstance(third, list):  # [detector, context, pooled]: written before the baseline's age was kept
-            return cls(restore_detector(d[0].encode("utf-8")), context, d[1], None, third)
-        return cls(restore_detector(d[0].encode("utf-8")), context, d[1], third, d[3] if len(d) > 3 else None)
+        return cls(restore_detector(d[0].encode("utf-8")), context, d[1], d[2] if len(d) > 2 else None,
+                   d[3] if len(d) > 3 else None, d[4] if len(d) > 4 else None)
 
 
 _PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -99,6 +118,10 @@ def relative_change(metric: str, value: float, expected: float) -> float:
     """The move relative to the series' scale: its expected value, or 1 for a `_ratio` (0-1) series."""
     scale = 1.0 if metric.endswith("_ratio") else abs(expected)
     return abs(value - expected) / scale if scale > 0 else math.inf
+
+
+def _utc_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 class Detection:
@@ -137,7 +160,8 @@ class Detection:
         return SeriesDetector.from_plain(plain, self.cfg.context_points)
 
     def observe(self, sd: SeriesDetector, agg: WindowAggregate) -> Anomaly | None:
-        """Feed one closed window; an Anomaly when the score reaches the threshold."""
+        """Feed one closed window: a firing Anomaly when the score reaches the threshold, a resolved
+        one when an open episode has stayed inside its band long enough, otherwise None."""
         rule = self.rule_for(agg.series.metric)
         if rule is None:
             return None
@@ -164,10 +188,22 @@ class Detection:
         context = list(sd.context)
         sd.context.append((int(t * 1000), value))
         score = min(1.0, max(0.0, _finite(s.score, 0.0)))
-        if score < self.cfg.threshold:
-            return None
         expected = _finite(s.expected, value)
         lower, upper = _finite(s.lower, expected), _finite(s.upper, expected)
+        start_ms, end_ms = int(agg.window.start.timestamp() * 1000), int(t * 1000)
+        ep = sd.episode
+        if score < self.cfg.threshold:
+            if ep is None:
+                return None
+            ep[7] += 1
+            ep[3] = ep[3] + 1 if ep[5] <= value <= ep[6] else 0
+            if ep[3] < self.cfg.resolve_after_windows and ep[7] < self.cfg.episode_max_quiet_windows:
+                return None
+            sd.episode = None
+            return self._resolved(
+                agg, stat=stat, value=value, expected=expected, lower=lower, upper=upper, score=score,
+                ep=ep, context=context,
+            )
         severity = AnomalySeverity.critical if score >= self.cfg.critical_score else AnomalySeverity.warning
         direction = "above" if value > upper else "below" if value < lower else "outside"
         labels = {**agg.labels, "stat": stat}
@@ -184,6 +220,12 @@ class Detection:
             if age_s < m.young_seconds:
                 labels["baseline"] = "young"
                 note = f"; young baseline: {age_s:.0f} s of history"
+        if ep is None:
+            ep = sd.episode = [stable_id("episode", agg.series.key, start_ms), start_ms, end_ms, 0, severity.value,
+                               min(lower, upper), max(lower, upper), 0]
+        ep[2], ep[3], ep[7] = max(ep[2], end_ms), 0, 0
+        if severity == AnomalySeverity.critical:
+            ep[4] = severity.value
         return Anomaly(
             timestamp=end,
             event=EventInfo(
@@ -208,10 +250,51 @@ class Detection:
             context=[
                 ContextPoint(timestamp=datetime.fromtimestamp(ts / 1000, UTC), value=v) for ts, v in context
             ],
+            status=AnomalyStatus.firing,
+            episode=Episode(id=ep[0], start=_utc_ms(ep[1])),
+        )
+
+    def _resolved(
+        self,
+        agg: WindowAggregate,
+        *,
+        stat: str,
+        value: float,
+        expected: float,
+        lower: float,
+        upper: float,
+        score: float,
+        ep: list[Any],
+        context: list[tuple[int, float]],
+    ) -> Anomaly:
+        """The record that closes an episode (same id; severity is the episode's peak)."""
+        start, end = _utc_ms(ep[1]), _utc_ms(ep[2])
+        return Anomaly(
+            timestamp=agg.window.end,
+            event=EventInfo(id=stable_id("anomaly-resolved", ep[0]), kind="alert", dataset="logtide.anomalies"),
+            logtide=Anomaly.meta(),
+            labels={**agg.labels, "stat": stat},
+            message=(
+                f"{agg.series.key} {stat} is back inside its band [{ep[5]:.6g}, {ep[6]:.6g}] "
+                f"for {ep[3]} windows "
+                f"(episode {start:%H:%M:%S}-{end:%H:%M:%S} resolved)"
+            ),
+            series=agg.series,
+            window=agg.window,
+            value=value,
+            expected=expected,
+            band=Band(lower=min(lower, upper), upper=max(lower, upper)),
+            score=score,
+            severity=AnomalySeverity(ep[4]),
+            detector=Detector(name=self.cfg.detector, threshold=self.cfg.threshold),
+            context=[ContextPoint(timestamp=_utc_ms(ts), value=v) for ts, v in context],
+            status=AnomalyStatus.resolved,
+            episode=Episode(id=ep[0], start=start, end=end),
         )
 
 
 def format_anomaly(a: Anomaly) -> str:
     """One readable line for a terminal."""
     w = f"{a.window.start:%H:%M:%S}-{a.window.end:%H:%M:%S}" if a.window else f"{a.timestamp:%H:%M:%S}"
-    return f"[{a.severity.value.upper():8}] {w} {a.message}"
+    tag = "RESOLVED" if a.status == AnomalyStatus.resolved else a.severity.value.upper()
+    return f"[{tag:8}] {w} {a.message}"

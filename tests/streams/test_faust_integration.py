@@ -210,6 +210,7 @@ async def test_end_to_end_exact_aggregates_incident_dead_letters_lateness(env) -
     data = logs + closers(t0, 1830)
     want, want_anoms = expected(cfg, data)
     assert want_anoms, "the reference pipeline must see the incident"
+    assert [a.status.value for a in want_anoms][-1] == "resolved", "the incident's episode resolves"
 
     worker = env["start"]("a")
     await wait_for(worker.settled, "the worker to be ready", check=env["check"])

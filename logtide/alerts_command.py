@@ -1,0 +1,303 @@
+"""`logtide alerts`: the Kafka alert process (anomalies -> receivers), and `logtide alerts silence`.
+
+At start it reads the notification log and the silences back from their compacted topics, then
+replays the last `alerts.replay_lookback` of `anomalies` (event time) to rebuild the open alerts, and
+goes live on the wall clock. So a restart neither pages twice (the log says what was sent) nor
+forgets a resolve (the replay brings the alert back; the resolve record then ends it). Several
+instances may run: they join one consumer group on the notification log's single partition, and only
+its owner alerts; the others stand by and take over (reading the log back) when it goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import orjson
+
+from logtide.config import Config
+from logtide.config_command import load_for_command
+from logtide.kafka_client import connection_kwargs, producer_kwargs
+from logtide.schemas import Anomaly, DeadLetter, DeadLetterSource, Topics, decode, encode
+
+log = logging.getLogger("logtide.alerts")
+
+
+class AlertProcess:
+    """One alert process: Kafka in, receivers out, state in compacted topics."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.topics = Topics(cfg.topics.prefix)
+        self.conn = connection_kwargs(cfg.kafka)
+        self.stopping = asyncio.Event()
+        self.live = asyncio.Event()
+        self.engine: Any = None
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _send(self, topic: str, value: bytes | None, key: str | None = None) -> None:
+        fut = asyncio.ensure_future(self.producer.send(topic, value, key=key.encode() if key else None))
+        self._pending.add(fut)
+        fut.add_done_callback(self._pending.discard)
+
+    async def run(self) -> None:
+        """Wait to be the leader (the one member of the alert group that owns the notification log's
+        single partition), alert while leader, stand by again if leadership moves."""
+        from aiokafka import AIOKafkaConsumer
+
+        from logtide.sinks.alerts.kafka_state import ensure_topics
+
+        t = self.topics
+        parts = await ensure_topics(self.conn, [t.alerts, t.anomalies, t.deadletter],
+                                    [t.alerts_nflog, t.alerts_silences], self.cfg.topics.partitions,
+                                    self.cfg.topics.replication_factor)
+        leader = AIOKafkaConsumer(
+            **self.conn, group_id=self.cfg.alerts.group_id, enable_auto_commit=False, auto_offset_reset="latest",
+            session_timeout_ms=int(self.cfg.alerts.leader_session_timeout * 1000),
+            heartbeat_interval_ms=max(100, int(self.cfg.alerts.leader_session_timeout * 1000 / 4)),
+        )
+        await leader.start()
+        leader.subscribe([t.alerts_nflog])
+        try:
+            while not self.stopping.is_set():
+                if not leader.assignment():
+                    await leader.getmany(timeout_ms=300)  # stand by: keeps our membership alive
+                    continue
+                log.info("leader of %s: alerting", self.cfg.alerts.group_id)
+                await self._lead(parts, leader)
+                if not self.stopping.is_set():
+                    log.warning("leadership moved to another instance: standing by")
+        finally:
+            await leader.stop()
+
+    async def _lead(self, parts: dict[str, list[int]], leader: Any) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+        from logtide.sinks.alerts.engine import AlertEngine
+        from logtide.sinks.alerts.kafka_state import behind, load_nflog, load_silences, read_compacted
+
+        t = self.topics
+        nflog = load_nflog(await read_compacted(self.conn, t.alerts_nflog, parts[t.alerts_nflog]))
+        silences = load_silences(await read_compacted(self.conn, t.alerts_silences, parts[t.alerts_silences]))
+        self.producer = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
+        await self.producer.start()
+        engine = self.engine = AlertEngine(
+            self.cfg.alerts, silences=silences, nflog=nflog,
+            record=lambda r: self._send(t.alerts, encode(r), r.delivery.group_key if r.delivery else None),
+            persist=lambda k, e: self._send(t.alerts_nflog, None if e is None else orjson.dumps(e.to_plain()), k),
+            clock=time.time,
+        )
+        metrics_server = None
+        if self.cfg.alerts.metrics_port:
+            from prometheus_client import start_http_server
+
+            try:
+                metrics_server, _ = start_http_server(self.cfg.alerts.metrics_port, "127.0.0.1",
+                                                      registry=engine.metrics.registry)
+            except OSError as exc:
+                log.warning("no /metrics on port %d: %s", self.cfg.alerts.metrics_port, exc)
+        await engine.start()
+        consumer = AIOKafkaConsumer(**self.conn, enable_auto_commit=False, auto_offset_reset="earliest")
+        sil_consumer = AIOKafkaConsumer(**self.conn, enable_auto_commit=False, auto_offset_reset="latest")
+        await consumer.start()
+        await sil_consumer.start()
+        sil_task = None
+        try:
+            tps = [TopicPartition(t.anomalies, p) for p in parts[t.anomalies]]
+            consumer.assign(tps)
+            since = int((time.time() - self.cfg.alerts.replay_lookback) * 1000)
+            offs = await consumer.offsets_for_times(dict.fromkeys(tps, since))
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                o = offs.get(tp)
+                consumer.seek(tp, o.offset if o is not None else ends[tp])
+            # replay: rebuild the open alerts in event time; nothing is flushed until live
+            while await behind(consumer, ends):
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in msgs:
+                        a = self._decode(m)
+                        if a is not None:
+                            engine.dispatcher.ingest(a, a.timestamp.timestamp())
+            log.info("replayed %d open alerts; live", len(engine.dispatcher.alerts))
+            sil_tps = [TopicPartition(t.alerts_silences, p) for p in parts[t.alerts_silences]]
+            sil_consumer.assign(sil_tps)
+            sil_task = asyncio.create_task(self._follow_silences(sil_consumer, silences))
+            self.live.set()
+            while not self.stopping.is_set():
+                await leader.getmany(timeout_ms=0)  # membership heartbeat; a rebalance may take leadership
+                if not leader.assignment():
+                    break
+                batch = await consumer.getmany(timeout_ms=int(self.cfg.alerts.tick_seconds * 1000))
+                now = time.time()
+                for msgs in batch.values():
+                    for m in msgs:
+                        a = self._decode(m)
+                        if a is not None:
+                            engine.ingest(a, now)
+                engine.tick(now)
+        finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
+            if sil_task is not None:
+                sil_task.cancel()
+            await engine.close()
+            if self._pending:
+                await asyncio.gather(*list(self._pending), return_exceptions=True)
+            await self.producer.stop()
+            await consumer.stop()
+            await sil_consumer.stop()
+            self.live.clear()
+
+    async def _follow_silences(self, consumer: Any, silences: Any) -> None:
+        from logtide.sinks.alerts.kafka_state import load_silences
+
+        while True:
+            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+                load_silences([(m.key.decode() if m.key else "", m.value) for m in msgs], silences)
+
+    def _decode(self, m: Any) -> Anomaly | None:
+        src = DeadLetterSource(stage="alerts", topic=m.topic, partition=m.partition, offset=m.offset)
+        a = decode(m.value or b"", Anomaly, source=src)
+        if isinstance(a, DeadLetter):
+            self.engine.metrics.dead_letters.inc()
+            self._send(self.topics.deadletter, encode(a))
+            return None
+        return a
+
+
+async def _silence_io(cfg: Config) -> tuple[Any, Any]:
+    from logtide.sinks.alerts.kafka_state import ensure_topics, load_silences, read_compacted
+
+    conn = connection_kwargs(cfg.kafka)
+    t = Topics(cfg.topics.prefix)
+    parts = await ensure_topics(conn, [], [t.alerts_silences])
+    return load_silences(await read_compacted(conn, t.alerts_silences, parts[t.alerts_silences])), t
+
+
+async def _put_silence(cfg: Config, s: Any) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    p = AIOKafkaProducer(**producer_kwargs(cfg.kafka))
+    await p.start()
+    try:
+        await p.send_and_wait(Topics(cfg.topics.prefix).alerts_silences, orjson.dumps(s.to_plain()),
+                              key=s.id.encode())
+    finally:
+        await p.stop()
+
+
+@click.group("alerts", invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file.")
+@click.option("--bootstrap", help="Override kafka.bootstrap_servers.")
+@click.pass_context
+def alerts(ctx: click.Context, config_path: str | None, bootstrap: str | None) -> None:
+    """Route anomalies to people: grouping, inhibition, silences, resolves; webhook, Slack, PagerDuty,
+    Alertmanager. Without a subcommand, runs the alert process."""
+    ctx.obj = (config_path, bootstrap)
+    if ctx.invoked_subcommand is not None:
+        return
+    cfg = load_for_command(config_path, bootstrap)
+    logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        proc = AlertProcess(cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, proc.stop)
+        await proc.run()
+
+    asyncio.run(main())
+
+
+def _cfg(ctx: click.Context, config_path: str | None, bootstrap: str | None) -> Config:
+    parent = ctx.find_root().obj or (None, None)
+    return load_for_command(config_path or parent[0], bootstrap or parent[1])
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@alerts.group("silence")
+def silence() -> None:
+    """Create, list and expire silences (stored in a compacted topic, honoured by every alert process)."""
+
+
+_common = [
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file."),
+    click.option("--bootstrap", help="Override kafka.bootstrap_servers."),
+]
+
+
+def _with_common(f: Any) -> Any:
+    for opt in reversed(_common):
+        f = opt(f)
+    return f
+
+
+@silence.command("add")
+@_with_common
+@click.option("--matcher", "-m", "matchers", multiple=True, required=True,
+              help='Label matcher, e.g. service="checkout" or metric=~"log.*" (repeatable; all must match).')
+@click.option("--duration", default="2h", show_default=True, help="How long, from --start (30m, 2h, 1h30m).")
+@click.option("--start", "start", type=click.DateTime(), help="Start (UTC); default now.")
+@click.option("--author", default="", help="Who silences.")
+@click.option("--comment", default="", help="Why.")
+@click.pass_context
+def silence_add(ctx: click.Context, *, config_path: str | None, bootstrap: str | None, matchers: tuple[str, ...],
+                duration: str, start: datetime | None, author: str, comment: str) -> None:
+    """Add a silence; prints its id."""
+    from logtide.sinks.alerts.config import parse_duration
+    from logtide.sinks.alerts.silence import Silence
+
+    cfg = _cfg(ctx, config_path, bootstrap)
+    now = time.time()
+    begin = start.replace(tzinfo=UTC).timestamp() if start else now
+    try:
+        s = Silence.new(list(matchers), starts_at=begin, ends_at=begin + parse_duration(duration),
+                        created_by=author, comment=comment, now=now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    asyncio.run(_put_silence(cfg, s))
+    click.echo(s.id)
+
+
+@silence.command("list")
+@_with_common
+@click.option("--all", "show_all", is_flag=True, help="Expired silences too.")
+@click.pass_context
+def silence_list(ctx: click.Context, config_path: str | None, bootstrap: str | None, show_all: bool) -> None:
+    """List silences: id, state, matchers, start, end, author, comment."""
+    cfg = _cfg(ctx, config_path, bootstrap)
+    silences, _ = asyncio.run(_silence_io(cfg))
+    now = time.time()
+    for s in silences.list():
+        st = s.state(now)
+        if st == "expired" and not show_all:
+            continue
+        click.echo(f"{s.id}  {st:8} {' '.join(s.matchers)}  {_iso(s.starts_at)} -> {_iso(s.ends_at)}  "
+                   f"{s.created_by}: {s.comment}")
+
+
+@silence.command("expire")
+@_with_common
+@click.argument("silence_id")
+@click.pass_context
+def silence_expire(ctx: click.Context, config_path: str | None, bootstrap: str | None, silence_id: str) -> None:
+    """End a silence now (it stays listed with --all)."""
+    cfg = _cfg(ctx, config_path, bootstrap)
+    silences, _ = asyncio.run(_silence_io(cfg))
+    if silence_id not in silences.by_id:
+        raise click.ClickException(f"no silence {silence_id}")
+    e = silences.expire(silence_id, time.time())
+    asyncio.run(_put_silence(cfg, e))
+    click.echo(f"expired {silence_id}")

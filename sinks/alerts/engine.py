@@ -1,0 +1,168 @@
+"""The alert engine: the pure dispatcher driven by a clock, its notifications handed to receiver
+workers, every attempt turned into an `AlertNotification` record and counted.
+
+Used by `logtide alerts` (Kafka in and out) and by the demo and `logtide run` (in-process, event
+time). The engine itself does no Kafka: `record` (attempt records) and `persist` (notification log
+entries) are callbacks the process wires to a topic or a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+from logtide.schemas import (
+    AlertNotification,
+    AlertStatus,
+    Anomaly,
+    AnomalySeverity,
+    Delivery,
+    EventInfo,
+    stable_id,
+)
+from logtide.sinks.alerts.config import AlertsConfig
+from logtide.sinks.alerts.delivery import Integration, ReceiverWorker, integrations
+from logtide.sinks.alerts.dispatch import SUPPRESS_REASONS, Dispatcher, Notification
+from logtide.sinks.alerts.metrics import AlertMetrics
+from logtide.sinks.alerts.nflog import Entry, NotificationLog
+from logtide.sinks.alerts.silence import Silences
+
+_SEV = ["info", "warning", "critical"]
+
+
+def attempt_record(n: Notification, it: Integration, attempt: int, outcome: str, reason: str | None,
+                   *, now: float) -> AlertNotification:
+    """The `logtide.alerts` record of one delivery attempt."""
+    sev = max((a.labels.get("severity", "info") for a in n.alerts), key=lambda s: _SEV.index(s) if s in _SEV else 0,
+              default="info")
+    return AlertNotification(
+        timestamp=datetime.fromtimestamp(now, UTC),
+        event=EventInfo(id=stable_id("alert", n.id, it.kind, attempt, outcome), kind="alert", dataset="logtide.alerts"),
+        logtide=AlertNotification.meta(),
+        labels=dict(n.group_labels),
+        status=AlertStatus(n.status),
+        severity=AnomalySeverity(sev if sev in _SEV else "info"),
+        fingerprint=n.group_key,
+        summary=f"{n.status} {n.group_key} ({len(n.alerts)} alerts) -> {n.receiver}/{it.kind}",
+        starts_at=datetime.fromtimestamp(min((a.starts_at for a in n.alerts), default=n.at), UTC),
+        ends_at=(datetime.fromtimestamp(max(a.ends_at or 0 for a in n.alerts), UTC)
+                 if n.alerts and all(a.resolved() for a in n.alerts) else None),
+        annotations={"webhook_id": n.id},
+        anomaly_ids=sorted({a.episode for a in n.alerts}),
+        delivery=Delivery(receiver=n.receiver, integration=it.kind, group_key=n.group_key, attempt=attempt,
+                          outcome=outcome, reason=reason, content_hash=n.content_hash),  # type: ignore[arg-type]
+    )
+
+
+class AlertEngine:
+    """Dispatcher + receiver workers. `clock` is None for event time (the caller passes `now`)."""
+
+    def __init__(
+        self,
+        cfg: AlertsConfig,
+        *,
+        silences: Silences | None = None,
+        nflog: NotificationLog | None = None,
+        record: Callable[[AlertNotification], None] = lambda r: None,
+        persist: Callable[[str, Entry | None], None] = lambda k, e: None,
+        on_notification: Callable[[Notification], None] = lambda n: None,
+        metrics: AlertMetrics | None = None,
+        clock: Callable[[], float] | None = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.metrics = metrics or AlertMetrics()
+        self.record, self.persist, self.on_notification, self.clock = record, persist, on_notification, clock
+        self.items = {r.name: integrations(r, cfg) for r in cfg.receivers}
+        send_resolved = {name: any(i.send_resolved for i in its) or not its for name, its in self.items.items()}
+        self.dispatcher = Dispatcher(cfg, silences, nflog, send_resolved)
+        self.client = httpx.AsyncClient()
+        self.workers: dict[str, ReceiverWorker] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self._seen_suppressed = {r: 0 for r in SUPPRESS_REASONS}
+        self.event_now = float("-inf")
+        self._last_resend: dict[str, float] = {}
+
+    def now(self) -> float:
+        return self.clock() if self.clock is not None else self.event_now
+
+    async def start(self) -> None:
+        for name, its in self.items.items():
+            w = ReceiverWorker(name, its, self.cfg.delivery, self.client, self._attempt, self._done,
+                               lambda reason: self.metrics.suppressed.labels(reason).inc())
+            self.workers[name] = w
+            self.tasks.append(asyncio.create_task(w.run(), name=f"alerts-{name}"))
+
+    async def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.client.aclose()
+
+    async def drain(self) -> None:
+        """Wait until every queued notification has been delivered or given up."""
+        for w in self.workers.values():
+            await w.queue.join()
+
+    # --- input and timers -------------------------------------------------------------------------
+    def ingest(self, a: Anomaly, now: float | None = None) -> None:
+        """One anomaly record; `now` defaults to the clock, or to the record's time in event time."""
+        if now is None:
+            now = self.clock() if self.clock is not None else a.timestamp.timestamp()
+        self.tick(now)  # timers due before this record fire first (event time may jump forward)
+        self.metrics.anomalies.labels(a.status.value).inc()
+        self.dispatcher.ingest(a, now)
+        self.tick(now)
+
+    def tick(self, now: float | None = None) -> list[Notification]:
+        """Flush due groups and hand their notifications to the workers."""
+        now = self.now() if now is None else now
+        self.event_now = max(self.event_now, now)
+        out = self.dispatcher.advance(now)
+        self._resend(now)
+        for n in out:
+            self.on_notification(n)
+            w = self.workers.get(n.receiver)
+            if w is None or not w.items:  # a receiver with no integration: done as soon as decided
+                self._done(n, True)
+            else:
+                w.offer(n)
+        self._count_suppressed()
+        self.metrics.groups.set(len(self.dispatcher.groups))
+        return out
+
+    def _resend(self, now: float) -> None:
+        """Re-send firing alerts to the integrations that expire them otherwise (Alertmanager)."""
+        for name, its in self.items.items():
+            for it in its:
+                if it.resend_interval is None or now < self._last_resend.get(name, float("-inf")) + it.resend_interval:
+                    continue
+                self._last_resend[name] = now
+                alerts = self.dispatcher.firing_for(name, now)
+                if alerts and name in self.workers:
+                    fps = frozenset(a.fp for a in alerts)
+                    self.workers[name].offer(Notification(name, "resend", {}, [a.copy() for a in alerts], fps,
+                                                          frozenset(), now, "resend", only=it.kind))
+
+    def _count_suppressed(self) -> None:
+        for r in SUPPRESS_REASONS:
+            d = self.dispatcher.suppressed[r] - self._seen_suppressed[r]
+            if d:
+                self.metrics.suppressed.labels(r).inc(d)
+                self._seen_suppressed[r] += d
+
+    # --- delivery outcomes ------------------------------------------------------------------------
+    def _attempt(self, n: Notification, it: Integration, attempt: int, outcome: str, reason: str | None) -> None:
+        self.metrics.attempts.labels(n.receiver, it.kind, outcome).inc()
+        self.record(attempt_record(n, it, attempt, outcome, reason, now=time.time()))
+
+    def _done(self, n: Notification, done: bool) -> None:
+        if n.only is not None:
+            return  # a re-send: the notification log is not involved
+        entry = self.dispatcher.delivered(n, done, self.now())
+        if entry is not None:
+            self.persist(n.log_key, entry)
+            if n.log_key not in self.dispatcher.nflog.entries:
+                self.persist(n.log_key, None)

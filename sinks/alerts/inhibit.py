@@ -1,0 +1,90 @@
+"""Inhibition (Alertmanager's inhibit/): a firing source alert mutes matching targets that share the
+`equal` labels; an alert never inhibits itself.
+
+Kept incrementally: the dispatcher reports each alert that starts or stops firing, and the index holds,
+per rule, the firing sources by their `equal` label values. Whether an alert's labels match a rule's
+source and target matchers is computed once per fingerprint (labels do not change under one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from logtide.sinks.alerts.config import InhibitRule
+from logtide.sinks.alerts.model import Alert, Matcher, matches_all
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, c: InhibitRule) -> Rule:
+        return cls(tuple(map(Matcher.parse, c.source_matchers)), tuple(map(Matcher.parse, c.target_matchers)),
+                   tuple(c.equal))
+
+
+class Inhibitor:
+    """Answers `inhibited_by(alert)` against the alerts currently firing."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+        self._sources: list[dict[tuple[str, ...], set[str]]] = [{} for _ in rules]
+        self._match: dict[str, tuple[tuple[bool, bool], ...]] = {}
+        self.key_version: dict[tuple[int, tuple[str, ...]], int] = {}  # bumped when its sources change
+
+    def _matches(self, a: Alert) -> tuple[tuple[bool, bool], ...]:
+        m = self._match.get(a.fp)
+        if m is None:
+            if len(self._match) > 200_000:
+                self._match.clear()
+            m = self._match[a.fp] = tuple(
+                (matches_all(r.source, a.labels), matches_all(r.target, a.labels)) for r in self.rules
+            )
+        return m
+
+    def firing(self, a: Alert) -> None:
+        """This alert fires now (idempotent)."""
+        for i, (src, _) in enumerate(self._matches(a)):
+            if src:
+                key = tuple(a.labels.get(e, "") for e in self.rules[i].equal)
+                bucket = self._sources[i].setdefault(key, set())
+                if a.fp not in bucket:
+                    bucket.add(a.fp)
+                    self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
+
+    def stopped(self, a: Alert) -> None:
+        """This alert resolved or went away (idempotent)."""
+        for i, (src, _) in enumerate(self._matches(a)):
+            if src:
+                key = tuple(a.labels.get(e, "") for e in self.rules[i].equal)
+                bucket = self._sources[i].get(key)
+                if bucket is not None and a.fp in bucket:
+                    bucket.discard(a.fp)
+                    self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
+                    if not bucket:
+                        del self._sources[i][key]
+
+    def deps(self, a: Alert) -> list[tuple[int, tuple[str, ...]]]:
+        """The (rule, equal values) whose sources decide whether this alert is inhibited."""
+        return [(i, tuple(a.labels.get(e, "") for e in self.rules[i].equal))
+                for i, (_, tgt) in enumerate(self._matches(a)) if tgt]
+
+    def stamp(self, deps: set[tuple[int, tuple[str, ...]]]) -> int:
+        """Changes whenever the sources behind any of these deps change (versions only grow)."""
+        kv = self.key_version
+        return sum(kv.get(d, 0) for d in deps)
+
+    def inhibited_by(self, alert: Alert) -> str | None:
+        """The fingerprint of a firing alert that inhibits this one, or None."""
+        for i, (_, tgt) in enumerate(self._matches(alert)):
+            if not tgt or not self._sources[i]:
+                continue
+            srcs = self._sources[i].get(tuple(alert.labels.get(e, "") for e in self.rules[i].equal))
+            if srcs:
+                for fp in srcs:
+                    if fp != alert.fp:
+                        return fp
+        return None

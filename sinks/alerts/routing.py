@@ -1,0 +1,71 @@
+"""The routing tree (Alertmanager's dispatch/route.go, in Python): which routes an alert goes to.
+
+Depth first: an alert descends into the first child route whose matchers match (all of them, if
+`continue` is set on the earlier ones); a route none of whose children match takes the alert itself.
+Children inherit receiver, group_by and the three timers from their parent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from logtide.sinks.alerts.config import RouteConfig
+from logtide.sinks.alerts.model import Matcher, matches_all
+
+DEFAULT_GROUP_WAIT = 30.0
+DEFAULT_GROUP_INTERVAL = 300.0
+DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
+
+
+@dataclass(slots=True)
+class Route:
+    id: str
+    receiver: str
+    matchers: tuple[Matcher, ...]
+    group_by: tuple[str, ...]
+    group_all: bool
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    continue_: bool
+    routes: list[Route] = field(default_factory=list)
+
+    def group_labels(self, labels: dict[str, str]) -> dict[str, str]:
+        if self.group_all:
+            return dict(labels)
+        return {k: labels[k] for k in self.group_by if k in labels}
+
+    def match(self, labels: dict[str, str]) -> list[Route]:
+        """The routes (this one or descendants) that take an alert with these labels."""
+        if not matches_all(self.matchers, labels):
+            return []
+        out: list[Route] = []
+        for child in self.routes:
+            got = child.match(labels)
+            out.extend(got)
+            if got and not child.continue_:
+                break
+        return out or [self]
+
+
+def build_route(cfg: RouteConfig, parent: Route | None = None, rid: str = "0") -> Route:
+    """The tree from the config, settings inherited down."""
+    group_by = cfg.group_by if cfg.group_by is not None else (list(parent.group_by) if parent else [])
+    group_all = "..." in group_by if cfg.group_by is not None else (parent.group_all if parent else False)
+    r = Route(
+        id=rid,
+        receiver=cfg.receiver or (parent.receiver if parent else ""),
+        matchers=tuple(Matcher.parse(m) for m in cfg.matchers),
+        group_by=tuple(g for g in group_by if g != "..."),
+        group_all=group_all,
+        group_wait=_pick(cfg.group_wait, parent.group_wait if parent else DEFAULT_GROUP_WAIT),
+        group_interval=_pick(cfg.group_interval, parent.group_interval if parent else DEFAULT_GROUP_INTERVAL),
+        repeat_interval=_pick(cfg.repeat_interval, parent.repeat_interval if parent else DEFAULT_REPEAT_INTERVAL),
+        continue_=cfg.continue_,
+    )
+    r.routes = [build_route(c, r, f"{rid}.{i}") for i, c in enumerate(cfg.routes)]
+    return r
+
+
+def _pick(v: float | None, inherited: float) -> float:
+    return inherited if v is None else v
