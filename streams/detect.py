@@ -85,7 +85,7 @@ class SeriesDetector:
 
     def __init__(self, det: DetectorLike, context: int, points: list[list[float]] | None = None,
                  pooled: list[float] | None = None, episode: list[Any] | None = None,
-                 first_ms: int | None = None) -> None:
+                 *, first_ms: int | None = None) -> None:
         self.det = det
         self.context: deque[tuple[int, float]] = deque(
             ((int(t), float(v)) for t, v in (points or [])), maxlen=context or 1
@@ -103,7 +103,7 @@ class SeriesDetector:
     @classmethod
     def from_plain(cls, d: list[Any], context: int) -> SeriesDetector:
         return cls(restore_detector(d[0].encode("utf-8")), context, d[1], d[2] if len(d) > 2 else None,
-                   d[3] if len(d) > 3 else None, d[4] if len(d) > 4 else None)
+                   d[3] if len(d) > 3 else None, first_ms=d[4] if len(d) > 4 else None)
 
 
 _PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
