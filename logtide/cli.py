@@ -13,6 +13,7 @@ from logtide.alerts_command import alerts
 from logtide.archive_command import archive
 from logtide.backtest import backtest
 from logtide.config_command import config
+from logtide.replay_command import replay
 from logtide.run_command import demo, run
 from logtide.services import services
 from logtide.ship_command import ship
@@ -38,6 +39,7 @@ main.add_command(sink)
 main.add_command(backtest)
 main.add_command(archive)
 main.add_command(alerts)
+main.add_command(replay)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,429 @@
+"""`logtide replay`: the records of a time range of a topic, to NDJSON, to another topic, or through
+the streams operators again (`--process`).
+
+Contract for scripts: `logtide replay --bootstrap HOST:PORT --topic TOPIC --from TS --to TS --output FILE`
+writes exactly the values of the records whose timestamps lie in `[from, to)`, from every partition,
+one per line (partition after partition as fetched; offset order, which is timestamp order, within
+each), and exits 0; a summary goes to stderr. Range rules: `logtide/topic_range.py`; which time a
+record carries: `logtide/replay.py`.
+
+Exit codes: 0 done (also when the range selects nothing), 1 an error (unknown topic, broker), 2 bad
+arguments, 130 stopped by Ctrl-C (the message says how to resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from logtide.config import Config
+from logtide.config_command import load_for_command
+from logtide.kafka_client import connection_kwargs, producer_kwargs
+from logtide.replay import Window, check_window, decode_token, encode_token, event_time_ms, ndjson_line
+from logtide.timespec import TimeSpecError, format_ms, parse_duration_ms, parse_time_ms
+
+log = logging.getLogger("logtide.replay")
+
+
+class NdjsonSink:
+    """Record values as NDJSON lines; non-JSON values are counted and skipped."""
+
+    def __init__(self, target: str, append: bool) -> None:
+        self.name = "stdout" if target == "-" else target
+        if target == "-":
+            self._f: IO[bytes] = sys.stdout.buffer
+            self._own = False
+        else:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(target, "ab" if append else "wb")  # noqa: SIM115 - closed in close()
+            self._own = True
+        self.written = 0
+        self.malformed = 0
+        self.first_malformed: str | None = None
+
+    async def handle(self, partition: int, records: list[Any]) -> None:
+        lines = []
+        for r in records:
+            line = ndjson_line(r.value)
+            if line is None:
+                self.malformed += 1
+                self.first_malformed = self.first_malformed or f"partition {partition} offset {r.offset}"
+            else:
+                lines.append(line)
+        if lines:
+            self._f.write(b"\n".join(lines) + b"\n")
+            self._f.flush()  # a stop after this batch leaves exactly what the resume token says
+            self.written += len(lines)
+
+    async def close(self) -> None:
+        self._f.flush()
+        if self._own:
+            self._f.close()
+
+    def summary(self) -> str:
+        s = f"{self.written} records -> {self.name}"
+        if self.malformed:
+            s += f"; {self.malformed} malformed (not JSON) skipped, first at {self.first_malformed}"
+        return s
+
+
+class TopicSink:
+    """Re-publishes records to another topic with their keys, timestamps and headers; each batch is
+    acknowledged before the next is read, so a resume neither loses nor repeats one. The partition is
+    kept when both topics have as many partitions, else the key decides."""
+
+    def __init__(self, cfg: Config, topic: str, source_partitions: int) -> None:
+        self.cfg = cfg
+        self.topic = topic
+        self.source_partitions = source_partitions
+        self.written = 0
+        self._producer: Any = None
+        self._same_partition = False
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
+        await p.start()
+        self._producer = p
+        if self.topic not in await _list_topics(self.cfg):
+            await p.stop()
+            raise click.ClickException(f"unknown topic {self.topic!r} for --into-topic (create it first)")
+        parts = await p.partitions_for(self.topic)
+        self._same_partition = len(parts) == self.source_partitions
+
+    async def handle(self, partition: int, records: list[Any]) -> None:
+        futs = [
+            await self._producer.send(
+                self.topic,
+                value=r.value,
+                key=r.key,
+                timestamp_ms=r.timestamp,
+                headers=list(r.headers or ()),
+                partition=partition if self._same_partition else None,
+            )
+            for r in records
+        ]
+        await asyncio.gather(*futs)
+        self.written += len(records)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    def summary(self) -> str:
+        return f"{self.written} records -> topic {self.topic} (keys, timestamps, headers kept)"
+
+
+class ProcessSink:
+    """Through the streams operators with fresh state, the way the embedded runner drives them
+    (`logtide.embedded.process_batch`): NDJSON files under `data_dir` and, with `es_write`, Elasticsearch
+    (documents keep their stable ids, so a second replay overwrites instead of duplicating).
+
+    `now` for the skew checks is each batch's latest record time, the time the records reached Kafka,
+    so history is judged as it was live. Anomalies carry `labels.replay`; nothing is published to the
+    anomalies topic, so a replay never pages anyone."""
+
+    def __init__(self, cfg: Config, data_dir: Path, replay_id: str, *, metrics: bool, topic: str,
+                 es_write: Any = None) -> None:  # fmt: skip
+        from logtide.embedded import Outputs
+        from logtide.streams.pipeline import Stateful, Stateless
+
+        self.stateless = Stateless(cfg.streams)
+        self.stateful = Stateful(cfg.streams)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
+        self.outputs = Outputs(data_dir)
+        self.replay_id = replay_id
+        self.metrics = metrics
+        self.topic = topic
+        self.es_write = es_write
+        self.counts = {"records": 0, "events": 0, "dead_letters": 0, "aggregates": 0, "anomalies": 0}
+
+    async def handle(self, partition: int, records: list[Any]) -> None:
+        from logtide.embedded import process_batch
+
+        if not records:
+            return
+        now = datetime.fromtimestamp(max(r.timestamp for r in records) / 1000, UTC)
+        res = process_batch(self.stateless, self.stateful, [(r.key, r.value) for r in records],
+                            metrics=self.metrics, topic=self.topic, now=now)  # fmt: skip
+        self.counts["records"] += len(records)
+        await self._write(res)
+
+    async def _write(self, res: Any) -> None:
+        from logtide.schemas import to_document
+
+        for a in res.anomalies:
+            a.labels["replay"] = self.replay_id
+        self.outputs.write(res)
+        c = self.counts
+        c["events"] += len(res.enriched)
+        c["dead_letters"] += len(res.dead)
+        c["aggregates"] += len(res.aggregates)
+        c["anomalies"] += len(res.anomalies)
+        if self.es_write is not None:
+            import orjson
+
+            docs = [orjson.loads(b) for b in res.enriched]
+            docs += [to_document(x) for x in (*res.dead, *res.aggregates, *res.anomalies)]
+            if docs:
+                rejected = await self.es_write(docs)
+                for pos, reason in rejected or ():
+                    log.warning("elasticsearch: %s not stored: %s", docs[pos].get("event", {}).get("id"), reason)
+
+    async def close(self) -> None:
+        from logtide.embedded import BatchResult
+
+        aggs, anomalies = self.stateful.flush()  # the range is over: close every open window
+        await self._write(BatchResult(aggregates=aggs, anomalies=anomalies))
+        self.outputs.close()
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"{c['records']} records processed (replay id {self.replay_id}): {c['events']} events, "
+            f"{c['aggregates']} aggregates, {c['anomalies']} anomalies, {c['dead_letters']} dead letters "
+            f"-> {self.data_dir}/" + (" and Elasticsearch" if self.es_write is not None else "")
+        )
+
+
+async def _list_topics(cfg: Config) -> set[str]:
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(**connection_kwargs(cfg.kafka), group_id=None, enable_auto_commit=False)
+    await c.start()
+    try:
+        return set(await c.topics())
+    finally:
+        await c.stop()
+
+
+async def run_replay(
+    cfg: Config,
+    topic: str,
+    window: Window,
+    sink: Any,
+    *,
+    follow: bool = False,
+    resume: dict[int, int] | None = None,
+    max_rate: float | None = None,
+    progress: bool | None = None,
+    err: IO[str] = sys.stderr,
+    install_signals: bool = True,
+) -> dict[str, Any]:
+    """Read the range into `sink`; returns counts and, when stopped early, the resume token."""
+    from logtide.progress import Progress
+    from logtide.topic_range import RangeReader
+
+    seek_from, seek_to = window.seek_range()
+    reader = RangeReader(
+        connection_kwargs(cfg.kafka), topic, seek_from, seek_to, follow=follow, resume=resume, max_rate=max_rate
+    )
+    started = time.monotonic()
+    await reader.open()
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, reader.stop)
+    bar = Progress("replay", reader.stats.planned, bar=progress, stream=err)
+    outside_event_time = untimed = 0
+    try:
+        if hasattr(sink, "start"):
+            await sink.start()
+        async for batch in reader.batches():
+            records = batch.records
+            if window.by == "event-time":
+                keep = []
+                for r in records:
+                    t = event_time_ms(r.value)
+                    if t is None:
+                        untimed += 1
+                    elif t >= window.from_ms and (window.to_ms is None or t < window.to_ms):
+                        keep.append(r)
+                    else:
+                        outside_event_time += 1
+                records = keep
+            await sink.handle(batch.partition, records)
+            bar.update(batch.next_offset - reader.plans[batch.partition].position,
+                       format_ms(batch.records[-1].timestamp) if batch.records else "")  # fmt: skip
+    finally:
+        bar.close()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        try:
+            await sink.close()
+        finally:
+            await reader.close()
+    st = reader.stats
+    out: dict[str, Any] = {
+        "selected": st.read - outside_event_time - untimed,
+        "outside_by_record_time": st.outside,
+        "outside_by_event_time": outside_event_time,
+        "without_event_time": untimed,
+        "partitions": st.partitions,
+        "empty_partitions": st.empty_partitions,
+        "seconds": time.monotonic() - started,
+        "stopped": reader.stopped and not reader.done,
+        "last_ts": reader.last_ts,
+        "sink_summary": sink.summary(),
+    }
+    if out["stopped"]:
+        out["token"] = encode_token(topic, window, reader.positions)
+    return out
+
+
+def _parse_window(from_: str | None, to: str | None, by: str, margin: str, now_ms: int) -> Window:
+    try:
+        from_ms = parse_time_ms(from_, now_ms) if from_ else 0
+        to_ms = parse_time_ms(to, now_ms) if to else None
+        margin_ms = None if margin == "all" else parse_duration_ms(margin)
+        check_window(from_ms, to_ms)
+    except (TimeSpecError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    return Window(from_ms, to_ms, by, margin_ms)  # type: ignore[arg-type]
+
+
+@click.command("replay")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file.")
+@click.option("--bootstrap", help="Override kafka.bootstrap_servers (HOST:PORT[,HOST:PORT]).")
+@click.option("--topic", help="Topic to read (any topic; never created).")
+@click.option("--from", "from_", metavar="TS", help="Start, inclusive: ISO 8601 with zone, epoch ms, or -2h / 30m ago.")
+@click.option("--to", metavar="TS", help="End, exclusive (default: the topic's end now).")
+@click.option("--output", metavar="FILE|-", help="Write the record values as NDJSON (- = stdout).")
+@click.option("--into-topic", metavar="TOPIC", help="Re-publish the records (keys, timestamps kept).")
+@click.option("--process", "process_", is_flag=True, help="Run validate, enrich, window, detect with fresh state.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="--process: where the NDJSON go "
+              "(default ./replay-<id>).")
+@click.option("--sink", "sink_es", is_flag=True, help="--process: also write to Elasticsearch (idempotent).")
+@click.option("--es", "es_hosts", help="--sink: Elasticsearch URLs (overrides sinks.elasticsearch.hosts).")
+@click.option("--replay-id", help="--process: label for the anomalies (default: generated).")
+@click.option("--by", type=click.Choice(["record-time", "event-time"]), default="record-time", show_default=True,
+              help="Select on the Kafka record timestamp (send time) or the event's @timestamp.")
+@click.option("--margin", default="1h", show_default=True,
+              help="--by event-time: how much earlier/later records may have been sent (or 'all').")
+@click.option("--follow", is_flag=True, help="Keep reading new records until one is at or past --to.")
+@click.option("--max-rate", type=click.FloatRange(min=1), help="Read at most this many records per second.")
+@click.option("--resume", "resume_token", metavar="TOKEN", help="Continue a stopped replay (appends to --output).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def replay(  # noqa: PLR0917 - click passes every option
+    config_path: str | None, bootstrap: str | None, topic: str | None, from_: str | None, to: str | None,
+    output: str | None, into_topic: str | None, process_: bool, data_dir: str | None, sink_es: bool,
+    es_hosts: str | None, replay_id: str | None, by: str, margin: str, follow: bool, max_rate: float | None,
+    resume_token: str | None, progress: bool | None,
+) -> None:  # fmt: skip
+    """Replay the records of TOPIC whose timestamps lie in [--from, --to)."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if sum(x is not None and x is not False for x in (output, into_topic, process_ or None)) != 1:
+        raise click.UsageError("choose one of --output FILE|-, --into-topic TOPIC, --process")
+    resume = None
+    if resume_token:
+        try:
+            t_topic, window, resume = decode_token(resume_token)
+        except ValueError as exc:
+            raise click.UsageError(f"--resume: {exc}") from None
+        if topic and topic != t_topic:
+            raise click.UsageError(f"--resume: the token is for topic {t_topic!r}, not {topic!r}")
+        topic = t_topic
+    else:
+        if not topic:
+            raise click.UsageError("--topic is required")
+        window = _parse_window(from_, to, by, margin, int(time.time() * 1000))
+    cfg = load_for_command(config_path, bootstrap)
+    from logtide.schemas import Topics
+
+    async def main() -> dict[str, Any]:
+        from logtide.topic_range import UnknownTopic
+
+        sink: Any
+        es_client = None
+        if output is not None:
+            sink = NdjsonSink(output, append=resume is not None)
+        elif into_topic is not None:
+            parts = await _partitions(cfg, topic)
+            sink = TopicSink(cfg, into_topic, parts)
+        else:
+            rid = replay_id or f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+            es_write = None
+            if sink_es:
+                from logtide.sink_command import _es_writer
+                from logtide.sinks.config import ElasticsearchConfig
+
+                es_cfg = cfg.sinks.elasticsearch or ElasticsearchConfig()
+                if es_hosts:
+                    es_cfg = es_cfg.model_copy(update={"hosts": es_hosts.split(",")})
+                es_write, es_client = await _es_writer(es_cfg)
+            metrics = topic == Topics(cfg.topics.prefix).metrics_raw
+            sink = ProcessSink(cfg, Path(data_dir or rid), rid, metrics=metrics, topic=topic, es_write=es_write)
+        try:
+            return await run_replay(cfg, topic, window, sink, follow=follow, resume=resume,
+                                    max_rate=max_rate, progress=progress)  # fmt: skip
+        except UnknownTopic as exc:
+            with contextlib.suppress(Exception):
+                await sink.close()
+            raise click.ClickException(f"unknown topic {exc.args[0]!r} (a replay never creates topics)") from None
+        finally:
+            if es_client is not None:
+                await es_client.close()
+
+    try:
+        res = asyncio.run(main())
+    except OSError as exc:
+        raise click.ClickException(f"replay failed: {exc}") from None
+    _report(res, topic, window, sink_summary=res.get("sink_summary"))
+    if res["stopped"]:
+        raise SystemExit(130)
+
+
+async def _partitions(cfg: Config, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    from logtide.topic_range import UnknownTopic
+
+    c = AIOKafkaConsumer(**connection_kwargs(cfg.kafka), group_id=None, enable_auto_commit=False)
+    await c.start()
+    try:
+        if topic not in await c.topics():
+            raise UnknownTopic(topic)
+        return len(c.partitions_for_topic(topic) or ())
+    finally:
+        await c.stop()
+
+
+def _report(res: dict[str, Any], topic: str, window: Window, sink_summary: str | None) -> None:
+    rng = f"[{format_ms(window.from_ms)}, {format_ms(window.to_ms) if window.to_ms is not None else 'end'})"
+    what = "event times" if window.by == "event-time" else "timestamps"
+    err = sys.stderr
+    if res["selected"] == 0 and not res["stopped"]:
+        err.write(f"replay: no records of {topic} have {what} in {rng} "
+                  f"({res['partitions']} partitions looked at)\n")  # fmt: skip
+    rate = res["selected"] / res["seconds"] if res["seconds"] > 0 else 0.0
+    line = (
+        f"replay: {res['selected']} records of {topic} in {rng} from {res['partitions']} partitions "
+        f"({res['empty_partitions']} with none) in {res['seconds']:.1f} s ({rate:.0f} records/s)"
+    )
+    if res["outside_by_record_time"]:
+        line += f"; {res['outside_by_record_time']} out-of-order records outside the range skipped"
+    if window.by == "event-time":
+        line += (f"; {res['outside_by_event_time']} outside by event time, "
+                 f"{res['without_event_time']} without a readable @timestamp skipped")  # fmt: skip
+    err.write(line + "\n")
+    if sink_summary:
+        err.write(f"replay: {sink_summary}\n")
+    if res["stopped"]:
+        last = format_ms(res["last_ts"]) if res["last_ts"] is not None else "none yet"
+        err.write(
+            f"replay: stopped; last record timestamp {last}. Resume exactly with:\n"
+            f"  logtide replay --resume {res['token']} [same output option]\n"
+        )
