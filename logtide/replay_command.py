@@ -93,13 +93,17 @@ class TopicSink:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
+        from logtide.topic_range import UnknownTopic, topic_partitions
+
         p = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
         await p.start()
         self._producer = p
-        if self.topic not in await _list_topics(self.cfg):
+        try:
+            parts = await topic_partitions(connection_kwargs(self.cfg.kafka), self.topic)
+        except UnknownTopic:
             await p.stop()
-            raise click.ClickException(f"unknown topic {self.topic!r} for --into-topic (create it first)")
-        parts = await p.partitions_for(self.topic)
+            self._producer = None
+            raise click.ClickException(f"unknown topic {self.topic!r} for --into-topic (create it first)") from None
         self._same_partition = len(parts) == self.source_partitions
 
     async def handle(self, partition: int, records: list[Any]) -> None:
@@ -196,17 +200,6 @@ class ProcessSink:
             f"{c['aggregates']} aggregates, {c['anomalies']} anomalies, {c['dead_letters']} dead letters "
             f"-> {self.data_dir}/" + (" and Elasticsearch" if self.es_write is not None else "")
         )
-
-
-async def _list_topics(cfg: Config) -> set[str]:
-    from aiokafka import AIOKafkaConsumer
-
-    c = AIOKafkaConsumer(**connection_kwargs(cfg.kafka), group_id=None, enable_auto_commit=False)
-    await c.start()
-    try:
-        return set(await c.topics())
-    finally:
-        await c.stop()
 
 
 async def run_replay(
@@ -387,18 +380,9 @@ def replay(  # noqa: PLR0917 - click passes every option
 
 
 async def _partitions(cfg: Config, topic: str) -> int:
-    from aiokafka import AIOKafkaConsumer
+    from logtide.topic_range import topic_partitions
 
-    from logtide.topic_range import UnknownTopic
-
-    c = AIOKafkaConsumer(**connection_kwargs(cfg.kafka), group_id=None, enable_auto_commit=False)
-    await c.start()
-    try:
-        if topic not in await c.topics():
-            raise UnknownTopic(topic)
-        return len(c.partitions_for_topic(topic) or ())
-    finally:
-        await c.stop()
+    return len(await topic_partitions(connection_kwargs(cfg.kafka), topic))
 
 
 def _report(res: dict[str, Any], topic: str, window: Window, sink_summary: str | None) -> None:

@@ -32,6 +32,22 @@ class UnknownTopic(LookupError):
     """The topic does not exist on the cluster (it is never auto-created by a read)."""
 
 
+async def topic_partitions(client_kwargs: dict[str, Any], topic: str) -> list[int]:
+    """The topic's partition numbers; `UnknownTopic` when it does not exist. Existence is checked on
+    the list of all topics first: a metadata request naming a missing topic may auto-create it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**{k: v for k, v in client_kwargs.items() if k != "group_id"})
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            raise UnknownTopic(topic)
+        desc = await admin.describe_topics([topic])
+        return sorted(p["partition"] for d in desc if d["topic"] == topic for p in d["partitions"])
+    finally:
+        await admin.close()
+
+
 @dataclass
 class PartitionPlan:
     """Offsets to read in one partition: `[start, stop)`, `stop` None = open (following)."""
@@ -181,10 +197,7 @@ class RangeReader:
         await c.start()
         self._consumer = c
         try:
-            # all-topics metadata: asking for one missing topic could auto-create it on some brokers
-            if self.topic not in await c.topics():
-                raise UnknownTopic(self.topic)
-            parts = sorted(c.partitions_for_topic(self.topic) or ())
+            parts = await topic_partitions(self.consumer_kwargs, self.topic)
             tps = [TopicPartition(self.topic, p) for p in parts]
             ends = await c.end_offsets(tps)
             starts = await c.offsets_for_times({tp: self.from_ms for tp in tps})
