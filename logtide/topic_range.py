@@ -154,8 +154,8 @@ class RangeReader:
     ) -> None:
         self.consumer_kwargs = consumer_kwargs
         self.topic = topic
-        self.from_ms = from_ms
-        self.to_ms = to_ms
+        self.from_ms = max(0, from_ms)  # before the epoch: from the beginning (Kafka refuses negatives)
+        self.to_ms = to_ms if to_ms is None else max(0, to_ms)
         self.follow = follow
         self.resume = resume or {}
         self.rate = RateLimit(max_rate)
@@ -239,8 +239,10 @@ class RangeReader:
         from aiokafka import TopicPartition
 
         c = self._consumer
+        rate = self.rate.per_second
+        per_fetch = 5000 if not rate else max(1, min(5000, int(rate / 4)))  # smooth: ~4 fetches a second
         while not self._stop.is_set() and not self.done:
-            fetched = await c.getmany(timeout_ms=self.poll_ms, max_records=5000)
+            fetched = await c.getmany(timeout_ms=self.poll_ms, max_records=per_fetch)
             got = 0
             for tp, recs in fetched.items():
                 pl = self.plans[tp.partition]
