@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+
 from logtide.progress import Progress
 from logtide.replay import Window, check_window, decode_token, encode_token, event_time_ms, ndjson_line
 from logtide.timespec import TimeSpecError, format_ms, parse_duration_ms, parse_time_ms
