@@ -161,16 +161,24 @@ class MetricSample(_Event):
 class Series(_Part):
     """Which series a value belongs to; `key` is canonical and used for partitioning and state."""
 
-    metric: str
-    key: str
-    labels: dict[str, str] = Field(default_factory=dict)
+    metric: str = Field(description="Metric name, e.g. log.error_ratio, http.request.duration_ms, log.events.")
+    key: str = Field(
+        description="Canonical series id `metric{label=value,...}` (labels sorted); the Kafka record key."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="The dimensions the series is grouped by (e.g. service, host)."
+    )
 
 
 class Window(_Part):
-    start: AwareDatetime
-    end: AwareDatetime
-    size_seconds: float = Field(gt=0)
-    step_seconds: float = Field(gt=0)
+    """An event-time window `[start, end)`."""
+
+    start: AwareDatetime = Field(description="Window start, inclusive (event time, UTC).")
+    end: AwareDatetime = Field(description="Window end, exclusive (event time, UTC).")
+    size_seconds: float = Field(gt=0, description="Window length in seconds.")
+    step_seconds: float = Field(
+        gt=0, description="Seconds between window starts (equal to size_seconds for tumbling windows)."
+    )
 
 
 class Stats(_Part):
@@ -195,18 +203,24 @@ class WindowAggregate(_Event):
 
 
 class Band(_Part):
-    lower: float
-    upper: float
+    """The range of values the detector considered normal for this window."""
+
+    lower: float = Field(description="Lower edge of the normal band, same unit as `value`, full precision.")
+    upper: float = Field(description="Upper edge of the normal band, same unit as `value`, full precision.")
 
 
 class Detector(_Part):
-    name: str
-    threshold: float = Field(ge=0, le=1)
+    """Which detector judged the value, and the score at which it reports."""
+
+    name: str = Field(description="Detector name from the registry in `detectors/` ('default' = production default).")
+    threshold: float = Field(ge=0, le=1, description="Score at or above which an anomaly is reported.")
 
 
 class ContextPoint(_Part):
-    timestamp: AwareDatetime = Field(alias="@timestamp")
-    value: float
+    """One earlier value of the same series (the same statistic, at a window end)."""
+
+    timestamp: AwareDatetime = Field(alias="@timestamp", description="End of that earlier window (UTC).")
+    value: float = Field(description="The statistic's value in that window, full precision.")
 
 
 class AnomalySeverity(StrEnum):
@@ -231,7 +245,9 @@ class Episode(_Part):
 
 
 class Anomaly(_Event):
-    """Public contract on the `anomalies` topic: other teams subscribe to it.
+    """Public contract on the `anomalies` topic: other teams subscribe to it. One record per window in
+    which a series' statistic scored at or above the detector's threshold; the Kafka key is
+    `series.key`. Numbers are kept at full precision; only `message` rounds them.
 
     A flagged window is a `firing` record; when the series has stayed inside its band for the
     configured number of windows, one `resolved` record closes the episode (same `episode.id`).
@@ -240,18 +256,57 @@ class Anomaly(_Event):
 
     KIND: ClassVar[str] = "anomaly"
 
-    message: str
-    series: Series
-    window: Window | None = None
-    value: float
-    expected: float
-    band: Band
-    score: float = Field(ge=0, le=1)
-    severity: AnomalySeverity
-    detector: Detector
-    context: list[ContextPoint] = Field(default_factory=list, description="Recent points, oldest first.")
-    status: AnomalyStatus = AnomalyStatus.firing
-    episode: Episode | None = None
+    timestamp: AwareDatetime = Field(
+        alias="@timestamp",
+        description="The end of the window the value was computed over (event time, UTC): when the anomaly "
+        "happened, not when it was detected or sent.",
+    )
+    event: EventInfo = Field(
+        description="event.id: stable id of this detection (series, statistic, window): the same detection "
+        "always has the same id, so a replay or a retry never makes a duplicate. event.kind is 'alert', "
+        "event.dataset 'logtide.anomalies'."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="The series' labels, plus `stat` (the statistic watched: mean, p90, count, ...) and, for "
+        "anomalies found by `logtide replay --process`, `replay` (the replay id).",
+    )
+    message: str = Field(
+        description="One human-readable sentence; numbers rounded to 4 significant digits (the fields keep "
+        "full precision)."
+    )
+    service: Service | None = Field(
+        default=None,
+        description="ECS service: the service the series belongs to (its `service` label), when known.",
+    )
+    host: Host | None = Field(
+        default=None, description="ECS host: the host the series belongs to (its `host` label), when known."
+    )
+    series: Series = Field(description="The series the value belongs to.")
+    window: Window | None = Field(default=None, description="The event-time window the value summarises.")
+    value: float = Field(description="The observed statistic (labels.stat) in the window, full precision.")
+    expected: float = Field(description="What the detector expected for this window, full precision.")
+    band: Band = Field(description="The normal band around `expected`; `value` lies outside or at its edge.")
+    score: float = Field(
+        ge=0, le=1, description="Anomaly score in [0, 1] (1 = most anomalous); reported when >= detector.threshold."
+    )
+    severity: AnomalySeverity = Field(
+        description="'critical' when the score reaches the configured critical score, else 'warning'; a "
+        "metric series' move that is small relative to its scale is 'info'."
+    )
+    detector: Detector = Field(description="Which detector scored the value, and its threshold.")
+    context: list[ContextPoint] = Field(
+        default_factory=list,
+        description="The series' previous values (same statistic, earlier windows), oldest first, for a "
+        "sparkline without a query.",
+    )
+    status: AnomalyStatus = Field(
+        default=AnomalyStatus.firing,
+        description="'firing' for a flagged window; 'resolved' for the record that closes the episode.",
+    )
+    episode: Episode | None = Field(
+        default=None, description="The incident this record belongs to (absent on records older than episodes)."
+    )
 
     @property
     def episode_id(self) -> str:

@@ -32,6 +32,8 @@ from logtide.schemas import (
     Detector,
     Episode,
     EventInfo,
+    Host,
+    Service,
     WindowAggregate,
     stable_id,
 )
@@ -236,9 +238,10 @@ class Detection:
             logtide=Anomaly.meta(),
             labels=labels,
             message=(
-                f"{agg.series.key} {stat}={value:.6g} is {direction} the expected band "
-                f"[{lower:.6g}, {upper:.6g}] (expected {expected:.6g}, score {score:.2f}{note})"
+                f"{agg.series.key} {stat}={value:.4g} is {direction} the expected band "
+                f"[{lower:.4g}, {upper:.4g}] (expected {expected:.4g}, score {score:.2f}{note})"
             ),
+            **ecs_places(agg.labels),
             series=agg.series,
             window=agg.window,
             value=value,
@@ -275,7 +278,7 @@ class Detection:
             logtide=Anomaly.meta(),
             labels={**agg.labels, "stat": stat},
             message=(
-                f"{agg.series.key} {stat} is back inside its band [{ep[5]:.6g}, {ep[6]:.6g}] "
+                f"{agg.series.key} {stat} is back inside its band [{ep[5]:.4g}, {ep[6]:.4g}] "
                 f"for {ep[3]} windows "
                 f"(episode {start:%H:%M:%S}-{end:%H:%M:%S} resolved)"
             ),
@@ -290,7 +293,18 @@ class Detection:
             context=[ContextPoint(timestamp=_utc_ms(ts), value=v) for ts, v in context],
             status=AnomalyStatus.resolved,
             episode=Episode(id=ep[0], start=start, end=end),
+            **ecs_places(agg.labels),
         )
+
+
+def ecs_places(labels: dict[str, str]) -> dict[str, Any]:
+    """`service` and `host` of an anomaly at their ECS places, from the series labels that name them."""
+    out: dict[str, Any] = {}
+    if labels.get("service"):
+        out["service"] = Service(name=labels["service"])
+    if labels.get("host"):
+        out["host"] = Host(name=labels["host"])
+    return out
 
 
 def format_anomaly(a: Anomaly) -> str:
