@@ -10,6 +10,7 @@ import click
 
 from logtide import __version__
 from logtide.alerts_command import alerts
+from logtide.anomalies_command import anomalies
 from logtide.archive_command import archive
 from logtide.backtest import backtest
 from logtide.config_command import config
@@ -40,6 +41,7 @@ main.add_command(backtest)
 main.add_command(archive)
 main.add_command(alerts)
 main.add_command(replay)
+main.add_command(anomalies)
 
 if __name__ == "__main__":
     main()

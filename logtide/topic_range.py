@@ -7,6 +7,8 @@ How a range `[from, to)` becomes offsets, per partition (the plan is pure: `plan
   that returns nothing means no record that late yet, so the partition starts at its end;
 - stop: the first offset whose record timestamp is at or past `to` (the same lookup); when it returns
   nothing the partition stops at its end as of the start (its high watermark), unless following;
+- following, records appended after the reader started count as at or past `from` whatever their
+  timestamp (they arrived "from now on"; a producer may stamp them with an earlier event time);
 - inside that offset range a record is kept only when `from <= timestamp < to`, so the range is exact
   even for a producer that set an out-of-order timestamp inside it. (A record with an in-range
   timestamp stored *before* the start offset, behind a later one, is not found: Kafka's time index
@@ -56,6 +58,7 @@ class PartitionPlan:
     start: int
     stop: int | None
     position: int = 0
+    end_at_open: int | None = None  # the partition's end when the plan was made
 
     def __post_init__(self) -> None:
         self.position = self.start
@@ -93,7 +96,7 @@ def plan_partition(
         stop = None if follow else end
     if stop is not None:
         start = min(start, stop)
-    return PartitionPlan(partition, start, stop)
+    return PartitionPlan(partition, start, stop, end_at_open=end)
 
 
 def in_range(ts_ms: int, from_ms: int, to_ms: int | None) -> bool:
@@ -257,7 +260,8 @@ class RangeReader:
                     if pl.stop is not None and r.offset >= pl.stop:
                         break
                     nxt = r.offset + 1
-                    if in_range(r.timestamp, self.from_ms, self.to_ms):
+                    new = self.follow and pl.end_at_open is not None and r.offset >= pl.end_at_open
+                    if in_range(r.timestamp, 0 if new else self.from_ms, self.to_ms):
                         keep.append(r)
                     else:
                         outside += 1
