@@ -51,13 +51,13 @@ class NdjsonSink:
         self.malformed = 0
         self.first_malformed: str | None = None
 
-    async def handle(self, partition: int, records: list[Any]) -> None:
+    async def handle(self, batch: Any, records: list[Any]) -> None:
         lines = []
         for r in records:
             line = ndjson_line(r.value)
             if line is None:
                 self.malformed += 1
-                self.first_malformed = self.first_malformed or f"partition {partition} offset {r.offset}"
+                self.first_malformed = self.first_malformed or f"partition {batch.partition} offset {r.offset}"
             else:
                 lines.append(line)
         if lines:
@@ -106,7 +106,7 @@ class TopicSink:
             raise click.ClickException(f"unknown topic {self.topic!r} for --into-topic (create it first)") from None
         self._same_partition = len(parts) == self.source_partitions
 
-    async def handle(self, partition: int, records: list[Any]) -> None:
+    async def handle(self, batch: Any, records: list[Any]) -> None:
         futs = [
             await self._producer.send(
                 self.topic,
@@ -114,7 +114,7 @@ class TopicSink:
                 key=r.key,
                 timestamp_ms=r.timestamp,
                 headers=list(r.headers or ()),
-                partition=partition if self._same_partition else None,
+                partition=batch.partition if self._same_partition else None,
             )
             for r in records
         ]
@@ -134,9 +134,12 @@ class ProcessSink:
     (`logtide.embedded.process_batch`): NDJSON files under `data_dir` and, with `es_write`, Elasticsearch
     (documents keep their stable ids, so a second replay overwrites instead of duplicating).
 
-    `now` for the skew checks is each batch's latest record time, the time the records reached Kafka,
-    so history is judged as it was live. Anomalies carry `labels.replay`; nothing is published to the
-    anomalies topic, so a replay never pages anyone."""
+    Partitions are merged by record timestamp before the operators see them (a k-way merge held back
+    to the slowest partition still being read), because windows follow one stream time: feeding one
+    partition's hours before another's would make the second one late. `now` for the skew checks is
+    the latest record time handed over, the time the records reached Kafka, so history is judged as it
+    was live. Anomalies carry `labels.replay`; nothing is published to the anomalies topic, so a
+    replay never pages anyone."""
 
     def __init__(self, cfg: Config, data_dir: Path, replay_id: str, *, metrics: bool, topic: str,
                  es_write: Any = None) -> None:  # fmt: skip
@@ -153,16 +156,50 @@ class ProcessSink:
         self.topic = topic
         self.es_write = es_write
         self.counts = {"records": 0, "events": 0, "dead_letters": 0, "aggregates": 0, "anomalies": 0}
+        self.reader: Any = None
+        self._held: list[tuple[int, int, int, Any]] = []  # heap of (timestamp, partition, offset, record)
+        self._frontier: dict[int, int] = {}  # per partition: timestamp of the last record read
 
-    async def handle(self, partition: int, records: list[Any]) -> None:
+    def bind(self, reader: Any) -> None:
+        self.reader = reader
+
+    async def handle(self, batch: Any, records: list[Any]) -> None:
+        import heapq
+
+        for r in records:
+            heapq.heappush(self._held, (r.timestamp, batch.partition, r.offset, r))
+        if batch.records:
+            self._frontier[batch.partition] = batch.records[-1].timestamp
+        # records up to the slowest partition still being read can go: none older can arrive
+        limit = None
+        for p, pl in (self.reader.plans.items() if self.reader is not None else ()):
+            finished = pl.stop is not None and (batch.next_offset if p == batch.partition else pl.position) >= pl.stop
+            if not finished:
+                f = self._frontier.get(p)
+                limit = f if f is None or limit is None else min(limit, f)
+                if f is None:
+                    return  # a partition not read yet holds everything back
+        await self._release(limit)
+
+    async def _release(self, limit: int | None) -> None:
+        import heapq
+
+        out = []
+        while self._held and (limit is None or self._held[0][0] <= limit):
+            out.append(heapq.heappop(self._held)[3])
+        if not out:
+            return
+        self.counts["records"] += len(out)
+        for i in range(0, len(out), 2000):
+            chunk = out[i : i + 2000]
+            await self._process(chunk)
+
+    async def _process(self, records: list[Any]) -> None:
         from logtide.embedded import process_batch
 
-        if not records:
-            return
-        now = datetime.fromtimestamp(max(r.timestamp for r in records) / 1000, UTC)
+        now = datetime.fromtimestamp(records[-1].timestamp / 1000, UTC)
         res = process_batch(self.stateless, self.stateful, [(r.key, r.value) for r in records],
                             metrics=self.metrics, topic=self.topic, now=now)  # fmt: skip
-        self.counts["records"] += len(records)
         await self._write(res)
 
     async def _write(self, res: Any) -> None:
@@ -189,6 +226,7 @@ class ProcessSink:
     async def close(self) -> None:
         from logtide.embedded import BatchResult
 
+        await self._release(None)
         aggs, anomalies = self.stateful.flush()  # the range is over: close every open window
         await self._write(BatchResult(aggregates=aggs, anomalies=anomalies))
         self.outputs.close()
@@ -229,6 +267,8 @@ async def run_replay(
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, reader.stop)
+    if hasattr(sink, "bind"):
+        sink.bind(reader)
     bar = Progress("replay", reader.stats.planned, bar=progress, stream=err)
     outside_event_time = untimed = 0
     try:
@@ -247,7 +287,7 @@ async def run_replay(
                     else:
                         outside_event_time += 1
                 records = keep
-            await sink.handle(batch.partition, records)
+            await sink.handle(batch, records)
             bar.update(batch.next_offset - reader.plans[batch.partition].position,
                        format_ms(batch.records[-1].timestamp) if batch.records else "")  # fmt: skip
     finally:
