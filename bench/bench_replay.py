@@ -34,6 +34,17 @@ ROOT = Path(__file__).resolve().parents[1]
 HOUR = 3_600_000
 
 
+async def drop(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
 async def fill(bootstrap: str, topic: str, records: int, partitions: int, base_ms: int) -> None:
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -41,7 +52,8 @@ async def fill(bootstrap: str, topic: str, records: int, partitions: int, base_m
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
+        # no retention: the records carry old timestamps, which time-based retention would delete
+        await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"retention.ms": "-1"})])
     finally:
         await admin.close()
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, compression_type="lz4")
@@ -94,20 +106,23 @@ def main() -> None:
     print(f"topic {topic}: {args.records:,} records on {args.partitions} partitions, filled in "
           f"{time.perf_counter() - t:.1f} s", flush=True)  # fmt: skip
     a, b = base + 2 * HOUR, base + 8 * HOUR
-    logtide = [sys.executable, "-m", "logtide.cli"]
-    with tempfile.TemporaryDirectory() as tmp:
-        ours_out, kcat_out = Path(tmp) / "ours.ndjson", Path(tmp) / "kcat.ndjson"
-        runs: dict[str, list[tuple[float, float]]] = {"ours": [], "kcat": []}
-        for _ in range(args.repeat):
-            runs["ours"].append(timed([*logtide, "replay", "--bootstrap", args.bootstrap, "--topic", topic,
-                                       "--from", str(a), "--to", str(b), "--output", "-", "--no-progress"],
-                                      ours_out))  # fmt: skip
-            runs["kcat"].append(timed(["kcat", "-C", "-b", args.bootstrap, "-t", topic, "-o", f"s@{a}", "-o",
-                                       f"e@{b}", "-e", "-q", "-f", "%s\\n"], kcat_out))  # fmt: skip
-        ours_lines = sorted(ours_out.read_bytes().splitlines())
-        kcat_lines = sorted(line for line in kcat_out.read_bytes().splitlines() if line)
-        n = len(ours_lines)
-        check = "same records" if ours_lines == kcat_lines else f"DIFFER (ours {n}, kcat {len(kcat_lines)})"
+    try:
+        logtide = [sys.executable, "-m", "logtide.cli"]
+        with tempfile.TemporaryDirectory() as tmp:
+            ours_out, kcat_out = Path(tmp) / "ours.ndjson", Path(tmp) / "kcat.ndjson"
+            runs: dict[str, list[tuple[float, float]]] = {"ours": [], "kcat": []}
+            for _ in range(args.repeat):
+                runs["ours"].append(timed([*logtide, "replay", "--bootstrap", args.bootstrap, "--topic", topic,
+                                           "--from", str(a), "--to", str(b), "--output", "-", "--no-progress"],
+                                          ours_out))  # fmt: skip
+                runs["kcat"].append(timed(["kcat", "-C", "-b", args.bootstrap, "-t", topic, "-o", f"s@{a}", "-o",
+                                           f"e@{b}", "-e", "-q", "-f", "%s\\n"], kcat_out))  # fmt: skip
+            ours_lines = sorted(ours_out.read_bytes().splitlines())
+            kcat_lines = sorted(line for line in kcat_out.read_bytes().splitlines() if line)
+            n = len(ours_lines)
+            check = "same records" if ours_lines == kcat_lines else f"DIFFER (ours {n}, kcat {len(kcat_lines)})"
+    finally:
+        asyncio.run(drop(args.bootstrap, topic))
     wall = {k: statistics.median(w for w, _ in v) for k, v in runs.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
     rate = {k: n / w for k, w in wall.items()}
