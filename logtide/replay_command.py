@@ -410,10 +410,14 @@ def replay(  # noqa: PLR0917 - click passes every option
             if es_client is not None:
                 await es_client.close()
 
+    from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+
     try:
         res = asyncio.run(main())
-    except OSError as exc:
-        raise click.ClickException(f"replay failed: {exc}") from None
+    except OffsetOutOfRangeError as exc:
+        raise click.ClickException(f"replay failed: records were deleted (retention) while being read: {exc}") from None
+    except (OSError, KafkaError) as exc:
+        raise click.ClickException(f"replay failed: {type(exc).__name__}: {exc}") from None
     _report(res, topic, window, sink_summary=res.get("sink_summary"))
     if res["stopped"]:
         raise SystemExit(130)
