@@ -8,7 +8,8 @@ the range from 2h to 8h (it starts and ends inside every partition), then reads 
   * ours: `logtide replay --topic T --from A --to B --output FILE` (one process, startup included)
   * kcat: `kcat -C -o s@A -o e@B -e -f '%s\\n'` (librdkafka; the same range by Kafka's own time index)
 and prints records/s of each, ours relative to kcat first. Each run is checked: both must write the
-same records (sorted lines compared). Medians of --repeat runs. The machine is shared with other
+same records (sorted lines compared). Medians of --repeat runs, after one untimed start that writes
+Python's bytecode caches. The machine is shared with other
 engineers' work: absolute figures move; the ratio, measured in the same minutes, is the figure.
 Not a test: run by hand.
 """
@@ -78,12 +79,17 @@ async def fill(bootstrap: str, topic: str, records: int, partitions: int, base_m
         await p.stop()
 
 
+# bytecode caching on, as on a user's machine (some shells here set PYTHONDONTWRITEBYTECODE, which makes
+# every start compile logtide and its libraries again: over a second of CPU)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(cmd: list[str], out: Path) -> tuple[float, float]:
     """Wall seconds and child CPU seconds of one run writing to `out`."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(out, "wb") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, check=False)
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, check=False, env=ENV)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -111,6 +117,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             ours_out, kcat_out = Path(tmp) / "ours.ndjson", Path(tmp) / "kcat.ndjson"
             runs: dict[str, list[tuple[float, float]]] = {"ours": [], "kcat": []}
+            subprocess.run([*logtide, "--help"], capture_output=True, check=True, env=ENV)  # warm the caches
             for _ in range(args.repeat):
                 runs["ours"].append(timed([*logtide, "replay", "--bootstrap", args.bootstrap, "--topic", topic,
                                            "--from", str(a), "--to", str(b), "--output", "-", "--no-progress"],
