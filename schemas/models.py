@@ -266,6 +266,10 @@ class Anomaly(_Event):
         "always has the same id, so a replay or a retry never makes a duplicate. event.kind is 'alert', "
         "event.dataset 'logtide.anomalies'."
     )
+    logtide: Meta = Field(
+        description="Which contract the record follows: logtide.schema is 'anomaly', logtide.version the "
+        "schema version (a reader checks both before trusting the rest)."
+    )
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="The series' labels, plus `stat` (the statistic watched: mean, p90, count, ...) and, for "
