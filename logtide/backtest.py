@@ -69,9 +69,14 @@ def backtest(input_csv: Path, output: Path, name: str | None, config_path: Path 
         det = detectors.build(name, load_config(config_path))
     except TypeError as exc:
         raise click.UsageError(f"bad detector settings in {config_path}: {exc}") from None
+    from logtide.progress import Progress
+
     update = det.update
     bad = 0
     rows = 0
+    with open(input_csv, "rb") as f:  # one fast pass for the progress total
+        total = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b"")) - 1
+    progress = Progress("backtest", max(total, 0), unit="row")
     with open(input_csv, newline="") as src:
         reader = csv.reader(src)
         header = next(reader, None)
@@ -87,6 +92,8 @@ def backtest(input_csv: Path, output: Path, name: str | None, config_path: Path 
                 if not row:
                     continue  # blank line: not a row
                 rows += 1
+                if not rows & 4095:
+                    progress.update(4096)
                 raw_ts = row[it] if it < len(row) else ""
                 score = 0.0
                 try:
@@ -99,6 +106,8 @@ def backtest(input_csv: Path, output: Path, name: str | None, config_path: Path 
                 else:
                     score = update(ts, value).score
                 write(f"{raw_ts},{score:.6f}\n" if "," not in raw_ts else f'"{raw_ts}",{score:.6f}\n')
+    progress.update(rows & 4095)
+    progress.close()
     if bad:
         click.echo(f"backtest: {bad} of {rows} rows unusable (bad timestamp or value), scored 0", err=True)
 
