@@ -19,7 +19,7 @@ import orjson
 from logtide.anomaly_filter import SEVERITY_RANK, STATUSES, AnomalyFilter, status_of
 from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs
-from logtide.timespec import TimeSpecError, parse_duration_ms, parse_time_ms
+from logtide.timespec import TimeSpecError, format_ms, parse_duration_ms, parse_time_ms
 
 _COLOURS = {"critical": "red", "warning": "yellow", "info": "cyan"}
 
@@ -47,11 +47,11 @@ async def tail_topic(
     reader = RangeReader(client_kwargs, topic, from_ms, None, follow=follow)
     counts = {"shown": 0, "filtered": 0, "invalid": 0}
     loop = asyncio.get_running_loop()
-    await reader.open()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before connecting: Ctrl-C at any moment stops cleanly
         loop.add_signal_handler(sig, reader.stop)
     out = sys.stdout.buffer
     try:
+        await reader.open()
         async for batch in reader.batches():
             for r in batch.records:
                 try:
@@ -93,7 +93,8 @@ def anomalies() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file.")
 @click.option("--bootstrap", help="Override kafka.bootstrap_servers (HOST:PORT[,HOST:PORT]).")
 @click.option("--topic", help="Topic to read (default: the config's prefix + anomalies).")
-@click.option("--since", metavar="DURATION", help="Start this long ago (e.g. 1h, 30m, 2d). Default: 1h.")
+@click.option("--since", metavar="DURATION", help="Start this long ago (e.g. 1h, 30m, 2d; by the time records were "
+              "published). Default: 1h.")
 @click.option("--from", "from_", metavar="TS", help="Start at this time (ISO 8601 with zone, epoch ms, -2h).")
 @click.option("--from-beginning", is_flag=True, help="Start at the beginning of the topic.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new anomalies (Ctrl-C to stop).")
@@ -133,3 +134,5 @@ def tail(  # noqa: PLR0917 - click passes every option
         raise click.ClickException(f"unknown topic {name!r} (nothing has been detected yet, or a wrong prefix)") from None
     if counts["invalid"]:
         click.echo(f"tail: {counts['invalid']} records that are not valid anomalies skipped", err=True)
+    if not counts["shown"] and not as_json:
+        click.echo(f"tail: no anomalies on {name} match (since {format_ms(from_ms)})", err=True)

@@ -262,11 +262,17 @@ async def run_replay(
         connection_kwargs(cfg.kafka), topic, seek_from, seek_to, follow=follow, resume=resume, max_rate=max_rate
     )
     started = time.monotonic()
-    await reader.open()
     loop = asyncio.get_running_loop()
-    if install_signals:
+    if install_signals:  # before connecting: Ctrl-C at any moment stops cleanly
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, reader.stop)
+    try:
+        await reader.open()
+    except BaseException:
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        raise
     if hasattr(sink, "bind"):
         sink.bind(reader)
     bar = Progress("replay", reader.stats.planned, bar=progress, stream=err)

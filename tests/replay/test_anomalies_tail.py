@@ -163,3 +163,30 @@ def test_readme_example_runs_against_the_broker(kafka_bootstrap: str) -> None:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_follow_prints_new_anomalies_until_ctrl_c(kafka_bootstrap: str) -> None:
+    import signal
+
+    topic = f"tailf-{uuid.uuid4().hex[:8]}.anomalies"
+    asyncio.run(create_topic(kafka_bootstrap, topic, 2))
+    proc = subprocess.Popen([sys.executable, "-m", "logtide.cli", "anomalies", "tail", "--bootstrap", kafka_bootstrap,
+                             "--topic", topic, "--follow", "--json", "--severity", "critical"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        time.sleep(3)
+        assert proc.poll() is None, "--follow keeps reading at the end of the topic"
+        items = [(1, make_anomaly("search", "warning", NOW)), (0, make_anomaly("checkout", "critical", NOW))]
+        asyncio.run(produce_at(kafka_bootstrap, topic, as_records(items)))
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "nothing printed within 60 s"
+        doc = orjson.loads(proc.stdout.readline())  # type: ignore[union-attr]
+        assert doc["service"]["name"] == "checkout"
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+        assert rest == b""  # the warning was filtered out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
