@@ -39,19 +39,26 @@ class NdjsonSink:
     """Record values as NDJSON lines; non-JSON values are counted and skipped."""
 
     def __init__(self, target: str, append: bool) -> None:
+        self.target = target
+        self.append = append
         self.name = "stdout" if target == "-" else target
-        if target == "-":
-            self._f: IO[bytes] = sys.stdout.buffer
-            self._own = False
-        else:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(target, "ab" if append else "wb")  # noqa: SIM115 - closed in close()
-            self._own = True
+        self._f: IO[bytes] | None = None
+        self._own = False
         self.written = 0
         self.malformed = 0
         self.first_malformed: str | None = None
 
+    async def start(self) -> None:
+        """Opened once the range is known to be readable: an unknown topic leaves an existing file alone."""
+        if self.target == "-":
+            self._f = sys.stdout.buffer
+        else:
+            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.target, "ab" if self.append else "wb")  # noqa: SIM115 - closed in close()
+            self._own = True
+
     async def handle(self, batch: Any, records: list[Any]) -> None:
+        assert self._f is not None
         lines = []
         for r in records:
             line = ndjson_line(r.value)
@@ -66,9 +73,12 @@ class NdjsonSink:
             self.written += len(lines)
 
     async def close(self) -> None:
+        if self._f is None:
+            return
         self._f.flush()
         if self._own:
             self._f.close()
+        self._f = None
 
     def summary(self) -> str:
         s = f"{self.written} records -> {self.name}"

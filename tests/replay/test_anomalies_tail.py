@@ -145,7 +145,7 @@ def test_readme_example_runs_against_the_broker(kafka_bootstrap: str) -> None:
     m = re.search(r"<!-- subscriber-example -->\n```python\n(.*?)```", text, re.S)
     assert m, "README has the subscriber example"
     code = m.group(1)
-    assert len(code.strip().splitlines()) <= 12
+    assert len(code.strip().splitlines()) <= 10
     prefix = f"readme-{uuid.uuid4().hex[:8]}."
     assert 'prefix="logtide."' in code
     code = code.replace('prefix="logtide."', f'prefix="{prefix}"').replace("127.0.0.1:9092", kafka_bootstrap)

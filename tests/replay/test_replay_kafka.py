@@ -118,12 +118,15 @@ def test_to_before_from_is_an_error(spread_topic: str, kafka_bootstrap: str) -> 
     assert r.stdout == b""
 
 
-def test_unknown_topic_is_named_and_not_created(kafka_bootstrap: str) -> None:
+def test_unknown_topic_is_named_and_not_created(kafka_bootstrap: str, tmp_path: Path) -> None:
     topic = f"replay-missing-{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "keep.ndjson"
+    out.write_bytes(b'{"earlier": "work"}\n')
     r = logtide("replay", "--bootstrap", kafka_bootstrap, "--topic", topic, "--from", "0", "--to", "1",
-                "--output", "-")  # fmt: skip
+                "--output", str(out))  # fmt: skip
     assert r.returncode == 1
     assert f"unknown topic '{topic}'" in r.stderr.decode()
+    assert out.read_bytes() == b'{"earlier": "work"}\n'  # an existing output is left alone
 
     async def exists() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
