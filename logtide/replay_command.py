@@ -152,7 +152,7 @@ class ProcessSink:
     replay never pages anyone."""
 
     def __init__(self, cfg: Config, data_dir: Path, replay_id: str, *, metrics: bool, topic: str,
-                 es_write: Any = None) -> None:  # fmt: skip
+                 es_write: Any = None, clickhouse_path: Path | None = None) -> None:  # fmt: skip
         from logtide.embedded import Outputs
         from logtide.streams.pipeline import Stateful, Stateless
 
@@ -160,7 +160,14 @@ class ProcessSink:
         self.stateful = Stateful(cfg.streams)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
-        self.outputs = Outputs(data_dir)
+        ch = None
+        if clickhouse_path is not None:  # embedded ClickHouse (chdb); rows dedup by event id
+            from logtide.sinks.clickhouse_sink import ChdbBackend, ClickHouseSink
+
+            clickhouse_path.mkdir(parents=True, exist_ok=True)
+            ch = ClickHouseSink(ChdbBackend(clickhouse_path))
+        self.clickhouse_path = clickhouse_path
+        self.outputs = Outputs(data_dir, clickhouse=ch)
         self.replay_id = replay_id
         self.metrics = metrics
         self.topic = topic
@@ -210,6 +217,7 @@ class ProcessSink:
         now = datetime.fromtimestamp(records[-1].timestamp / 1000, UTC)
         res = process_batch(self.stateless, self.stateful, [(r.key, r.value) for r in records],
                             metrics=self.metrics, topic=self.topic, now=now)  # fmt: skip
+        res.dead = place_dead_letters(res.dead, records)
         await self._write(res)
 
     async def _write(self, res: Any) -> None:
@@ -247,7 +255,38 @@ class ProcessSink:
             f"{c['records']} records processed (replay id {self.replay_id}): {c['events']} events, "
             f"{c['aggregates']} aggregates, {c['anomalies']} anomalies, {c['dead_letters']} dead letters "
             f"-> {self.data_dir}/" + (" and Elasticsearch" if self.es_write is not None else "")
+            + (f" and ClickHouse at {self.clickhouse_path}" if self.clickhouse_path is not None else "")
         )
+
+
+def place_dead_letters(dead: list[Any], records: list[Any]) -> list[Any]:
+    """Give the dead letters of rejected records their Kafka place: partition, offset, the record's
+    timestamp, and an id derived from them. The operators make them without one (the embedded runner
+    has no offsets) and stamp them with the wall clock; placed, a second replay of the same range
+    makes the very same dead letters, which idempotent sinks store once."""
+    import base64
+    from collections import defaultdict, deque
+
+    from logtide.schemas import stable_id
+
+    by_value: dict[bytes, deque[Any]] = defaultdict(deque)
+    for r in records:
+        by_value[r.value or b""].append(r)
+    out = []
+    for d in dead:
+        raw = base64.b64decode(d.dead_letter.original_base64)
+        queue = by_value.get(raw) if not d.dead_letter.truncated else None
+        if d.source.offset is not None or not queue:
+            out.append(d)
+            continue
+        r = queue.popleft()  # the operators reject records in their order
+        src = d.source.model_copy(update={"partition": r.partition, "offset": r.offset})
+        event = d.event.model_copy(
+            update={"id": stable_id("dead_letter", src.stage, src.topic, r.partition, r.offset, raw)}
+        )
+        ts = datetime.fromtimestamp(r.timestamp / 1000, UTC)
+        out.append(d.model_copy(update={"timestamp": ts, "source": src, "event": event}))
+    return out
 
 
 async def run_replay(
@@ -357,6 +396,8 @@ def _parse_window(from_: str | None, to: str | None, by: str, margin: str, now_m
               "(default ./replay-<id>).")
 @click.option("--sink", "sink_es", is_flag=True, help="--process: also write to Elasticsearch (idempotent).")
 @click.option("--es", "es_hosts", help="--sink: Elasticsearch URLs (overrides sinks.elasticsearch.hosts).")
+@click.option("--clickhouse-path", type=click.Path(file_okay=False),
+              help="--process: also write to embedded ClickHouse here (idempotent).")
 @click.option("--replay-id", help="--process: label for the anomalies (default: generated).")
 @click.option("--by", type=click.Choice(["record-time", "event-time"]), default="record-time", show_default=True,
               help="Select on the Kafka record timestamp (send time) or the event's @timestamp.")
@@ -369,7 +410,7 @@ def _parse_window(from_: str | None, to: str | None, by: str, margin: str, now_m
 def replay(  # noqa: PLR0917 - click passes every option
     config_path: str | None, bootstrap: str | None, topic: str | None, from_: str | None, to: str | None,
     output: str | None, into_topic: str | None, process_: bool, data_dir: str | None, sink_es: bool,
-    es_hosts: str | None, replay_id: str | None, by: str, margin: str, follow: bool, max_rate: float | None,
+    es_hosts: str | None, clickhouse_path: str | None, replay_id: str | None, by: str, margin: str, follow: bool, max_rate: float | None,
     resume_token: str | None, progress: bool | None,
 ) -> None:  # fmt: skip
     """Replay the records of TOPIC whose timestamps lie in [--from, --to)."""
@@ -414,7 +455,8 @@ def replay(  # noqa: PLR0917 - click passes every option
                     es_cfg = es_cfg.model_copy(update={"hosts": es_hosts.split(",")})
                 es_write, es_client = await _es_writer(es_cfg)
             metrics = topic == Topics(cfg.topics.prefix).metrics_raw
-            sink = ProcessSink(cfg, Path(data_dir or rid), rid, metrics=metrics, topic=topic, es_write=es_write)
+            sink = ProcessSink(cfg, Path(data_dir or rid), rid, metrics=metrics, topic=topic, es_write=es_write,
+                               clickhouse_path=Path(clickhouse_path) if clickhouse_path else None)  # fmt: skip
         try:
             return await run_replay(cfg, topic, window, sink, follow=follow, resume=resume,
                                     max_rate=max_rate, progress=progress)  # fmt: skip

@@ -78,6 +78,7 @@ async def test_process_reproduces_the_reference_anomalies_and_backfills_es_once(
         assert all(aggs[i]["stats"]["count"] == w["stats"]["count"] for i, w in want_aggs.items())
         dead = read(tmp_path / run / "deadletter.ndjson")
         assert [d["error"]["type"] for d in dead] == ["invalid_json"]
+        assert (dead[0]["source"]["partition"], dead[0]["source"]["offset"]) == (0, 51)  # its place in Kafka
 
     from elasticsearch import AsyncElasticsearch
 
@@ -93,8 +94,10 @@ async def test_process_reproduces_the_reference_anomalies_and_backfills_es_once(
         await es.close()
 
 
-def test_process_cli_names_the_replay(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
-    """The command line path: --process writes under --data-dir and says what it did."""
+def test_process_cli_names_the_replay_and_backfills_clickhouse_once(kafka_bootstrap: str, unique: str,
+                                                                     tmp_path: Path) -> None:  # fmt: skip
+    """The command line path: --process writes under --data-dir, says what it did; run twice into the
+    same embedded ClickHouse, each document is there once."""
     import subprocess
     import sys
 
@@ -102,10 +105,21 @@ def test_process_cli_names_the_replay(kafka_bootstrap: str, unique: str, tmp_pat
     asyncio.run(create_topic(kafka_bootstrap, topic, 1))
     k, v = make_logs(t_base(), 0, 2, None)[0]
     asyncio.run(produce_at(kafka_bootstrap, topic, [(0, 5_000, k, v), (0, 6_000, None, b"oops")]))
-    r = subprocess.run([sys.executable, "-m", "logtide.cli", "replay", "--bootstrap", kafka_bootstrap, "--topic", topic,
-                        "--from", "0", "--to", "10000", "--process", "--data-dir", str(tmp_path / "out"),
-                        "--replay-id", "what-if-1"], check=False, capture_output=True, timeout=120)  # fmt: skip
-    assert r.returncode == 0, r.stderr.decode()
-    err = r.stderr.decode()
-    assert "2 records processed (replay id what-if-1): 1 events" in err and "1 dead letters" in err
-    assert len(read(tmp_path / "out" / "enriched.ndjson")) == 1
+    for run in ("a", "b"):
+        r = subprocess.run([sys.executable, "-m", "logtide.cli", "replay", "--bootstrap", kafka_bootstrap, "--topic",
+                            topic, "--from", "0", "--to", "10000", "--process", "--data-dir", str(tmp_path / run),
+                            "--replay-id", "what-if-1", "--clickhouse-path", str(tmp_path / "ch")],
+                           check=False, capture_output=True, timeout=180)  # fmt: skip
+        assert r.returncode == 0, r.stderr.decode()
+        err = r.stderr.decode()
+        assert "2 records processed (replay id what-if-1): 1 events" in err and "1 dead letters" in err
+        assert len(read(tmp_path / run / "enriched.ndjson")) == 1
+    from logtide.sinks.clickhouse_sink import ChdbBackend
+
+    backend = ChdbBackend(tmp_path / "ch")
+    try:
+        logs = backend.query_rows("SELECT count() AS n FROM logtide.logs FINAL")
+        dead = backend.query_rows("SELECT count() AS n FROM logtide.deadletter FINAL")
+    finally:
+        backend.close()
+    assert int(logs[0]["n"]) == 1 and int(dead[0]["n"]) == 1
