@@ -396,6 +396,8 @@ def _parse_window(from_: str | None, to: str | None, by: str, margin: str, now_m
               "(default ./replay-<id>).")
 @click.option("--sink", "sink_es", is_flag=True, help="--process: also write to Elasticsearch (idempotent).")
 @click.option("--es", "es_hosts", help="--sink: Elasticsearch URLs (overrides sinks.elasticsearch.hosts).")
+@click.option("--es-index-prefix", help="--sink: index prefix (default sinks.elasticsearch.index_prefix); a what-if "
+              "replay writes beside the live indices with e.g. logtide-whatif, a backfill into them without it.")
 @click.option("--clickhouse-path", type=click.Path(file_okay=False),
               help="--process: also write to embedded ClickHouse here (idempotent).")
 @click.option("--replay-id", help="--process: label for the anomalies (default: generated).")
@@ -410,7 +412,7 @@ def _parse_window(from_: str | None, to: str | None, by: str, margin: str, now_m
 def replay(  # noqa: PLR0917 - click passes every option
     config_path: str | None, bootstrap: str | None, topic: str | None, from_: str | None, to: str | None,
     output: str | None, into_topic: str | None, process_: bool, data_dir: str | None, sink_es: bool,
-    es_hosts: str | None, clickhouse_path: str | None, replay_id: str | None, by: str, margin: str, follow: bool, max_rate: float | None,
+    es_hosts: str | None, es_index_prefix: str | None, clickhouse_path: str | None, replay_id: str | None, by: str, margin: str, follow: bool, max_rate: float | None,
     resume_token: str | None, progress: bool | None,
 ) -> None:  # fmt: skip
     """Replay the records of TOPIC whose timestamps lie in [--from, --to)."""
@@ -453,6 +455,8 @@ def replay(  # noqa: PLR0917 - click passes every option
                 es_cfg = cfg.sinks.elasticsearch or ElasticsearchConfig()
                 if es_hosts:
                     es_cfg = es_cfg.model_copy(update={"hosts": es_hosts.split(",")})
+                if es_index_prefix:
+                    es_cfg = es_cfg.model_copy(update={"index_prefix": es_index_prefix})
                 es_write, es_client = await _es_writer(es_cfg)
             metrics = topic == Topics(cfg.topics.prefix).metrics_raw
             sink = ProcessSink(cfg, Path(data_dir or rid), rid, metrics=metrics, topic=topic, es_write=es_write,
