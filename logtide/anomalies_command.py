@@ -50,6 +50,7 @@ async def tail_topic(
     for sig in (signal.SIGINT, signal.SIGTERM):  # before connecting: Ctrl-C at any moment stops cleanly
         loop.add_signal_handler(sig, reader.stop)
     out = sys.stdout.buffer
+    held: list[tuple[Any, str]] = []  # readable and not following: printed in time order at the end
     try:
         await reader.open()
         async for batch in reader.batches():
@@ -73,14 +74,19 @@ async def tail_topic(
                         click.echo(f"tail: {topic}[{batch.partition}]@{r.offset} is not a valid anomaly: "
                                    f"{a.error.message}", err=True)  # fmt: skip
                         continue
-                    out.flush()
-                    click.echo(readable_line(a, status_of(doc)))
+                    if follow:
+                        out.flush()
+                        click.echo(readable_line(a, status_of(doc)))
+                    else:
+                        held.append((a, status_of(doc)))
                 counts["shown"] += 1
             out.flush()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await reader.close()
+    for a, status in sorted(held, key=lambda x: (x[0].timestamp, x[0].series.key)):
+        click.echo(readable_line(a, status))
     return counts
 
 

@@ -96,6 +96,9 @@ def test_readable_lines_without_colour_when_piped(prefix: str, kafka_bootstrap: 
     assert r.returncode == 0, r.stderr.decode()
     lines = r.stdout.decode().splitlines()
     assert len(lines) == 4
+    both = logtide("anomalies", "tail", "--config", write_cfg(tmp_path, kafka_bootstrap, prefix), "--from-beginning",
+                   "--status", "firing").stdout.decode().splitlines()  # fmt: skip
+    assert len(both) == len(ITEMS) and both == sorted(both)  # time order across the two partitions
     assert "\x1b[" not in r.stdout.decode()
     assert re.search(r"CRITICAL +log\.error_ratio\{host=web-1,service=search\}  mean=325\.8 vs expected 12\.5 "
                      r"\[10, 15\]  score 0\.90  service=search", lines[0]), lines[0]  # fmt: skip
