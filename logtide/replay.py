@@ -13,7 +13,9 @@ records were shipped.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -102,3 +104,43 @@ def decode_token(token: str) -> tuple[str, Window, dict[int, int]]:
         return str(doc["topic"]), window, positions
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"not a replay resume token ({type(exc).__name__})") from None
+
+
+@dataclass
+class TimeMerge:
+    """Merges partitions by record timestamp, holding records back until no partition still being read
+    can bring an older one: a record goes out once every unfinished partition has been read up to its
+    timestamp. (Within a partition, records come in offset order; an out-of-order timestamp there is
+    merged where it falls.)"""
+
+    _held: list[tuple[int, int, int, Any]] = field(default_factory=list)  # (timestamp, partition, offset, rec)
+    _read_up_to: dict[int, int] = field(default_factory=dict)  # partition -> timestamp of its last record
+
+    def add(self, partition: int, records: Iterable[Any], last_read_ts: int | None) -> None:
+        """`records` to merge; `last_read_ts`: the timestamp of the last record read from the partition
+        (kept or not), None when the batch had none."""
+        for r in records:
+            heapq.heappush(self._held, (r.timestamp, partition, r.offset, r))
+        if last_read_ts is not None:
+            self._read_up_to[partition] = last_read_ts
+
+    def limit(self, unfinished: Iterable[int]) -> int | None:
+        """Records up to this timestamp can go; None: nothing can (a partition not read yet)."""
+        lim: int | None = None
+        for p in unfinished:
+            t = self._read_up_to.get(p)
+            if t is None:
+                return None
+            lim = t if lim is None else min(lim, t)
+        return lim if lim is not None else 1 << 62
+
+    def take(self, limit: int | None) -> list[Any]:
+        """Held records with timestamp <= limit, oldest first (ties: partition, then offset)."""
+        out = []
+        held = self._held
+        while held and limit is not None and held[0][0] <= limit:
+            out.append(heapq.heappop(held)[3])
+        return out
+
+    def take_all(self) -> list[Any]:
+        return self.take(1 << 62)

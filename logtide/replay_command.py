@@ -29,7 +29,15 @@ import click
 from logtide.config import Config
 from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs, producer_kwargs
-from logtide.replay import Window, check_window, decode_token, encode_token, event_time_ms, ndjson_line
+from logtide.replay import (
+    TimeMerge,
+    Window,
+    check_window,
+    decode_token,
+    encode_token,
+    event_time_ms,
+    ndjson_line,
+)
 from logtide.timespec import TimeSpecError, format_ms, parse_duration_ms, parse_time_ms
 
 log = logging.getLogger("logtide.replay")
@@ -174,42 +182,25 @@ class ProcessSink:
         self.es_write = es_write
         self.counts = {"records": 0, "events": 0, "dead_letters": 0, "aggregates": 0, "anomalies": 0}
         self.reader: Any = None
-        self._held: list[tuple[int, int, int, Any]] = []  # heap of (timestamp, partition, offset, record)
-        self._frontier: dict[int, int] = {}  # per partition: timestamp of the last record read
+        self.merge = TimeMerge()
 
     def bind(self, reader: Any) -> None:
         self.reader = reader
 
     async def handle(self, batch: Any, records: list[Any]) -> None:
-        import heapq
+        self.merge.add(batch.partition, records, batch.records[-1].timestamp if batch.records else None)
+        unfinished = [
+            p for p, pl in (self.reader.plans.items() if self.reader is not None else ())
+            if pl.stop is None or (batch.next_offset if p == batch.partition else pl.position) < pl.stop
+        ]  # fmt: skip
+        await self._release(self.merge.take(self.merge.limit(unfinished)))
 
-        for r in records:
-            heapq.heappush(self._held, (r.timestamp, batch.partition, r.offset, r))
-        if batch.records:
-            self._frontier[batch.partition] = batch.records[-1].timestamp
-        # records up to the slowest partition still being read can go: none older can arrive
-        limit = None
-        for p, pl in (self.reader.plans.items() if self.reader is not None else ()):
-            finished = pl.stop is not None and (batch.next_offset if p == batch.partition else pl.position) >= pl.stop
-            if not finished:
-                f = self._frontier.get(p)
-                limit = f if f is None or limit is None else min(limit, f)
-                if f is None:
-                    return  # a partition not read yet holds everything back
-        await self._release(limit)
-
-    async def _release(self, limit: int | None) -> None:
-        import heapq
-
-        out = []
-        while self._held and (limit is None or self._held[0][0] <= limit):
-            out.append(heapq.heappop(self._held)[3])
+    async def _release(self, out: list[Any]) -> None:
         if not out:
             return
         self.counts["records"] += len(out)
         for i in range(0, len(out), 2000):
-            chunk = out[i : i + 2000]
-            await self._process(chunk)
+            await self._process(out[i : i + 2000])
 
     async def _process(self, records: list[Any]) -> None:
         from logtide.embedded import process_batch
@@ -244,7 +235,7 @@ class ProcessSink:
     async def close(self) -> None:
         from logtide.embedded import BatchResult
 
-        await self._release(None)
+        await self._release(self.merge.take_all())
         aggs, anomalies = self.stateful.flush()  # the range is over: close every open window
         await self._write(BatchResult(aggregates=aggs, anomalies=anomalies))
         self.outputs.close()

@@ -134,3 +134,24 @@ def test_progress_plain_lines_when_not_a_terminal() -> None:
     line = out.getvalue().splitlines()[0]
     assert line.startswith("replay: 50/200 rec (25%)")
     assert "rec/s" in line and "ETA" in line and "at 2026-01-01T00:00:00.000Z" in line
+
+
+def test_time_merge_holds_back_to_the_slowest_partition() -> None:
+    from collections import namedtuple
+
+    from logtide.replay import TimeMerge
+
+    R = namedtuple("R", "timestamp offset")
+    m = TimeMerge()
+    m.add(0, [R(10, 0), R(20, 1), R(30, 2)], 30)
+    assert m.limit([0, 1]) is None  # partition 1 not read yet: nothing can go
+    assert m.take(m.limit([0, 1])) == []
+    m.add(1, [R(15, 0)], 15)
+    assert [r.timestamp for r in m.take(m.limit([0, 1]))] == [10, 15]
+    m.add(1, [R(25, 1)], 25)
+    assert [r.timestamp for r in m.take(m.limit([0, 1]))] == [20, 25]
+    # partition 1 finished: the rest of partition 0 goes
+    assert [r.timestamp for r in m.take(m.limit([0]))] == [30]
+    m.add(0, [R(5, 3)], 5)  # an out-of-order timestamp is merged where it falls
+    m.add(1, [R(4, 2)], 4)
+    assert [r.timestamp for r in m.take_all()] == [4, 5]
