@@ -423,6 +423,8 @@ def replay(  # noqa: PLR0917 - click passes every option
         if not topic:
             raise click.UsageError("--topic is required")
         window = _parse_window(from_, to, by, margin, int(time.time() * 1000))
+    if into_topic is not None and into_topic == topic and follow:
+        raise click.UsageError("--into-topic is the topic being read: with --follow it would replay its own output")
     cfg = load_for_command(config_path, bootstrap)
     from logtide.schemas import Topics
 
