@@ -247,21 +247,25 @@ class RangeReader:
         while not self._stop.is_set() and not self.done:
             fetched = await c.getmany(timeout_ms=self.poll_ms, max_records=per_fetch)
             got = 0
+            to_ms = self.to_ms if self.to_ms is not None else 1 << 62
             for tp, recs in fetched.items():
                 pl = self.plans[tp.partition]
                 keep: list[Any] = []
                 outside = 0
                 nxt = pl.position
-                for r in recs:
-                    if r.offset < pl.position:
+                # following, records appended after the start count as "from now on" (see module doc)
+                new_from = pl.end_at_open if self.follow and pl.end_at_open is not None else 1 << 62
+                from_ms = self.from_ms
+                for r in recs:  # the per-record loop: plain comparisons (same rules as `in_range`)
+                    off, ts = r.offset, r.timestamp
+                    if off < nxt:
                         continue  # already handled (a re-fetch after a reconnect)
-                    if pl.stop is None and self.to_ms is not None and r.timestamp >= self.to_ms:
-                        pl.stop = r.offset  # following: the first record at or past `to` ends it
-                    if pl.stop is not None and r.offset >= pl.stop:
+                    if pl.stop is None and ts >= to_ms:
+                        pl.stop = off  # following: the first record at or past `to` ends it
+                    if pl.stop is not None and off >= pl.stop:
                         break
-                    nxt = r.offset + 1
-                    new = self.follow and pl.end_at_open is not None and r.offset >= pl.end_at_open
-                    if in_range(r.timestamp, 0 if new else self.from_ms, self.to_ms):
+                    nxt = off + 1
+                    if ts < to_ms and (ts >= from_ms or off >= new_from):
                         keep.append(r)
                     else:
                         outside += 1
