@@ -17,6 +17,7 @@ from datetime import datetime
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: past it a time is a typo
 
 
 class TimeSpecError(ValueError):
@@ -28,7 +29,10 @@ def parse_duration_ms(text: str) -> int:
     t = text.strip().lower()
     if not t or not _DURATION.match(t):
         raise TimeSpecError(f"{text!r} is not a duration (use e.g. 90s, 30m, 2h, 1d, 1h30m)")
-    return round(sum(float(n) * _UNIT_MS[u] for n, u in _PART.findall(t)))
+    ms = sum(float(n) * _UNIT_MS[u] for n, u in _PART.findall(t))
+    if not ms <= MAX_MS:
+        raise TimeSpecError(f"{text!r} is longer than any history (at most about 8000 years)")
+    return round(ms)
 
 
 def parse_time_ms(text: str, now_ms: int) -> int:
@@ -39,6 +43,8 @@ def parse_time_ms(text: str, now_ms: int) -> int:
     if t.lower() == "now":
         return now_ms
     if t.isdigit():
+        if int(t) > MAX_MS:
+            raise TimeSpecError(f"{text!r} is past the year 9999 as epoch milliseconds")
         return int(t)
     body = t[1:] if t.startswith("-") else t
     if _DURATION.match(body.lower()):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from logtide.progress import Progress
 from logtide.replay import Window, check_window, decode_token, encode_token, event_time_ms, ndjson_line
@@ -155,3 +158,22 @@ def test_time_merge_holds_back_to_the_slowest_partition() -> None:
     m.add(0, [R(5, 3)], 5)  # an out-of-order timestamp is merged where it falls
     m.add(1, [R(4, 2)], 4)
     assert [r.timestamp for r in m.take_all()] == [4, 5]
+
+
+@given(st.text(max_size=60) | st.from_regex(r"-?[0-9]{1,400}(\.[0-9]{1,5})?(ms|s|m|h|d|w)", fullmatch=True))
+@settings(max_examples=400, deadline=None)
+@example("9" * 400 + "h")  # float overflow: found by hand, kept as a regression
+@example("9" * 30)
+def test_time_arguments_never_crash(text: str) -> None:
+    """Whatever a user types: a time, or TimeSpecError saying what is accepted."""
+    with contextlib.suppress(TimeSpecError):
+        assert isinstance(parse_time_ms(text, NOW), int)
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_resume_tokens_never_crash(text: str) -> None:
+    try:
+        decode_token(text)
+    except ValueError as exc:
+        assert "resume token" in str(exc)
