@@ -99,7 +99,11 @@ def decode_token(token: str) -> tuple[str, Window, dict[int, int]]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         doc: dict[str, Any] = orjson.loads(raw)
-        window = Window(int(doc["from"]), doc["to"], doc["by"], doc["margin"])
+        if doc["by"] not in ("record-time", "event-time"):
+            raise ValueError(doc["by"])
+        to, margin = doc["to"], doc["margin"]
+        window = Window(int(doc["from"]), None if to is None else int(to), doc["by"],
+                        None if margin is None else int(margin))  # fmt: skip
         positions = {int(p): int(o) for p, o in doc["positions"].items()}
         return str(doc["topic"]), window, positions
     except (ValueError, KeyError, TypeError) as exc:
