@@ -3,8 +3,8 @@ the streams operators again (`--process`).
 
 Contract for scripts: `logtide replay --bootstrap HOST:PORT --topic TOPIC --from TS --to TS --output FILE`
 writes exactly the values of the records whose timestamps lie in `[from, to)`, from every partition,
-one per line (partition after partition as fetched; offset order, which is timestamp order, within
-each), and exits 0; a summary goes to stderr. Range rules: `logtide/topic_range.py`; which time a
+one per line (partitions interleaved as fetched; offset order within each, which is timestamp order
+when the producer stamps in order, as the shipper does), and exits 0; a summary goes to stderr. Range rules: `logtide/topic_range.py`; which time a
 record carries: `logtide/replay.py`.
 
 Exit codes: 0 done (also when the range selects nothing), 1 an error (unknown topic, broker), 2 bad
