@@ -377,7 +377,8 @@ def _parse_window(from_: str | None, to: str | None, by: str, margin: str, now_m
 @click.command("replay")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file.")
 @click.option("--bootstrap", help="Override kafka.bootstrap_servers (HOST:PORT[,HOST:PORT]).")
-@click.option("--topic", help="Topic to read (any topic; never created).")
+@click.option("--topic", help="Topic to read: any topic, or a logtide short name (logs.raw) under the configured "
+              "prefix; never created.")
 @click.option("--from", "from_", metavar="TS", help="Start, inclusive: ISO 8601 with zone, epoch ms, or -2h / 30m ago.")
 @click.option("--to", metavar="TS", help="End, exclusive (default: the topic's end now).")
 @click.option("--output", metavar="FILE|-", help="Write the record values as NDJSON (- = stdout).")
@@ -427,6 +428,10 @@ def replay(  # noqa: PLR0917 - click passes every option
         raise click.UsageError("--into-topic is the topic being read: with --follow it would replay its own output")
     cfg = load_for_command(config_path, bootstrap)
     from logtide.schemas import Topics
+    from logtide.schemas.topics import ALL
+
+    if topic in ALL:  # a short logtide name (logs.raw): the configured prefix's topic unless one is named so
+        topic = asyncio.run(_short_name(cfg, topic))
 
     async def main() -> dict[str, Any]:
         from logtide.topic_range import UnknownTopic
@@ -476,6 +481,17 @@ def replay(  # noqa: PLR0917 - click passes every option
     _report(res, topic, window, sink_summary=res.get("sink_summary"))
     if res["stopped"]:
         raise SystemExit(130)
+
+
+async def _short_name(cfg: Config, short: str) -> str:
+    from logtide.schemas import Topics
+    from logtide.topic_range import UnknownTopic, topic_partitions
+
+    try:
+        await topic_partitions(connection_kwargs(cfg.kafka), short)
+        return short
+    except UnknownTopic:
+        return Topics(cfg.topics.prefix).name(short)
 
 
 async def _partitions(cfg: Config, topic: str) -> int:

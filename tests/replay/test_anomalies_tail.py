@@ -193,3 +193,11 @@ def test_follow_prints_new_anomalies_until_ctrl_c(kafka_bootstrap: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_replay_takes_a_short_topic_name_under_the_prefix(prefix: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    r = logtide("replay", "--config", write_cfg(tmp_path, kafka_bootstrap, prefix), "--topic", "anomalies",
+                "--from", "0", "--to", "now", "--output", "-")  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    assert len(r.stdout.splitlines()) == len(ITEMS) + 1  # the resolve too; the record that is not JSON skipped
+    assert f"records of {prefix}anomalies" in r.stderr.decode()
