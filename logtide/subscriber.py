@@ -23,6 +23,9 @@ import orjson
 from logtide.anomaly_filter import AnomalyFilter
 from logtide.schemas import Anomaly, DeadLetter, Topics, decode
 from logtide.timespec import parse_duration_ms, parse_time_ms
+from logtide.topic_range import UnknownTopic
+
+__all__ = ["Subscription", "UnknownTopic", "subscribe"]
 
 log = logging.getLogger("logtide.subscribe")
 
@@ -134,6 +137,7 @@ def subscribe(
     default now. service: one name or several; severity: this one and above (info < warning <
     critical); status: firing or resolved. follow=False ends at the topic's current end. kafka: extra
     aiokafka client settings (TLS, SASL), e.g. from `logtide.kafka_client.connection_kwargs`.
+    A missing topic raises `UnknownTopic` (a `LookupError`) at the first iteration; it is never created.
     """
     filt = AnomalyFilter.of(service, severity, status)
     from_ms = start_ms(since, start, int(time.time() * 1000))

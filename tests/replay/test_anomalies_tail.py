@@ -136,6 +136,11 @@ async def test_subscribe_api(prefix: str, kafka_bootstrap: str) -> None:
             got.append(a)
     assert sorted(a.event.id for a in got) == sorted(a.event.id for _, a in ITEMS if a.service.name == "checkout")
     assert sub.skipped == 1  # the record that is not JSON
+    from logtide.subscriber import UnknownTopic
+
+    with pytest.raises(UnknownTopic):
+        async for _ in subscribe(kafka_bootstrap, prefix=f"nope{uuid.uuid4().hex[:6]}.", follow=False):
+            pass
     crit = [a async for a in subscribe(kafka_bootstrap, prefix=prefix, since="4h", severity="critical",
                                        status="firing", follow=False)]  # fmt: skip
     assert sorted(a.event.id for a in crit) == sorted(a.event.id for _, a in ITEMS if a.severity.value == "critical")
