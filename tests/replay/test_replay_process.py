@@ -123,3 +123,29 @@ def test_process_cli_names_the_replay_and_backfills_clickhouse_once(kafka_bootst
     finally:
         backend.close()
     assert int(logs[0]["n"]) == 1 and int(dead[0]["n"]) == 1
+
+
+async def test_process_metric_samples(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    """A metrics topic is read as metric samples (the embedded runner's metric path): every sample in
+    the range lands in exactly one tumbling window."""
+    prefix = f"rpm{unique}."
+    topics = Topics(prefix)
+    cfg = parse_config({"kafka": {"bootstrap_servers": [kafka_bootstrap]}, "topics": {"prefix": prefix},
+                        "streams": {"window": {"size_seconds": 60, "group_by": ["host"]}}})  # fmt: skip
+    t0 = t_base()
+    recs = []
+    for i in range(60):
+        ts = t0 + timedelta(seconds=10 * i)
+        doc = {"@timestamp": ts.isoformat(), "metric": {"name": "system.cpu.pct", "value": 0.4 + (i % 5) / 100},
+               "host": {"name": "web-1"}, "event": {"id": f"m{i}", "kind": "metric"},
+               "logtide": {"schema": "metric_sample"}}  # fmt: skip
+        recs.append((i % 2, int(ts.timestamp() * 1000) + 50, b"web-1", orjson.dumps(doc)))
+    await create_topic(kafka_bootstrap, topics.metrics_raw, 2)
+    await produce_at(kafka_bootstrap, topics.metrics_raw, recs)
+    sink = ProcessSink(cfg, tmp_path / "out", "m", metrics=True, topic=topics.metrics_raw)
+    window = Window(int(t0.timestamp() * 1000), int((t0 + timedelta(hours=1)).timestamp() * 1000))
+    res = await run_replay(cfg, topics.metrics_raw, window, sink, progress=False, install_signals=False)
+    assert res["selected"] == 60
+    aggs = [a for a in read(tmp_path / "out" / "aggregates.ndjson") if "cpu" in a["series"]["metric"]]
+    assert aggs and sum(a["stats"]["count"] for a in aggs) == 60
+    assert read(tmp_path / "out" / "deadletter.ndjson") == []
