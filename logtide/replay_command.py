@@ -83,10 +83,11 @@ class NdjsonSink:
     async def close(self) -> None:
         if self._f is None:
             return
-        self._f.flush()
+        f, self._f = self._f, None
+        with contextlib.suppress(BrokenPipeError):  # `--output - | head`: the reader left; said at exit
+            f.flush()
         if self._own:
-            self._f.close()
-        self._f = None
+            f.close()
 
     def summary(self) -> str:
         s = f"{self.written} records -> {self.name}"
@@ -474,6 +475,11 @@ def replay(  # noqa: PLR0917 - click passes every option
 
     try:
         res = asyncio.run(main())
+    except BrokenPipeError:  # stdout closed by its reader (`| head`): stop quietly, as `cat` does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(141) from None
     except OffsetOutOfRangeError as exc:
         raise click.ClickException(f"replay failed: records were deleted (retention) while being read: {exc}") from None
     except (OSError, KafkaError) as exc:
