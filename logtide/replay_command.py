@@ -375,7 +375,12 @@ def _parse_window(from_: str | None, to: str | None, by: str, margin: str, now_m
     return Window(from_ms, to_ms, by, margin_ms)  # type: ignore[arg-type]
 
 
-@click.command("replay")
+@click.command("replay", epilog="""\b
+Examples:
+  logtide replay --topic logs.raw --from 2026-11-30T08:00:00Z --to 2026-11-30T09:00:00Z --output hour.ndjson
+  logtide replay --topic logs.raw --from -2h --to -1h --into-topic staging.logs.raw
+  logtide replay --config new-detectors.yaml --topic logs.raw --from -7d --to now --process --data-dir what-if
+""")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file.")
 @click.option("--bootstrap", help="Override kafka.bootstrap_servers (HOST:PORT[,HOST:PORT]).")
 @click.option("--topic", help="Topic to read: any topic, or a logtide short name (logs.raw) under the configured "
