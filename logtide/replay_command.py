@@ -153,6 +153,8 @@ Examples:
 @click.option("--clickhouse-path", type=click.Path(file_okay=False),
               help="--process: also write to embedded ClickHouse here (idempotent).")
 @click.option("--replay-id", help="--process: label for the anomalies (default: generated).")
+@click.option("--state-from", type=click.Path(file_okay=False, exists=True),
+              help="--process: start from the windows and detectors another run saved (its --data-dir).")
 @click.option("--by", type=click.Choice(["record-time", "event-time"]), default="record-time", show_default=True,
               help="Select on the Kafka record timestamp (send time) or the event's @timestamp.")
 @click.option("--margin", default="1h", show_default=True,
@@ -164,7 +166,8 @@ Examples:
 def replay(  # noqa: PLR0917 - click passes every option
     config_path: str | None, bootstrap: str | None, topic: str | None, from_: str | None, to: str | None,
     output: str | None, into_topic: str | None, process_: bool, data_dir: str | None, sink_es: bool,
-    es_hosts: str | None, es_index_prefix: str | None, clickhouse_path: str | None, replay_id: str | None, by: str, margin: str, follow: bool, max_rate: float | None,
+    es_hosts: str | None, es_index_prefix: str | None, clickhouse_path: str | None, replay_id: str | None,
+    state_from: str | None, by: str, margin: str, follow: bool, max_rate: float | None,
     resume_token: str | None, progress: bool | None,
 ) -> None:  # fmt: skip
     """Replay the records of TOPIC whose timestamps lie in [--from, --to)."""
@@ -218,7 +221,8 @@ def replay(  # noqa: PLR0917 - click passes every option
                 es_write, es_client = await _es_writer(es_cfg)
             metrics = topic == Topics(cfg.topics.prefix).metrics_raw
             sink = ProcessSink(cfg, Path(data_dir or rid), rid, metrics=metrics, topic=topic, es_write=es_write,
-                               clickhouse_path=Path(clickhouse_path) if clickhouse_path else None)  # fmt: skip
+                               clickhouse_path=Path(clickhouse_path) if clickhouse_path else None,
+                               state_from=Path(state_from) if state_from else None)  # fmt: skip
         try:
             return await run_replay(cfg, topic, window, sink, follow=follow, resume=resume,
                                     max_rate=max_rate, progress=progress)  # fmt: skip

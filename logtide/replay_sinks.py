@@ -130,7 +130,8 @@ class TopicSink:
 
 
 class ProcessSink:
-    """Through the streams operators with fresh state, the way the embedded runner drives them
+    """Through the streams operators, with fresh state or the state a previous run saved, the way the
+    embedded runner drives them
     (`logtide.embedded.process_batch`): NDJSON files under `data_dir` and, with `es_write`, Elasticsearch
     (documents keep their stable ids, so a second replay overwrites instead of duplicating).
 
@@ -139,15 +140,39 @@ class ProcessSink:
     partition's hours before another's would make the second one late. `now` for the skew checks is
     the latest record time handed over, the time the records reached Kafka, so history is judged as it
     was live. Anomalies carry `labels.replay`; nothing is published to the anomalies topic, so a
-    replay never pages anyone."""
+    replay never pages anyone.
+
+    State: at the end, before the open windows are closed, the operators' state (windows, detectors)
+    is saved in `data_dir/state/snapshot.json`, the embedded runner's snapshot format. `state_from`
+    (a replay's data directory, or a `logtide run --data-dir`) starts from such a snapshot instead of
+    fresh: the detector state of the time that run ended. It is refused when it was saved with other
+    window, derive or detect settings (the embedded runner's fingerprint), as that state means nothing
+    to other settings."""
 
     def __init__(self, cfg: Config, data_dir: Path, replay_id: str, *, metrics: bool, topic: str,
-                 es_write: Any = None, clickhouse_path: Path | None = None) -> None:  # fmt: skip
-        from logtide.embedded import Outputs
+                 es_write: Any = None, clickhouse_path: Path | None = None,
+                 state_from: Path | None = None) -> None:  # fmt: skip
+        from logtide.embedded import Outputs, SnapshotStore, operators_fingerprint
         from logtide.streams.pipeline import Stateful, Stateless
 
         self.stateless = Stateless(cfg.streams)
         self.stateful = Stateful(cfg.streams)
+        self.fingerprint = operators_fingerprint(cfg.streams)
+        self.exports: dict[str, str] = {}
+        if state_from is not None:
+            doc = SnapshotStore(state_from / "state").read()
+            if not doc.get("series"):
+                raise click.ClickException(f"--state-from {state_from}: no saved operator state in state/snapshot.json")
+            if doc.get("operators") != self.fingerprint:
+                raise click.ClickException(
+                    f"--state-from {state_from}: saved with other window, derive or detect settings; its "
+                    "windows and detectors mean nothing to these (start fresh, or use the same settings)"
+                )
+            for key, blob in doc["series"].items():
+                self.stateful.restore(key, blob.encode())
+            self.stateful.take_dirty()
+            self.exports = dict(doc["series"])
+        self.state_from = state_from
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
         ch = None
@@ -218,9 +243,20 @@ class ProcessSink:
         from logtide.embedded import BatchResult
 
         await self._release(self.merge.take_all())
+        self.save_state()
         aggs, anomalies = self.stateful.flush()  # the range is over: close every open window
         await self._write(BatchResult(aggregates=aggs, anomalies=anomalies))
         self.outputs.close()
+
+    def save_state(self) -> None:
+        """The operators' state now (windows still open): what `state_from` continues from."""
+        from logtide.embedded import SnapshotStore
+
+        sf = self.stateful
+        for k in sf.take_dirty():
+            self.exports[k] = sf.export(k).decode()
+        extra = {"operators": self.fingerprint, "stream_time_ms": sf.stream_time_ms, "replay": self.replay_id}
+        SnapshotStore(self.data_dir / "state").write({}, self.exports, extra)
 
     def summary(self) -> str:
         c = self.counts

@@ -150,3 +150,45 @@ async def test_process_metric_samples(kafka_bootstrap: str, unique: str, tmp_pat
     aggs = [a for a in read(tmp_path / "out" / "aggregates.ndjson") if "cpu" in a["series"]["metric"]]
     assert aggs and sum(a["stats"]["count"] for a in aggs) == 60
     assert read(tmp_path / "out" / "deadletter.ndjson") == []
+
+
+async def test_state_from_a_previous_run_continues_its_detectors(kafka_bootstrap: str, unique: str,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    """Replaying [t0, cut) and then [cut, end) from the first run's saved state gives the anomalies of
+    one replay of [t0, end); started fresh at the cut, the detectors are still warming up and miss the
+    incident. Other settings are refused."""
+    prefix = f"rps{unique}."
+    topics = Topics(prefix)
+    sc = streams_cfg(f"rps{unique}")
+    cfg = parse_config({"kafka": {"bootstrap_servers": [kafka_bootstrap]}, "topics": {"prefix": prefix},
+                        "streams": sc})  # fmt: skip
+    t0 = t_base()
+    data = make_logs(t0, 0, 1800, incident=(1200, 1260)) + closers(t0, 1830)
+    recs = [({b"api": 0, b"web": 1}[k], int(datetime.fromisoformat(orjson.loads(v)["@timestamp"]).timestamp() * 1000),
+             k, v) for k, v in data]  # fmt: skip
+    await create_topic(kafka_bootstrap, topics.logs_raw, 2)
+    await produce_at(kafka_bootstrap, topics.logs_raw, recs)
+    ms = lambda s: int((t0 + timedelta(seconds=s)).timestamp() * 1000)  # noqa: E731
+    start, cut, end = ms(-60), ms(1100), ms(3600)
+
+    async def run(name: str, lo: int, hi: int, state_from: Path | None = None) -> set[str]:
+        sink = ProcessSink(cfg, tmp_path / name, name, metrics=False, topic=topics.logs_raw, state_from=state_from)
+        await run_replay(cfg, topics.logs_raw, Window(lo, hi), sink, progress=False, install_signals=False)
+        return {a["event"]["id"] for a in read(tmp_path / name / "anomalies.ndjson")}
+
+    whole = await run("whole", start, end)
+    first = await run("first", start, cut)
+    second = await run("second", cut, end, state_from=tmp_path / "first")
+    fresh = await run("fresh", cut, end)
+    incident = {a["event"]["id"] for a in read(tmp_path / "whole" / "anomalies.ndjson")
+                if a["window"]["start"] >= (t0 + timedelta(seconds=1200)).isoformat()}  # fmt: skip
+    assert incident, "the whole replay sees the incident"
+    assert first | second == whole
+    assert not incident & fresh, "fresh detectors at the cut are still warming up"
+
+    other = parse_config({**cfg.model_dump(mode="json", exclude_none=True),
+                          "streams": {**sc, "window": {**sc["window"], "size_seconds": 20}}})  # fmt: skip
+    import click
+
+    with pytest.raises(click.ClickException, match="other window, derive or detect settings"):
+        ProcessSink(other, tmp_path / "x", "x", metrics=False, topic=topics.logs_raw, state_from=tmp_path / "first")
