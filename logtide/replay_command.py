@@ -96,6 +96,8 @@ async def run_replay(
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+        if hasattr(sink, "interrupted"):
+            sink.interrupted = not reader.done  # Ctrl-C or an error: the range is not complete
         try:
             await sink.close()
         finally:

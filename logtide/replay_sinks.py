@@ -161,17 +161,17 @@ class ProcessSink:
         self.exports: dict[str, str] = {}
         if state_from is not None:
             doc = SnapshotStore(state_from / "state").read()
-            if not doc.get("series"):
+            if not doc:
                 raise click.ClickException(f"--state-from {state_from}: no saved operator state in state/snapshot.json")
-            if doc.get("operators") != self.fingerprint:
+            if doc.get("series") and doc.get("operators") != self.fingerprint:
                 raise click.ClickException(
                     f"--state-from {state_from}: saved with other window, derive or detect settings; its "
                     "windows and detectors mean nothing to these (start fresh, or use the same settings)"
                 )
-            for key, blob in doc["series"].items():
+            for key, blob in doc.get("series", {}).items():
                 self.stateful.restore(key, blob.encode())
             self.stateful.take_dirty()
-            self.exports = dict(doc["series"])
+            self.exports = dict(doc.get("series", {}))
         self.state_from = state_from
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
@@ -190,6 +190,7 @@ class ProcessSink:
         self.counts = {"records": 0, "events": 0, "dead_letters": 0, "aggregates": 0, "anomalies": 0}
         self.reader: Any = None
         self.merge = TimeMerge()
+        self.interrupted = False  # set by the run loop when Ctrl-C stopped the range early
 
     def bind(self, reader: Any) -> None:
         self.reader = reader
@@ -244,8 +245,10 @@ class ProcessSink:
 
         await self._release(self.merge.take_all())
         self.save_state()
-        aggs, anomalies = self.stateful.flush()  # the range is over: close every open window
-        await self._write(BatchResult(aggregates=aggs, anomalies=anomalies))
+        if not self.interrupted:  # the range is over: close every open window
+            aggs, anomalies = self.stateful.flush()
+            await self._write(BatchResult(aggregates=aggs, anomalies=anomalies))
+        # interrupted: open windows stay open in the saved state, for `--resume` with `--state-from`
         self.outputs.close()
 
     def save_state(self) -> None:
