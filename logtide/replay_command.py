@@ -145,7 +145,7 @@ Examples:
 @click.option("--to", metavar="TS", help="End, exclusive (default: the topic's end now).")
 @click.option("--output", metavar="FILE|-", help="Write the record values as NDJSON (- = stdout).")
 @click.option("--into-topic", metavar="TOPIC", help="Re-publish the records (keys, timestamps kept).")
-@click.option("--process", "process_", is_flag=True, help="Run validate, enrich, window, detect with fresh state.")
+@click.option("--process", "process_", is_flag=True, help="Run validate, enrich, window, detect (fresh state unless --state-from).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="--process: where the NDJSON go "
               "(default ./replay-<id>).")
 @click.option("--sink", "sink_es", is_flag=True, help="--process: also write to Elasticsearch (idempotent).")
