@@ -139,7 +139,8 @@ class ProcessSink:
     to the slowest partition still being read), because windows follow one stream time: feeding one
     partition's hours before another's would make the second one late. `now` for the skew checks is
     the latest record time handed over, the time the records reached Kafka, so history is judged as it
-    was live. Anomalies carry `labels.replay`; nothing is published to the anomalies topic, so a
+    was live. Following (`--follow`), a partition with nothing more to read holds nothing back: what it
+    brings later is judged by the windows' lateness, as live. Anomalies carry `labels.replay`; nothing is published to the anomalies topic, so a
     replay never pages anyone.
 
     State: at the end, before the open windows are closed, the operators' state (windows, detectors)
@@ -197,10 +198,14 @@ class ProcessSink:
 
     async def handle(self, batch: Any, records: list[Any]) -> None:
         self.merge.add(batch.partition, records, batch.records[-1].timestamp if batch.records else None)
-        unfinished = [
-            p for p, pl in (self.reader.plans.items() if self.reader is not None else ())
-            if pl.stop is None or (batch.next_offset if p == batch.partition else pl.position) < pl.stop
-        ]  # fmt: skip
+        unfinished = []  # partitions that may still bring older records
+        for p, pl in self.reader.plans.items() if self.reader is not None else ():
+            pos = batch.next_offset if p == batch.partition else pl.position
+            if pl.stop is not None:
+                if pos < pl.stop:
+                    unfinished.append(p)
+            elif not self.reader.caught_up(p, pos):  # following: a quiet partition holds nothing back
+                unfinished.append(p)
         await self._release(self.merge.take(self.merge.limit(unfinished)))
 
     async def _release(self, out: list[Any]) -> None:

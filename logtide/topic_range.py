@@ -297,6 +297,13 @@ class RangeReader:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
 
+    def caught_up(self, partition: int, position: int) -> bool:
+        """Following: nothing more to read in the partition right now (at its last known end)."""
+        from aiokafka import TopicPartition
+
+        hw = self._consumer.highwater(TopicPartition(self.topic, partition)) if self._consumer else None
+        return hw is not None and position >= hw
+
     def _follow_over(self, c: Any, tp: Any, pl: PartitionPlan) -> bool:
         """Following with a `to` in the past: a caught-up partition is done once the clock passed it."""
         if self.to_ms is None:
