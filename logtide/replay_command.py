@@ -212,7 +212,7 @@ def replay(  # noqa: PLR0917 - click passes every option
             rid = replay_id or f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
             es_write = None
             if sink_es:
-                from logtide.sink_command import _es_writer
+                from logtide.replay_sinks import elasticsearch_writer
                 from logtide.sinks.config import ElasticsearchConfig
 
                 es_cfg = cfg.sinks.elasticsearch or ElasticsearchConfig()
@@ -220,7 +220,7 @@ def replay(  # noqa: PLR0917 - click passes every option
                     es_cfg = es_cfg.model_copy(update={"hosts": es_hosts.split(",")})
                 if es_index_prefix:
                     es_cfg = es_cfg.model_copy(update={"index_prefix": es_index_prefix})
-                es_write, es_client = await _es_writer(es_cfg)
+                es_write, es_client = await elasticsearch_writer(cfg, es_cfg)
             metrics = topic == Topics(cfg.topics.prefix).metrics_raw
             sink = ProcessSink(cfg, Path(data_dir or rid), rid, metrics=metrics, topic=topic, es_write=es_write,
                                clickhouse_path=Path(clickhouse_path) if clickhouse_path else None,

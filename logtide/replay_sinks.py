@@ -276,6 +276,15 @@ class ProcessSink:
         )
 
 
+async def elasticsearch_writer(cfg: Config, es_cfg: Any) -> tuple[Any, Any]:
+    """`(write, client)` for `ProcessSink(es_write=...)`: the sink command's writer (templates, bulk,
+    retries with its policy from `cfg.sinks`), so a replay indexes exactly as `logtide sink` does."""
+    from logtide.sink_command import _es_writer, _policy
+    from logtide.sinks.metrics import SinkMetrics
+
+    return await _es_writer(es_cfg, _policy("elasticsearch", cfg.sinks, SinkMetrics(), asyncio.Event()))
+
+
 def place_dead_letters(dead: list[Any], records: list[Any]) -> list[Any]:
     """Give the dead letters of rejected records their Kafka place: partition, offset, the record's
     timestamp, and an id derived from them. The operators make them without one (the embedded runner

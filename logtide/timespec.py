@@ -42,7 +42,7 @@ def parse_time_ms(text: str, now_ms: int) -> int:
         raise TimeSpecError("empty time")
     if t.lower() == "now":
         return now_ms
-    if t.isdigit():
+    if t.isascii() and t.isdigit():  # ("²".isdigit() is true)
         if int(t) > MAX_MS:
             raise TimeSpecError(f"{text!r} is past the year 9999 as epoch milliseconds")
         return int(t)

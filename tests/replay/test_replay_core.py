@@ -164,6 +164,7 @@ def test_time_merge_holds_back_to_the_slowest_partition() -> None:
 @settings(max_examples=400, deadline=None)
 @example("9" * 400 + "h")  # float overflow: found by hand, kept as a regression
 @example("9" * 30)
+@example("²")  # a Unicode digit: found by the property test
 def test_time_arguments_never_crash(text: str) -> None:
     """Whatever a user types: a time, or TimeSpecError saying what is accepted."""
     with contextlib.suppress(TimeSpecError):

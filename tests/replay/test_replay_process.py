@@ -57,12 +57,12 @@ async def test_process_reproduces_the_reference_anomalies_and_backfills_es_once(
 
     from logtide.sinks.config import ElasticsearchConfig
 
-    from logtide.sink_command import _es_writer
+    from logtide.replay_sinks import elasticsearch_writer
 
     es_cfg = ElasticsearchConfig(hosts=[es_url], index_prefix=f"rp{unique}", request_timeout_s=60)
     window = Window(int((t0 - timedelta(minutes=1)).timestamp() * 1000), int((t0 + timedelta(hours=1)).timestamp() * 1000))
     for run in ("first", "second"):
-        es_write, client = await _es_writer(es_cfg)
+        es_write, client = await elasticsearch_writer(cfg, es_cfg)
         try:
             sink = ProcessSink(cfg, tmp_path / run, f"replay-{run}", metrics=False, topic=topics.logs_raw,
                                es_write=es_write)  # fmt: skip
