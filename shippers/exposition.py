@@ -99,4 +99,8 @@ def parse_exposition(text: str, openmetrics: bool = False) -> list[RawSample]:
             return fast_samples(text)
         except Fallback:
             pass
-    return list(client_samples(text, openmetrics))
+    try:
+        return list(client_samples(text, openmetrics))
+    except (IndexError, KeyError, TypeError, OverflowError, AttributeError) as exc:
+        # prometheus-client's parsers raise these on some malformed documents (found by fuzzing)
+        raise ValueError(f"malformed exposition: {type(exc).__name__}: {exc}") from None

@@ -89,3 +89,15 @@ def test_found_by_fuzzing_config_integer_of_20000_digits() -> None:
 
     with pytest.raises(ConfigError, match="not readable"):
         parse_config_text("shipper:\n  inputs:\n    - parser: " + "9" * 20_000 + "\n")
+
+
+@pytest.mark.parametrize("body", [
+    '# TYPE h histogram\nh_bucket{le="1"}' + "9" * 400 + "\n",
+    '# TYPE \x1d\rcSJ\x9ah histogram\nh_bucket{le="1"le=} 2\n',
+])
+def test_found_by_fuzzing_scrape_bodies_are_malformed_not_crashes(body: str) -> None:
+    """prometheus-client's parser raised IndexError and OverflowError on these."""
+    from logtide.shippers.prometheus_scrape import samples_from_text
+
+    with pytest.raises(ValueError, match=r"malformed|could not|Invalid|invalid"):  # reported and counted by the scrape
+        samples_from_text(body, 1_700_000_000_000, {"job": "fuzz"})
