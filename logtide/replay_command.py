@@ -197,6 +197,10 @@ def replay(  # noqa: PLR0917 - click passes every option
 
     if topic in ALL:  # a short logtide name (logs.raw): the configured prefix's topic unless one is named so
         topic = asyncio.run(_short_name(cfg, topic))
+    if into_topic is not None:  # a destination this user may not write: one clear error before reading
+        from logtide.kafka_preflight import preflight
+
+        preflight(cfg.kafka, [into_topic], logging.getLogger("logtide.replay"))
 
     async def main() -> dict[str, Any]:
         from logtide.topic_range import UnknownTopic

@@ -23,7 +23,7 @@ from logtide.services.config import LOOPBACK, ServiceError, Settings, java_home
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "logtide-admin"
 #: Users of the secured listener, one per process kind, and what each may do (see `acl_specs`).
-USERS = (ADMIN, "logtide-shipper", "logtide-streams", "logtide-sink", "logtide-reader")
+USERS = (ADMIN, "logtide-shipper", "logtide-streams", "logtide-sink", "logtide-reader", "logtide-alerts")
 RAW = ("logs.raw", "metrics.raw")
 DERIVED = ("logs.enriched", "metrics.agg", "anomalies", "deadletter", "alerts")
 
@@ -149,6 +149,11 @@ def acl_specs(prefix: str = "logtide.", app_id: str = "logtide-streams", sink_gr
     allow(("logtide-streams",), ("All",), "group", (app_id,), "prefixed")
     allow(("logtide-sink",), ("Read",), "group", (sink_group,), "prefixed")
     allow(("logtide-reader",), ("Read",), "group", ("logtide-",), "prefixed")
+    # the alert process: reads anomalies, records attempts, keeps its notification log and silences
+    allow(("logtide-alerts",), ("Read", "Describe"), "topic", (prefix + "anomalies",))
+    allow(("logtide-alerts",), ("Write", "Describe"), "topic", (prefix + "alerts",))
+    allow(("logtide-alerts",), ("All",), "topic", (prefix + "alerts.nflog", prefix + "alerts.silences"))
+    allow(("logtide-alerts",), ("All",), "group", ("logtide-alerts",), "prefixed")
     return out
 
 
