@@ -39,6 +39,7 @@ def faust_credentials(k: KafkaConfig) -> Any:
 
 def build_app(cfg: Config, *, state_dir: Path | None = None, app_id: str | None = None, **settings: Any) -> Any:
     """The `StreamsApp` for a configuration (no I/O until the worker starts)."""
+    from logtide.kafka_client import connection_kwargs
     from logtide.schemas import Topics
     from logtide.streams.faust_app import StreamsApp
 
@@ -47,6 +48,9 @@ def build_app(cfg: Config, *, state_dir: Path | None = None, app_id: str | None 
         Topics(cfg.topics.prefix),
         cfg.kafka.bootstrap_servers,
         credentials=faust_credentials(cfg.kafka),
+        client_kwargs=connection_kwargs(cfg.kafka),
+        partitions=cfg.topics.partitions,
+        replication_factor=cfg.topics.replication_factor,
         app_id=app_id,
         state_dir=state_dir,
         settings=settings or None,
@@ -58,7 +62,7 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
     import faust
 
     from logtide.log_setup import configure_logging, logging_dict
-    from logtide.streams.faust_app import serve_metrics
+    from logtide.streams.faust_app import check_port_free, serve_metrics
 
     level = (loglevel or cfg.logging.level).upper()
     configure_logging(level, cfg.logging.format)
@@ -66,6 +70,8 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
     from logtide.schemas import Topics
 
     preflight(cfg.kafka, Topics(cfg.topics.prefix).all(), logging.getLogger("logtide.streams"))
+    check_port_free(cfg.streams.metrics_port, "metrics_port")
+    check_port_free(cfg.streams.web_port, "web_port")
     sapp = build_app(cfg, state_dir=state_dir)
     serve_metrics(sapp.metrics, cfg.streams.metrics_port)
     # quiet: no banner; Faust's own INFO tables go to DEBUG with the other libraries' chatter.
@@ -85,14 +91,17 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
 @click.option("--bootstrap", help="Override kafka.bootstrap_servers (HOST:PORT[,HOST:PORT]).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Override streams.state_dir.")
 @click.option("--metrics-port", type=int, help="Override streams.metrics_port (0 disables).")
+@click.option("--web-port", type=int, help="Override streams.web_port (0 disables).")
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), help="Worker log level.")
-def streams(
+def streams(  # noqa: PLR0917 - one parameter per click option
     config_path: str | None, bootstrap: str | None, state_dir: Path | None, metrics_port: int | None,
-    loglevel: str | None,
+    web_port: int | None, loglevel: str | None,
 ) -> None:
     """Run a streams worker: validate, enrich, window-aggregate and detect, from the raw topics to
     logs.enriched, metrics.agg, anomalies and deadletter."""
     cfg = load_for_command(config_path, bootstrap)
     if metrics_port is not None:
         cfg.streams.metrics_port = metrics_port
+    if web_port is not None:
+        cfg.streams.web_port = web_port
     run_worker(cfg, state_dir=state_dir, loglevel=loglevel)

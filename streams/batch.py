@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -187,6 +187,23 @@ class BatchMapper:
         return out
 
 
+def late_batch_dead_letter(
+    data: bytes, event_ms: int, stream_ms: int, lateness_ms: int, *, n: int, source: DeadLetterSource
+) -> DeadLetter:
+    """Late events of a folded `SeriesBatch` (its whole message kept), for the dead-letter topic."""
+    err = DecodeError(
+        "late_event",
+        f"{n} event(s) at or before {_iso(event_ms)} behind stream time {_iso(stream_ms)} by more than the "
+        f"allowed lateness ({lateness_ms} ms) for every window holding them",
+        "@timestamp",
+    )
+    return dead_letter(data, err, source.model_copy(update={"stage": "window", "expected_schema": "series_batch"}))
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
 def admitted_key(guard: CardinalityGuard, metric: str, key: str) -> str:
     """The key a series' points land on (its own, or its metric's overflow series), without admitting it."""
     keys = guard.admitted.get(metric)
@@ -206,6 +223,7 @@ class BatchFolder:
         self.marks: dict[str, Marks] = {}  # state key -> marks of the series folded into it
         self.dirty: set[str] = set()
         self.duplicates = 0
+        self.late_ts = 0  # newest event time among the late events of the last `fold`
 
     def fold(self, msg: SeriesBatch) -> int | None:
         """Fold a message in; the number of its events that were late, or None for a replay."""
@@ -217,10 +235,14 @@ class BatchFolder:
             return None
         late = 0
         for pane, lo, hi, agg in msg.panes:
-            late += sf.add_partial(Partial(msg.key, msg.metric, msg.labels, pane, lo, hi, agg))
+            n = sf.add_partial(Partial(msg.key, msg.metric, msg.labels, pane, lo, hi, agg))
+            if n:
+                late += n
+                self.late_ts = hi
         for p in msg.points:
             if sf.add(p) is not None:
                 late += 1
+                self.late_ts = p.ts_ms
         m[msg.src] = msg.hi
         self.dirty.add(akey)
         return late

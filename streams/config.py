@@ -235,7 +235,9 @@ class StreamsConfig(_Section):
         default="rocksdb://",
         description="Faust table store: rocksdb:// (RocksDB through rocksdict), rocksdict:// (alias) or memory://.",
     )
-    partitions: PositiveInt = Field(default=6, description="Partitions of internal topics (points, changelog).")
+    partitions: PositiveInt | None = Field(
+        default=None, description="Partitions of internal topics (points, changelog); null: topics.partitions."
+    )
     batch_size: PositiveInt = 1000
     batch_within_seconds: PositiveFloat = Field(
         default=0.25, description="Longest wait to fill a batch (bigger batches combine better; adds latency)."

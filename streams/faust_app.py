@@ -1,69 +1,73 @@
-"""`logtide streams`: thin Faust agents around the operators in `streams.pipeline`.
+"""`logtide streams`: the batch reader for the raw topics plus a Faust agent for the windowed state.
 
-Topology (one consumer group; every worker runs every agent on the partitions it is assigned):
+Topology (every worker runs both halves on the partitions it is assigned):
 
-    logs.raw    --[logs agent: validate, enrich, derive, combine]--> logs.enriched, deadletter,
-    metrics.raw --[metrics agent: validate, derive, combine]-------> {app}-points (keyed by series)
-    {app}-points --[aggregate agent: guard, rates, windows, detect]--> metrics.agg, anomalies, deadletter
+    logs.raw, metrics.raw --[RawReader: validate, enrich, derive, combine per batch]--> logs.enriched,
+                            deadletter, {app}-points (one message per series per batch)
+    {app}-points --[aggregate agent: fold once, rates, windows, detect]--> metrics.agg, anomalies, deadletter
 
-The points topic is the repartition step (as `groupBy` in Kafka Streams): every series lives on one
-partition of it, so its window and detector state has one owner. That state lives in the `series`
-table (RocksDB store, changelog topic), one value per series, co-partitioned with the points topic;
-the aggregate agent keeps a decoded copy of its partitions' state in memory, writes back what a batch
-changed, and drops the copy when a partition is revoked, so a worker that takes a partition over
-reads it back from the table the changelog restored.
-
-Batching: the agents use `stream.take_events`, and the stateless agents pre-aggregate each batch
-per series and pane before it crosses the network (a batch of 1,000 log lines becomes a handful of
-points messages). Delivery is at-least-once (Faust flushes the producer before it commits); a replay
-of the points topic is skipped per series by offset, so aggregates survive a crash of the aggregating
-worker without double counting. Faust's exactly-once mode is not used (faust-streaming issues
-#440, #517, #323: crashes at start and duplicates on rebalance).
+The raw topics are read in batches by `streams.raw_reader` (own consumer group `{app}-raw`, raw
+offsets committed only after the batch's outputs are acknowledged, batch cuts announced in the commit
+metadata so a replay cuts the same). Faust keeps what it is good at: the points topic is the
+repartition step (every series lives on one partition of it), its state lives in the `series` table
+(RocksDB store, changelog topic), one value per series holding the window/detector state and the
+offset marks that make every per-series message fold exactly once (`streams.batch.BatchFolder`).
+The aggregate agent keeps a decoded copy of its partitions' state in memory, writes back what a batch
+changed, and drops the copy when a partition is revoked. Faust's exactly-once mode is not used
+(faust-streaming issues #440, #517, #323); the marks make replays harmless instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import os
+import socket
 import time
-import weakref
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import faust
-from faust.streams import _current_event  # the context Faust tables read the partition from
 from logtide.schemas import DeadLetter, DeadLetterSource, Topics, encode
+from logtide.streams.batch import (
+    BATCH_TAG,
+    BatchFolder,
+    BatchMapper,
+    SeriesBatch,
+    late_batch_dead_letter,
+    operator_dead_letter,
+)
 from logtide.streams.config import StreamsConfig
+from logtide.streams.faust_compat import as_event, widen_producer_buffer
 from logtide.streams.metrics import StreamsMetrics
-from logtide.streams.pipeline import Combiner, Stateful, Stateless, late_dead_letter
+from logtide.streams.pipeline import Stateful, Stateless, late_dead_letter
+from logtide.streams.raw_reader import RawReader
 from mode import CrashingSupervisor
 
 log = logging.getLogger("logtide.streams")
 
 
-@contextmanager
-def _as_event(event: Any) -> Iterator[None]:
-    """Make table writes land in `event`'s partition (store and changelog).
+class PortInUse(RuntimeError):
+    """A worker port (metrics or web) is taken: several workers on one host need their own ports."""
 
-    Faust picks a table key's partition from the *current* event; after `take_events` that is the
-    last event of the batch, which may come from another partition. We write back each partition's
-    state under one of its own events.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+
+def check_port_free(port: int, what: str, host: str = "0.0.0.0") -> None:
+    """Fail early with a clear message when `port` is taken (0 means disabled)."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(
+                f"streams.{what} {port} is already in use ({exc.strerror}); give each worker on this host "
+                f"its own port (or 0 to disable)"
+            ) from None
 
 
 class StreamsApp:
-    """The Faust app, its topics, table and agents, built from the configuration."""
+    """The Faust app, its points topic, table and aggregate agent, and the raw batch reader."""
 
     def __init__(
         self,
@@ -72,29 +76,30 @@ class StreamsApp:
         brokers: list[str],
         *,
         credentials: Any = None,
+        client_kwargs: dict[str, Any] | None = None,
         app_id: str | None = None,
         state_dir: Path | None = None,
         metrics: StreamsMetrics | None = None,
         settings: dict[str, Any] | None = None,
+        partitions: int | None = None,
+        replication_factor: int = 1,
     ) -> None:
         self.cfg = cfg
         self.topics = topics
         self.metrics = metrics or StreamsMetrics()
         self.app_id = app_id or cfg.app_id
-        self.stateless = Stateless(cfg)
-        self.states: dict[int, Stateful] = {}
-        self.trace = bool(os.environ.get("LOGTIDE_STREAMS_TRACE"))  # log offsets of every batch
+        self.partitions = cfg.partitions or partitions or 6
+        self.folders: dict[int, BatchFolder] = {}
         state_root = Path(state_dir or cfg.state_dir)
         state_root.mkdir(parents=True, exist_ok=True)
         conf: dict[str, Any] = {
             "broker": [f"kafka://{b}" for b in brokers],
             # faust-streaming registers RocksDB as rocksdb:// and drives it with rocksdict when
-            # python-rocksdb is absent; rocksdict:// is not a registered scheme (it would resolve to the
-            # rocksdict module itself and fail at start).
+            # python-rocksdb is absent; rocksdict:// is not a registered scheme.
             "store": "rocksdb://" if cfg.store.startswith("rocksdict:") else cfg.store,
             "datadir": str(state_root / self.app_id),
-            "topic_partitions": cfg.partitions,
-            "topic_replication_factor": 1,
+            "topic_partitions": self.partitions,
+            "topic_replication_factor": replication_factor,
             "consumer_auto_offset_reset": "earliest",
             "web_enabled": cfg.web_port != 0,
             "web_port": cfg.web_port or 6066,
@@ -116,36 +121,34 @@ class StreamsApp:
         self.app = app = faust.App(self.app_id, **conf)
 
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.t_logs_raw = app.topic(topics.logs_raw, **raw)
-        self.t_metrics_raw = app.topic(topics.metrics_raw, **raw)
-        self.t_enriched = app.topic(topics.logs_enriched, **raw)
         self.t_agg = app.topic(topics.metrics_agg, **raw)
         self.t_anomalies = app.topic(topics.anomalies, **raw)
         self.t_dead = app.topic(topics.deadletter, **raw)
         self.t_points = app.topic(
-            f"{self.app_id}-points", partitions=cfg.partitions, internal=True, **raw
+            f"{self.app_id}-points", partitions=self.partitions, replicas=replication_factor, internal=True, **raw
         )
         # key_type/value_type bytes is what makes Faust use the raw codec for a table (it ignores a schema's
         # serializers and falls back to JSON).
-        self.table = app.Table("series", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
+        self.table = app.Table("series", partitions=self.partitions, key_type=bytes, value_type=bytes)
 
-        app.agent(self.t_logs_raw, name="logs")(self._logs_agent)
-        app.agent(self.t_metrics_raw, name="metrics")(self._metrics_agent)
+        kw = dict(client_kwargs or {"bootstrap_servers": ",".join(brokers)})
+        self.reader = RawReader(
+            BatchMapper(cfg, Stateless(cfg)), topics, self.t_points.get_topic_name(), group_id=f"{self.app_id}-raw",
+            client_kwargs=kw, metrics=self.metrics, max_records=cfg.batch_size, poll_ms=round(cfg.batch_within_seconds * 1000),
+            session_timeout_ms=round(cfg.session_timeout_seconds * 1000), on_error=self._reader_failed,
+        )
         app.agent(self.t_points, name="aggregate")(self._aggregate_agent)
         app.timer(interval=5.0)(self._update_lag)
         app.task(self._on_start)
+        app.task(self.reader.run)
         app.on_partitions_revoked.connect(self._on_revoked)
 
     # --- output helpers ---------------------------------------------------------------------------
     # Outputs go straight to the producer (aiokafka batches them) and every batch waits for its acks
-    # before its input is acknowledged: at-least-once without Faust's one-message-at-a-time
-    # `send_soon` buffer, which made each commit wait seconds for tens of thousands of records.
-    async def _send(self, sink: list[Any], topic: str, key: bytes | None, value: bytes) -> None:
-        sink.append(await self.app.producer.send(topic, key, value, None, None, None))
-
+    # before its input is acknowledged.
     async def _out(self, sink: list[Any], topic: faust.types.TopicT, key: bytes | None, value: bytes) -> None:
         name = topic.get_topic_name()
-        await self._send(sink, name, key, value)
+        sink.append(await self.app.producer.send(name, key, value, None, None, None))
         self.metrics.events_out.labels(name).inc()
 
     async def _dead(self, sink: list[Any], dl: DeadLetter) -> None:
@@ -158,97 +161,32 @@ class StreamsApp:
             await asyncio.gather(*sink)
             sink.clear()
 
-    # --- stateless agents -------------------------------------------------------------------------
-    async def _logs_agent(self, stream: faust.StreamT) -> None:
-        cfg, m = self.cfg, self.metrics
-        spec = Stateful(cfg).spec
-        name = self.topics.logs_raw
-        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_within_seconds):
-            t0 = time.perf_counter()
-            now = datetime.now(UTC)
-            comb = Combiner(spec)
-            sink: list[Any] = []
-            enriched = self.t_enriched.get_topic_name()
-            n_enriched = 0
-            for ev in events:
-                msg = ev.message
-                r = self.stateless.log(msg.value, now, functools.partial(_source, msg))
-                if r.dead is not None:
-                    await self._dead(sink, r.dead)
-                    continue
-                if r.skew:
-                    m.clock_skew.labels(r.skew).inc()
-                if r.untimed:
-                    m.untimed.labels(name).inc()
-                await self._send(sink, enriched, msg.key, encode(r.event))
-                n_enriched += 1
-                for p in r.points:
-                    comb.add(p)
-            m.events_out.labels(enriched).inc(n_enriched)
-            await self._flush_points(sink, comb)
-            await self._acked(sink)
-            self._observe("logs", name, events, t0)
-            if self.trace:
-                log.info("logs batch %s", _offsets(events))
-
-    async def _metrics_agent(self, stream: faust.StreamT) -> None:
-        cfg, m = self.cfg, self.metrics
-        spec = Stateful(cfg).spec
-        name = self.topics.metrics_raw
-        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_within_seconds):
-            t0 = time.perf_counter()
-            now = datetime.now(UTC)
-            comb = Combiner(spec)
-            sink: list[Any] = []
-            for ev in events:
-                msg = ev.message
-                r = self.stateless.metric(msg.value, now, functools.partial(_source, msg))
-                if r.dead is not None:
-                    await self._dead(sink, r.dead)
-                    continue
-                if r.skew:
-                    m.clock_skew.labels(r.skew).inc()
-                if r.untimed:
-                    m.untimed.labels(name).inc()
-                if r.point is not None:
-                    comb.add(r.point)
-            await self._flush_points(sink, comb)
-            await self._acked(sink)
-            self._observe("metrics", name, events, t0)
-
-    async def _flush_points(self, sink: list[Any], comb: Combiner) -> None:
-        name = self.t_points.get_topic_name()
-        for key, data in comb.drain():
-            await self._send(sink, name, key.encode(), data)
-
-    def _observe(self, agent: str, topic: str, events: list[Any], t0: float) -> None:
-        m = self.metrics
-        m.events_in.labels(topic).inc(len(events))
-        m.processing.labels(agent).observe(time.perf_counter() - t0)
-        if events:
-            ts = events[-1].message.timestamp
-            if ts:
-                m.event_lag.labels(agent).observe(max(0.0, time.time() - ts))
-
     # --- stateful agent ---------------------------------------------------------------------------
-    def _state(self, partition: int) -> Stateful:
+    def _folder(self, partition: int) -> BatchFolder:
         """This partition's state, read back from the table on first use after an assignment."""
-        sf = self.states.get(partition)
-        if sf is None:
-            sf = self.states[partition] = Stateful(self.cfg)
+        f = self.folders.get(partition)
+        if f is None:
+            f = self.folders[partition] = BatchFolder(Stateful(self.cfg))
             prefix = f"{partition}|".encode()
             n = 0
             for k, v in self.table.items():
                 if k.startswith(prefix) and v is not None:
-                    sf.restore(k[len(prefix):].decode(), v)
+                    f.restore(k[len(prefix):].decode(), v)
                     n += 1
             if n:
                 log.info("partition %d: restored %d series from the table", partition, n)
-        return sf
+        return f
+
+    def _fold(self, f: BatchFolder, data: bytes, offset: int) -> int | None:
+        """One points message in; late event count (None for a replay). Older single points and
+        partials (written before the batch path) still fold, deduplicated by points offset."""
+        if data[:5] == BATCH_TAG:
+            return f.fold(SeriesBatch.from_bytes(data))
+        return f.sf.apply(data, offset)
 
     async def _aggregate_agent(self, stream: faust.StreamT) -> None:
         cfg, m = self.cfg, self.metrics
-        lateness = self.spec_lateness = Stateful(cfg).spec.lateness_ms
+        lateness = Stateful(cfg).spec.lateness_ms
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_within_seconds):
             t0 = time.perf_counter()
             sink: list[Any] = []
@@ -256,17 +194,22 @@ class StreamsApp:
             for ev in events:
                 by_part[ev.message.partition].append(ev)
             for partition, evs in by_part.items():
-                sf = self._state(partition)
-                dups, overflow = sf.duplicates, dict(sf.guard.overflowed)
+                f = self._folder(partition)
+                sf = f.sf
+                dups, overflow = f.duplicates + sf.duplicates, dict(sf.guard.overflowed)
                 for ev in evs:
                     msg = ev.message
-                    n = sf.apply(msg.value, msg.offset)
-                    if n:
-                        m.late_events.inc(n)
-                        await self._dead(sink, late_dead_letter(
-                            msg.value, sf.late_stream_ms, lateness, n,
-                            DeadLetterSource(stage="window", topic=msg.topic, partition=partition, offset=msg.offset),
-                        ))
+                    src = DeadLetterSource(stage="window", topic=msg.topic, partition=partition, offset=msg.offset)
+                    try:
+                        n = self._fold(f, msg.value, msg.offset)
+                        if n:
+                            m.late_events.inc(n)
+                            dl = (late_batch_dead_letter(msg.value, f.late_ts, sf.late_stream_ms, lateness, n=n, source=src)
+                                  if msg.value[:5] == BATCH_TAG
+                                  else late_dead_letter(msg.value, sf.late_stream_ms, lateness, n, src))
+                            await self._dead(sink, dl)
+                    except Exception as exc:  # one bad message must not crash-loop the worker
+                        await self._dead(sink, operator_dead_letter(msg.value, "window", exc, src))
                 aggs, anomalies = sf.advance()
                 for a in aggs:
                     await self._out(sink, self.t_agg, a.series.key.encode(), encode(a))
@@ -274,34 +217,33 @@ class StreamsApp:
                 for an in anomalies:
                     await self._out(sink, self.t_anomalies, an.series.key.encode(), encode(an))
                     m.anomalies.labels(an.severity.value).inc()
-                with _as_event(evs[-1]):
-                    for key in sf.take_dirty():
-                        self.table[f"{partition}|{key}".encode()] = sf.export(key)
-                if sf.duplicates > dups:
-                    m.duplicates.inc(sf.duplicates - dups)
+                with as_event(evs[-1]):
+                    for key in f.take_dirty():
+                        self.table[f"{partition}|{key}".encode()] = f.export(key)
+                if f.duplicates + sf.duplicates > dups:
+                    m.duplicates.inc(f.duplicates + sf.duplicates - dups)
                 for metric, c in sf.guard.overflowed.items():
                     if c > overflow.get(metric, 0):
                         m.series_overflow.labels(metric).inc(c - overflow.get(metric, 0))
             await self._acked(sink)
-            m.series.set(sum(len(s.series) for s in self.states.values()))
-            if self.trace:
-                log.info("aggregate batch %s", _offsets(events))
-            self._observe("aggregate", self.t_points.get_topic_name(), events, t0)
+            m.series.set(sum(len(x.sf.series) for x in self.folders.values()))
+            m.events_in.labels(self.t_points.get_topic_name()).inc(len(events))
+            m.processing.labels("aggregate").observe(time.perf_counter() - t0)
 
     async def _on_start(self) -> None:
-        # Faust's producer buffer makes the stream wait whenever more than 100 records are pending
-        # (and logs a warning each time); a batch of outputs is larger than that by design.
-        self.app.producer.buffer.max_messages = max(1000, 8 * self.cfg.batch_size)
+        widen_producer_buffer(self.app, max(1000, 8 * self.cfg.batch_size))
         _quiet_aiokafka_debug()
-        if os.environ.get("LOGTIDE_STREAMS_FAST_HANDOFF", "1") != "0":
-            _fast_handoff(self.app.consumer)
+
+    async def _reader_failed(self, exc: BaseException) -> None:
+        """The raw reader died: take the worker down (to be restarted) rather than run half a pipeline."""
+        await self.app.crash(exc)
 
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         """Forget the in-memory copy of revoked partitions; the table is the truth on reassignment."""
         points = self.t_points.get_topic_name()
         for tp in revoked:
             if tp.topic == points:
-                self.states.pop(tp.partition, None)
+                self.folders.pop(tp.partition, None)
 
     async def _update_lag(self) -> None:
         consumer = self.app.consumer
@@ -313,71 +255,6 @@ class StreamsApp:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
         except Exception as exc:  # lag is best effort: never take the worker down for a gauge
             log.debug("lag update failed: %s", exc)
-
-
-class _Resumed:
-    """Awaitable that carries on a coroutine already stepped once by hand (`first` is what it yielded)."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Any, first: Any) -> None:
-        self.coro, self.first = coro, first
-
-    def __await__(self) -> Any:
-        coro, step = self.coro, self.first
-        while True:
-            try:
-                sent = yield step
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # cancellation and errors go on into the coroutine
-                try:
-                    step = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    step = coro.send(sent)
-                except StopIteration as done:
-                    return done.value
-
-
-def _fast_handoff(consumer: Any) -> None:
-    """Hand each fetched message to its stream without four tasks per message.
-
-    faust's fetch loop passes every message on with `wait_first(callback(message), suspend_flow.wait())`,
-    which wraps both, plus the consumer's stopped and crashed events, in new tasks: about a third of a
-    worker's time. The callback (decode, put on the stream's queue) almost always finishes without
-    waiting, so it is stepped once here; only when it does wait (a full stream buffer) does the rest
-    of it go through the original `wait_first`, which still lets a rebalance (`suspend_flow`) or a
-    stop interrupt it. Set LOGTIDE_STREAMS_FAST_HANDOFF=0 to turn this off.
-    """
-    from mode.services import WaitResults
-
-    original = consumer.wait_first
-
-    async def wait_first(*coros: Any, timeout: Any = None) -> Any:
-        if (timeout is None and len(coros) == 2 and asyncio.iscoroutine(coros[0])
-                and asyncio.iscoroutine(coros[1]) and not consumer.suspend_flow.is_set()
-                and not consumer._stopped.is_set() and not consumer._crashed.is_set()):
-            first, other = coros
-            try:
-                step = first.send(None)
-            except StopIteration as done:
-                other.close()
-                return WaitResults([first], [done.value], False)
-            except BaseException:
-                other.close()
-                raise
-            return await original(_Resumed(first, step), other)
-        return await original(*coros, timeout=timeout)
-
-    consumer.wait_first = wait_first
-
-
-def _source(msg: Any) -> DeadLetterSource:
-    return DeadLetterSource(stage="validate", topic=msg.topic, partition=msg.partition, offset=msg.offset)
 
 
 def _quiet_aiokafka_debug() -> None:
@@ -394,13 +271,6 @@ def _quiet_aiokafka_debug() -> None:
         lg = logging.getLogger("aiokafka")
         if lg.level == logging.NOTSET or lg.level < logging.INFO:
             lg.setLevel(logging.INFO)
-
-
-def _offsets(events: list[Any]) -> str:
-    spans: dict[int, list[int]] = {}
-    for ev in events:
-        spans.setdefault(ev.message.partition, []).append(ev.message.offset)
-    return " ".join(f"p{p}:{min(o)}-{max(o)}({len(o)})" for p, o in sorted(spans.items()))
 
 
 def serve_metrics(metrics: StreamsMetrics, port: int) -> None:

@@ -166,19 +166,34 @@ class Worker:
         except OSError:
             return ""
 
-    def settled(self) -> bool:
-        """Its latest assignment is recovered and its streams seeked (Faust logs 'Worker ready')."""
+    def _blocks(self, raw: bool) -> list[tuple[int, str]]:
+        """(position, text) of each 'newly assigned partitions' block of the Faust group, or of the raw
+        reader's group (`{app}-raw`) when `raw`."""
         text = self.log.read_text(errors="replace")
-        i = text.rfind("newly assigned partitions")
-        return i >= 0 and "Worker ready" in text[i:]
+        out, i = [], text.find("newly assigned partitions")
+        while i >= 0:
+            j = text.find("for group", i)
+            if j < 0:
+                break
+            group = text[j:text.find("\n", j)].split()[-1] if "\n" in text[j:] else text[j:].split()[-1]
+            if group.endswith("-raw") == raw:
+                out.append((i, text[i:j]))
+            i = text.find("newly assigned partitions", j)
+        return out
+
+    def settled(self) -> bool:
+        """Its latest Faust assignment is recovered (Faust logs 'Worker ready') and its raw reader has
+        an assignment too."""
+        text = self.log.read_text(errors="replace")
+        blocks = self._blocks(raw=False)
+        return bool(blocks) and "Worker ready" in text[blocks[-1][0]:] and bool(self._blocks(raw=True))
 
     def assigned(self, topic: str) -> set[int] | None:
         """Partitions of `topic` in this worker's latest assignment (from its log), None before one."""
-        text = self.log.read_text(errors="replace")
-        i = text.rfind("newly assigned partitions")
-        if i < 0:
+        blocks = self._blocks(raw=topic.endswith(".raw"))
+        if not blocks:
             return None
-        block = text[i : text.find("for group", i)]
+        block = blocks[-1][1]
         for line in block.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) == 2 and cells[0] == topic:

@@ -289,7 +289,7 @@ async def test_restart_carries_state_from_the_changelog(env) -> None:
     a = env["start"]("a")
     await wait_for(a.settled, "worker a to be ready", check=env["check"])
     await produce(kafka, topics.logs_raw, part1)
-    await committed_all(kafka, env["app_id"], topics.logs_raw, check=env["check"])
+    await committed_all(kafka, f"{env['app_id']}-raw", topics.logs_raw, check=env["check"])
     await committed_all(kafka, env["app_id"], f"{env['app_id']}-points", check=env["check"])
     a.stop()
     b = env["start"]("b")
@@ -322,7 +322,7 @@ async def test_two_workers_four_partitions_one_killed(env) -> None:
 
     await wait_for(split, "both workers to share the 4 partitions", check=env["check"])
     await produce(kafka, topics.logs_raw, part1)
-    await committed_all(kafka, env["app_id"], topics.logs_raw, check=env["check"])
+    await committed_all(kafka, f"{env['app_id']}-raw", topics.logs_raw, check=env["check"])
     await committed_all(kafka, env["app_id"], f"{env['app_id']}-points", check=env["check"])
     assert split(), "the group rebalanced while part 1 was processed"
     a.kill()

@@ -439,16 +439,36 @@ def test_faust_app_builds_from_config(tmp_path) -> None:
     from logtide.config import parse_config
     from logtide.streams_command import build_app
 
-    cfg = parse_config({"topics": {"prefix": "x."}, "streams": {"app_id": "wire", "metrics_port": 0}})
+    cfg = parse_config({"topics": {"prefix": "x.", "partitions": 3, "replication_factor": 2},
+                        "streams": {"app_id": "wire", "metrics_port": 0}})
     sapp = build_app(cfg, state_dir=tmp_path)
-    assert {a.name for a in sapp.app.agents.values()} >= {"logs", "metrics", "aggregate"}
+    assert {a.name for a in sapp.app.agents.values()} == {"aggregate"}  # raw topics: the batch reader
+    assert sapp.reader.group_id == "wire-raw"
     assert sapp.t_points.get_topic_name() == "wire-points"
+    # internal topics follow the topics section: one partition count, the configured replication
+    assert sapp.t_points.partitions == 3 and sapp.table.partitions == 3
+    assert sapp.t_points.replicas == 2 and sapp.app.conf.topic_replication_factor == 2
     assert sapp.table.changelog_topic.get_topic_name() == "wire-series-changelog"
     assert sapp.app.conf.store.scheme == "rocksdb"
     from prometheus_client import generate_latest
 
     sapp.metrics.dead_letters.labels("invalid_json").inc()
     assert b'logtide_streams_dead_letters_total{reason="invalid_json"} 1.0' in generate_latest(sapp.metrics.registry)
+
+
+def test_an_occupied_port_is_a_clear_error() -> None:
+    """Two workers on one host: the second one's metrics/web port clash is reported, not a traceback."""
+    import socket
+
+    from logtide.streams.faust_app import PortInUse, check_port_free
+
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"streams.metrics_port {port} is already in use"):
+            check_port_free(port, "metrics_port")
+    check_port_free(0, "web_port")  # 0 disables: never checked
 
 
 # --- fast validation path ------------------------------------------------------------------------

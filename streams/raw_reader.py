@@ -1,0 +1,233 @@
+"""Reads the raw topics in batches and runs the batch path on them (the Kafka adapter of `streams.batch`).
+
+One aiokafka consumer (group `{app_id}-raw`, manual commits) and one idempotent producer, inside the
+streams worker. Per cycle: fetch (`getmany`), cut one batch per raw partition, map it, then
+
+1. commit the batch's *first* offset with its last offset in the commit metadata (the intent),
+2. produce its outputs (enriched events, dead letters, one message per series to the points topic)
+   and wait for every acknowledgement,
+3. commit the offset after its last record.
+
+A worker killed between 1 and 3 leaves the intent behind; whoever reads the partition next (the same
+worker restarted or another after a rebalance) cuts its first batch at exactly that offset, so the
+replayed batch gives the same per-series messages with the same offset range, and the aggregator skips
+them (`BatchFolder`). Raw offsets are therefore never committed before their outputs are acknowledged,
+and a replay is never counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from logtide.schemas import DeadLetter, Topics, encode
+from logtide.streams.batch import BatchMapper, MappedBatch
+from logtide.streams.metrics import StreamsMetrics
+
+log = logging.getLogger("logtide.streams.raw")
+
+INTENT = "logtide:hi="
+
+
+def parse_intent(metadata: str | None) -> int | None:
+    """The last offset of the batch a commit announced (None when the commit is a plain one)."""
+    if metadata and metadata.startswith(INTENT):
+        try:
+            return int(metadata[len(INTENT):])
+        except ValueError:
+            return None
+    return None
+
+
+def cut(buffer: list[Any], intent: int | None, limit: int) -> tuple[list[Any], list[Any]] | None:
+    """Split a partition's buffered records into (batch, rest); None while an announced batch is
+    incomplete. With an intent the batch is exactly the records up to it; otherwise at most `limit`."""
+    if not buffer:
+        return None
+    if intent is not None:
+        if buffer[-1].offset < intent:
+            return None
+        n = next((i for i, r in enumerate(buffer) if r.offset > intent), len(buffer))
+        return buffer[:n], buffer[n:]
+    return buffer[:limit], buffer[limit:]
+
+
+class RawReader:
+    """The batch loop over logs.raw and metrics.raw; `run` until cancelled."""
+
+    def __init__(
+        self,
+        mapper: BatchMapper,
+        topics: Topics,
+        points_topic: str,
+        *,
+        group_id: str,
+        client_kwargs: dict[str, Any],
+        metrics: StreamsMetrics,
+        max_records: int = 5000,
+        poll_ms: int = 100,
+        session_timeout_ms: int = 30_000,
+        linger_ms: int = 5,
+        compression: str | None = None,
+        on_error: Callable[[BaseException], Any] | None = None,
+    ) -> None:
+        self.mapper, self.topics, self.points = mapper, topics, points_topic
+        self.group_id, self.kw, self.metrics = group_id, client_kwargs, metrics
+        self.max_records, self.poll_ms = max_records, poll_ms
+        self.session_timeout_ms, self.linger_ms, self.compression = session_timeout_ms, linger_ms, compression
+        self.on_error = on_error
+        self.lock = asyncio.Lock()
+        self.buffers: dict[TopicPartition, list[Any]] = {}
+        self.intents: dict[TopicPartition, int] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.admin: AIOKafkaAdminClient | None = None
+
+    async def run(self) -> None:
+        try:
+            await self._start()
+            while True:
+                data = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=self.max_records)
+                async with self.lock:
+                    assigned = self.consumer.assignment()
+                    for tp, recs in data.items():
+                        if tp in assigned and recs:
+                            self.buffers.setdefault(tp, []).extend(recs)
+                    batches = self._cut()
+                    if batches:
+                        await self._process(batches)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("raw reader failed")
+            if self.on_error is not None:
+                await self.on_error(exc)
+            raise
+        finally:
+            await self._stop()
+
+    async def _start(self) -> None:
+        kw = self.kw
+        self.admin = AIOKafkaAdminClient(**kw)
+        await self.admin.start()
+        self.producer = AIOKafkaProducer(
+            **kw, acks="all", enable_idempotence=True, linger_ms=self.linger_ms, max_batch_size=1 << 20,
+            compression_type=self.compression, max_request_size=8 << 20,
+        )
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            **kw, group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self.session_timeout_ms // 4),
+            max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20, isolation_level="read_committed",
+        )
+        self.consumer.subscribe([self.topics.logs_raw, self.topics.metrics_raw], listener=_Listener(self))
+        await self.consumer.start()
+
+    async def _stop(self) -> None:
+        for client in (self.consumer, self.producer, self.admin):
+            if client is not None:
+                try:
+                    await (client.close() if client is self.admin else client.stop())
+                except Exception as exc:  # stopping is best effort; the broker notices a dead member anyway
+                    log.debug("stop: %s", exc)
+
+    # --- rebalance ------------------------------------------------------------------------------
+    async def revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.lock:  # let the batch in flight finish (and commit) first
+            for tp in revoked:
+                self.buffers.pop(tp, None)
+                self.intents.pop(tp, None)
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        if not assigned:
+            return
+        offs = await self.admin.list_consumer_group_offsets(self.group_id, partitions=list(assigned))
+        for tp in assigned:
+            om = offs.get(tp)
+            hi = parse_intent(om.metadata if om is not None else None)
+            if hi is not None:
+                self.intents[tp] = hi
+                log.info("%s:%d resumes an announced batch %d..%d", tp.topic, tp.partition, om.offset, hi)
+
+    # --- one cycle ------------------------------------------------------------------------------
+    def _cut(self) -> dict[TopicPartition, list[Any]]:
+        out: dict[TopicPartition, list[Any]] = {}
+        for tp, buf in self.buffers.items():
+            r = cut(buf, self.intents.get(tp), self.max_records)
+            if r is not None:
+                out[tp], self.buffers[tp] = r
+                self.intents.pop(tp, None)
+        return out
+
+    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        t0 = time.perf_counter()
+        now = datetime.now(UTC)
+        m = self.metrics
+        mapped: dict[TopicPartition, MappedBatch] = {}
+        for tp, recs in batches.items():
+            fn = self.mapper.logs if tp.topic == self.topics.logs_raw else self.mapper.metrics
+            mapped[tp] = fn(recs, tp.topic, tp.partition, now)
+        try:
+            await self.consumer.commit({
+                tp: OffsetAndMetadata(recs[0].offset, f"{INTENT}{recs[-1].offset}") for tp, recs in batches.items()
+            })
+        except (CommitFailedError, IllegalStateError) as exc:  # the partitions moved: the new owner reads them
+            log.warning("batch dropped before producing, partitions moved: %s", exc)
+            return
+        futs = []
+        send = self.producer.send
+        enriched, dead_topic, points = self.topics.logs_enriched, self.topics.deadletter, self.points
+        n_enriched = n_dead = n_points = 0
+        for tp, mb in mapped.items():
+            for key, value in mb.enriched:
+                futs.append(await send(enriched, value, key))
+            n_enriched += len(mb.enriched)
+            for dl in mb.dead:
+                futs.append(await send(dead_topic, encode(dl), dl.event.id.encode()))
+                self._count_dead(dl)
+            n_dead += len(mb.dead)
+            for sb in mb.series:
+                futs.append(await send(points, sb.to_bytes(), sb.key.encode()))
+            n_points += len(mb.series)
+            for direction, n in mb.skew.items():
+                m.clock_skew.labels(direction).inc(n)
+            if mb.untimed:
+                m.untimed.labels(tp.topic).inc(mb.untimed)
+            if mb.late:
+                m.late_events.inc(mb.late)
+            m.events_in.labels(tp.topic).inc(len(batches[tp]))
+        await asyncio.gather(*futs)
+        m.events_out.labels(enriched).inc(n_enriched)
+        m.events_out.labels(dead_topic).inc(n_dead)
+        m.events_out.labels(points).inc(n_points)
+        try:
+            await self.consumer.commit({tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()})
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.warning("commit after a produced batch failed (its replay will be skipped): %s", exc)
+        m.processing.labels("raw").observe(time.perf_counter() - t0)
+        last = max((recs[-1].timestamp for recs in batches.values() if recs[-1].timestamp), default=None)
+        if last:
+            m.event_lag.labels("raw").observe(max(0.0, time.time() - last / 1000))
+
+    def _count_dead(self, dl: DeadLetter) -> None:
+        self.metrics.dead_letters.labels(dl.error.type).inc()
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, reader: RawReader) -> None:
+        self.reader = reader
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.reader.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.reader.assigned(set(assigned))
