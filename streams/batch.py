@@ -171,18 +171,22 @@ class BatchMapper:
                         DeadLetterSource(stage="window", topic=topic, partition=partition, offset=rec.offset)))
                     continue
                 cell = acc.panes.get(pane)
+                v = p.value
                 if cell is None:
-                    agg = Agg(spec.alpha)
-                    agg.add(p.value)
-                    acc.panes[pane] = [ts, ts, agg]
+                    acc.panes[pane] = [ts, ts, v, v, v, {v: 1}]
                 else:
-                    cell[2].add(p.value)
                     cell[0] = min(cell[0], ts)
                     cell[1] = max(cell[1], ts)
+                    cell[2] += v  # summed in input order, as Agg.add does: the same float
+                    cell[3] = min(cell[3], v)
+                    cell[4] = max(cell[4], v)
+                    counts = cell[5]
+                    counts[v] = counts.get(v, 0) + 1
         src = f"{topic}:{partition}"
         lo, hi = records[0].offset, records[-1].offset
+        alpha = spec.alpha
         for key, acc in accs.items():
-            panes = sorted(((p, c[0], c[1], c[2]) for p, c in acc.panes.items()), key=lambda x: x[2])
+            panes = sorted(((p, c[0], c[1], _agg(c, alpha)) for p, c in acc.panes.items()), key=lambda x: x[2])
             out.series.append(SeriesBatch(key, acc.metric, acc.labels, src, lo, hi, panes, acc.points))
         return out
 
@@ -202,6 +206,19 @@ def late_batch_dead_letter(
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def _agg(cell: list[Any], alpha: float) -> Agg:
+    """A pane's Agg from its combining cell: the sketch gets each distinct value once, with its count
+    (one logarithm per distinct value instead of one per event; the same buckets)."""
+    agg = Agg(alpha)
+    counts = cell[5]
+    agg.count = sum(counts.values())
+    agg.sum, agg.min, agg.max = cell[2] + 0.0, cell[3], cell[4]
+    add = agg.sketch.add
+    for v, n in counts.items():
+        add(v, n)
+    return agg
 
 
 def admitted_key(guard: CardinalityGuard, metric: str, key: str) -> str:

@@ -33,6 +33,7 @@ from tests.streams.test_faust_integration import (
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(1200)  # several session timeouts and restarts on a shared box
 async def test_kill9_at_random_moments_windows_stay_exact(kafka: str, unique: str, tmp_path: Path) -> None:
     from logtide.schemas import Topics
     from logtide.streams.config import StreamsConfig
