@@ -264,6 +264,26 @@ class BatchFolder:
         self.dirty.add(akey)
         return late
 
+    def evict_idle(self, after_ms: int) -> list[str]:
+        """Drop series with no open window whose own stream time (newest event, or the time an idle
+        close moved it to) is `after_ms` behind the partition's stream time (their windows were all
+        emitted already); returns their keys, to delete from the table.
+        A replay of one of their batches after this would fold again: keep `after_ms` well above the
+        time a kill and restart take (the default is an hour of event time)."""
+        sf = self.sf
+        horizon = sf.windows.stream_time_ms - after_ms
+        gone = [k for k, s in sf.series.items() if not s.windows.panes and s.windows.stream_ms < horizon]
+        for k in gone:
+            s = sf.series.pop(k)
+            sf.windows.series.pop(k, None)
+            sf.windows.dirty.discard(k)
+            admitted = sf.guard.admitted.get(s.metric)
+            if admitted is not None:
+                admitted.discard(k)
+            self.marks.pop(k, None)
+            self.dirty.discard(k)
+        return gone
+
     def take_dirty(self) -> list[str]:
         """State keys to write back: series the operators changed, and those whose marks moved."""
         keys = set(self.sf.take_dirty()) | {k for k in self.dirty if k in self.sf.series}

@@ -226,6 +226,13 @@ class StreamsConfig(_Section):
     window: WindowConfig = Field(default_factory=WindowConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
+    series_evict_after_seconds: float | None = Field(
+        default=3600.0, ge=0,
+        description=(
+            "Drop a series' state (windows, counters, detector) once it has no open window and its newest "
+            "event is this far behind its partition's newest event time; null keeps every series."
+        ),
+    )
     max_series_per_metric: PositiveInt = Field(
         default=10_000, description="Cardinality cap per metric (per partition of the points topic)."
     )

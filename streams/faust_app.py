@@ -90,6 +90,7 @@ class StreamsApp:
         self.app_id = app_id or cfg.app_id
         self.partitions = cfg.partitions or partitions or 6
         self.folders: dict[int, BatchFolder] = {}
+        self._evicted_at: dict[int, float] = {}
         state_root = Path(state_dir or cfg.state_dir)
         state_root.mkdir(parents=True, exist_ok=True)
         conf: dict[str, Any] = {
@@ -217,9 +218,12 @@ class StreamsApp:
                 for an in anomalies:
                     await self._out(sink, self.t_anomalies, an.series.key.encode(), encode(an))
                     m.anomalies.labels(an.severity.value).inc()
+                evicted = self._evict(f, partition)
                 with as_event(evs[-1]):
                     for key in f.take_dirty():
                         self.table[f"{partition}|{key}".encode()] = f.export(key)
+                    for key in evicted:
+                        self.table.pop(f"{partition}|{key}".encode(), None)
                 if f.duplicates + sf.duplicates > dups:
                     m.duplicates.inc(f.duplicates + sf.duplicates - dups)
                 for metric, c in sf.guard.overflowed.items():
@@ -229,6 +233,19 @@ class StreamsApp:
             m.series.set(sum(len(x.sf.series) for x in self.folders.values()))
             m.events_in.labels(self.t_points.get_topic_name()).inc(len(events))
             m.processing.labels("aggregate").observe(time.perf_counter() - t0)
+
+    def _evict(self, f: BatchFolder, partition: int) -> list[str]:
+        """Idle series out of memory and the table, at most every 30 s per partition (bounded state)."""
+        after = self.cfg.series_evict_after_seconds
+        now = time.monotonic()
+        if after is None or now - self._evicted_at.get(partition, 0.0) < 30.0:
+            return []
+        self._evicted_at[partition] = now
+        gone = f.evict_idle(round(after * 1000))
+        if gone:
+            self.metrics.series_evicted.inc(len(gone))
+            log.info("partition %d: evicted %d idle series", partition, len(gone))
+        return gone
 
     async def _on_start(self) -> None:
         widen_producer_buffer(self.app, max(1000, 8 * self.cfg.batch_size))

@@ -33,7 +33,11 @@ class StreamsMetrics:
             "Events forwarded but kept out of windows: no real event time (ts_missing, ts_unparsed, "
             "parse_failure).", ["topic"], registry=r,
         )
-        self.series = Gauge("logtide_streams_series", "Series held by this worker.", registry=r)
+        self.series = Gauge("logtide_streams_series", "Series held by this worker (live series).", registry=r)
+        self.series_evicted = Counter(
+            "logtide_streams_series_evicted", "Idle series whose state was dropped (windows emitted first).",
+            registry=r,
+        )
         self.series_overflow = Counter(
             "logtide_streams_series_overflow", "Points folded into an overflow series.", ["metric"], registry=r
         )

@@ -27,10 +27,10 @@ T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
 
 
-def cfg(lateness: float, cap: int = 1000) -> StreamsConfig:
+def cfg(lateness: float, cap: int = 1000, idle: float | None = None) -> StreamsConfig:
     return StreamsConfig.model_validate({
         "window": {"size_seconds": 10, "lateness_seconds": lateness, "group_by": ["service"],
-                   "idle_timeout_seconds": None},
+                   "idle_timeout_seconds": idle},
         "detect": {"detector": "test_z", "params": {"warmup": 3, "z_alarm": 1.5}, "threshold": 0.5,
                    "rules": [{"metric": "log.events", "stat": "count"}, {"metric": "*", "stat": "mean"}]},
         "max_series_per_metric": cap,
@@ -190,3 +190,25 @@ def test_replayed_batch_is_skipped_per_series_and_source() -> None:
     assert all(folder.fold(m) is None for m in first)  # the replay
     assert all(folder.fold(m) is not None for m in other_source)  # same offsets, other partition
     assert folder.duplicates == len(first)
+
+
+def test_idle_series_are_evicted_after_their_windows_and_state_stays_bounded() -> None:
+    """Series that went quiet are dropped once their windows were emitted (bounded state); busy ones
+    and ones with an open window are kept."""
+    c = cfg(0.0, idle=5.0)
+    mapper, folder = BatchMapper(c), BatchFolder(Stateful(c))
+    early = [Rec(None, record(i, i * 100, 1, False, 0), i) for i in range(10)]  # service s1: first second only
+    busy = [Rec(None, record(100 + i, 30_000 + i * 1000, 0, False, 0), 100 + i) for i in range(60)]  # s0
+    for batch in (early, busy):
+        for m in mapper.logs(batch, "raw", 0, NOW).series:
+            folder.fold(m)
+        folder.sf.advance()
+    before = set(folder.sf.series)
+    assert any("s1" in k for k in before)
+    assert folder.evict_idle(1 << 40) == []  # not idle for that long
+    gone = folder.evict_idle(3_000)  # s1 was idle-closed at stream time - 5 s
+    assert gone and all("service=s1" in k for k in gone)
+    assert set(folder.sf.series) == before - set(gone)
+    assert all(k not in folder.marks and k not in folder.sf.windows.series for k in gone)
+    assert all(folder.sf.series[k].windows.panes or "s0" in k for k in folder.sf.series)
+    assert folder.evict_idle(3_000) == []  # s0 has an open window: kept
