@@ -1,14 +1,17 @@
 """Reads the raw topics in batches and runs the batch path on them (the Kafka adapter of `streams.batch`).
 
 One aiokafka consumer (group `{app_id}-raw`, manual commits) and one idempotent producer, inside the
-streams worker. Per cycle: fetch (`getmany`), cut one batch per raw partition, map it, then
+streams worker. Per cycle: fetch (`getmany`), cut one batch per raw partition and map it (while the
+previous batch's outputs are still being acknowledged), then
 
-1. commit the batch's *first* offset with its last offset in the commit metadata (the intent),
-2. produce its outputs (enriched events, dead letters, one message per series to the points topic)
-   and wait for every acknowledgement,
-3. commit the offset after its last record.
+1. wait for every acknowledgement of the previous batch's outputs,
+2. commit, per partition, the new batch's *first* offset with its last offset in the commit metadata
+   (the intent; for a partition with no new batch, the offset after the previous one),
+3. produce the new batch's outputs (enriched events, dead letters, one message per series to the
+   points topic) without waiting: step 1 of the next cycle waits for them.
 
-A worker killed between 1 and 3 leaves the intent behind; whoever reads the partition next (the same
+So one commit per batch, and at most one produced-but-unacknowledged batch. A worker killed after 2
+leaves the intent behind; whoever reads the partition next (the same
 worker restarted or another after a rebalance) cuts its first batch at exactly that offset, so the
 replayed batch gives the same per-series messages with the same offset range, and the aggregator skips
 them (`BatchFolder`). Raw offsets are therefore never committed before their outputs are acknowledged,
@@ -87,6 +90,8 @@ class RawReader:
         self.lock = asyncio.Lock()
         self.buffers: dict[TopicPartition, list[Any]] = {}
         self.intents: dict[TopicPartition, int] = {}
+        # the produced batch whose acknowledgements are still awaited: (ack futures, next offset per partition)
+        self.inflight: tuple[list[Any], dict[TopicPartition, int]] | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
@@ -104,6 +109,8 @@ class RawReader:
                     batches = self._cut()
                     if batches:
                         await self._process(batches)
+                    elif self.inflight is not None:
+                        await self._finish()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -112,6 +119,11 @@ class RawReader:
                 await self.on_error(exc)
             raise
         finally:
+            try:  # a graceful stop commits the batch in flight (a kill leaves its intent instead)
+                if self.inflight is not None and self.consumer is not None:
+                    await asyncio.wait_for(self._finish(), 10)
+            except BaseException as exc:
+                log.debug("batch in flight at stop not committed: %s", exc)
             await self._stop()
 
     async def _start(self) -> None:
@@ -143,6 +155,11 @@ class RawReader:
     # --- rebalance ------------------------------------------------------------------------------
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:  # let the batch in flight finish (and commit) first
+            try:
+                await self._finish()
+            except Exception as exc:  # its partitions moved already: the new owner replays the announced batch
+                log.warning("batch in flight at revocation not committed: %s", exc)
+                self.inflight = None
             for tp in revoked:
                 self.buffers.pop(tp, None)
                 self.intents.pop(tp, None)
@@ -168,18 +185,37 @@ class RawReader:
                 self.intents.pop(tp, None)
         return out
 
+    async def _finish(self) -> None:
+        """Wait for the batch in flight and commit the offsets after it."""
+        if self.inflight is None:
+            return
+        futs, ends = self.inflight
+        await asyncio.gather(*futs)
+        self.inflight = None
+        try:
+            await self.consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in ends.items()})
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.warning("commit after a produced batch failed (its replay will be skipped): %s", exc)
+
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         t0 = time.perf_counter()
         now = datetime.now(UTC)
         m = self.metrics
         mapped: dict[TopicPartition, MappedBatch] = {}
-        for tp, recs in batches.items():
+        for tp, recs in batches.items():  # CPU work, while the previous batch's acks are on their way
             fn = self.mapper.logs if tp.topic == self.topics.logs_raw else self.mapper.metrics
             mapped[tp] = fn(recs, tp.topic, tp.partition, now)
+        commit: dict[TopicPartition, OffsetAndMetadata] = {}
+        if self.inflight is not None:
+            futs, ends = self.inflight
+            await asyncio.gather(*futs)
+            self.inflight = None
+            commit.update({tp: OffsetAndMetadata(o, "") for tp, o in ends.items()})
+        # the intent: the batch's first offset (the previous batch done) and its last offset
+        commit.update({tp: OffsetAndMetadata(recs[0].offset, f"{INTENT}{recs[-1].offset}")
+                       for tp, recs in batches.items()})
         try:
-            await self.consumer.commit({
-                tp: OffsetAndMetadata(recs[0].offset, f"{INTENT}{recs[-1].offset}") for tp, recs in batches.items()
-            })
+            await self.consumer.commit(commit)
         except (CommitFailedError, IllegalStateError) as exc:  # the partitions moved: the new owner reads them
             log.warning("batch dropped before producing, partitions moved: %s", exc)
             return
@@ -205,14 +241,10 @@ class RawReader:
             if mb.late:
                 m.late_events.inc(mb.late)
             m.events_in.labels(tp.topic).inc(len(batches[tp]))
-        await asyncio.gather(*futs)
+        self.inflight = (futs, {tp: recs[-1].offset + 1 for tp, recs in batches.items()})
         m.events_out.labels(enriched).inc(n_enriched)
         m.events_out.labels(dead_topic).inc(n_dead)
         m.events_out.labels(points).inc(n_points)
-        try:
-            await self.consumer.commit({tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items()})
-        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
-            log.warning("commit after a produced batch failed (its replay will be skipped): %s", exc)
         m.processing.labels("raw").observe(time.perf_counter() - t0)
         last = max((recs[-1].timestamp for recs in batches.values() if recs[-1].timestamp), default=None)
         if last:

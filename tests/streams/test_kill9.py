@@ -100,7 +100,9 @@ async def test_kill9_at_random_moments_windows_stay_exact(kafka: str, unique: st
     finally:
         for w in workers:
             w.stop()
-    context = f"seed={seed} ({'; '.join(history)}); logs in {tmp_path}"
+    resumed = sum(p.read_text(errors="replace").count("resumes an announced batch") for p in tmp_path.glob("*.log"))
+    context = f"seed={seed} ({'; '.join(history)}); {resumed} announced batch(es) replayed; logs in {tmp_path}"
+    print(f"kill -9 run: {context}")
 
     by_id: dict[str, list[dict]] = {}
     for x in got_all:
