@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from logtide.schemas import DeadLetter, DeadLetterSource, DecodeError, dead_letter, encode
+from logtide.schemas import DeadLetter, DeadLetterSource, DecodeError, dead_letter
 from logtide.streams.cardinality import OVERFLOW_LABEL, CardinalityGuard
 from logtide.streams.derive import COUNTER, Point, series_key
 from logtide.streams.pipeline import Partial, Stateful, Stateless, late_dead_letter
@@ -138,7 +138,9 @@ class BatchMapper:
                     r = sl.log(raw, now, source)
                     if r.dead is None:
                         stage = "encode"
-                        out.enriched.append((rec.key, encode(r.event)))
+                        # pydantic's own JSON writer: the same bytes as `schemas.encode` (tested), ~4 us less
+                        out.enriched.append((rec.key, r.event.model_dump_json(by_alias=True, exclude_none=True)
+                                             .encode()))
                     pts = r.points
                 else:
                     r = sl.metric(raw, now, source)  # type: ignore[assignment]

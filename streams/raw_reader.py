@@ -30,6 +30,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 from logtide.schemas import DeadLetter, Topics, encode
 from logtide.streams.batch import BatchMapper, MappedBatch
@@ -92,6 +93,7 @@ class RawReader:
         self.intents: dict[TopicPartition, int] = {}
         # the produced batch whose acknowledgements are still awaited: (ack futures, next offset per partition)
         self.inflight: tuple[list[Any], dict[TopicPartition, int]] | None = None
+        self._partition_memo: dict[str, tuple[list[int], dict[bytes, int]]] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
@@ -222,17 +224,20 @@ class RawReader:
         futs = []
         send = self.producer.send
         enriched, dead_topic, points = self.topics.logs_enriched, self.topics.deadletter, self.points
+        part_enriched = await self._partitioner(enriched)
+        part_points = await self._partitioner(points)
         n_enriched = n_dead = n_points = 0
         for tp, mb in mapped.items():
             for key, value in mb.enriched:
-                futs.append(await send(enriched, value, key))
+                futs.append(await send(enriched, value, key, partition=part_enriched(key)))
             n_enriched += len(mb.enriched)
             for dl in mb.dead:
                 futs.append(await send(dead_topic, encode(dl), dl.event.id.encode()))
                 self._count_dead(dl)
             n_dead += len(mb.dead)
             for sb in mb.series:
-                futs.append(await send(points, sb.to_bytes(), sb.key.encode()))
+                k = sb.key.encode()
+                futs.append(await send(points, sb.to_bytes(), k, partition=part_points(k)))
             n_points += len(mb.series)
             for direction, n in mb.skew.items():
                 m.clock_skew.labels(direction).inc(n)
@@ -249,6 +254,28 @@ class RawReader:
         last = max((recs[-1].timestamp for recs in batches.values() if recs[-1].timestamp), default=None)
         if last:
             m.event_lag.labels("raw").observe(max(0.0, time.time() - last / 1000))
+
+    async def _partitioner(self, topic: str) -> Callable[[bytes | None], int | None]:
+        """The producer's own default partitioning (murmur2 of the key), remembered per key: log keys
+        (file, service) and series keys repeat, so each is hashed once instead of once per record."""
+        parts = sorted(await self.producer.partitions_for(topic))
+        memo = self._partition_memo.get(topic)
+        if memo is None or memo[0] != parts:
+            memo = self._partition_memo[topic] = (parts, {})
+        cache = memo[1]
+        if len(cache) > 100_000:
+            cache.clear()
+        pick = DefaultPartitioner()
+
+        def partition(key: bytes | None) -> int | None:
+            if key is None:
+                return None
+            p = cache.get(key)
+            if p is None:
+                p = cache[key] = pick(key, parts, parts)
+            return p
+
+        return partition
 
     def _count_dead(self, dl: DeadLetter) -> None:
         self.metrics.dead_letters.labels(dl.error.type).inc()
