@@ -245,7 +245,11 @@ class StreamsConfig(_Section):
     partitions: PositiveInt | None = Field(
         default=None, description="Partitions of internal topics (points, changelog); null: topics.partitions."
     )
-    batch_size: PositiveInt = 1000
+    batch_size: PositiveInt = Field(default=1000, description="Points messages per aggregate-agent batch.")
+    raw_batch_size: PositiveInt = Field(
+        default=10_000,
+        description="Most raw records mapped per cycle (bigger batches combine better and commit less often).",
+    )
     batch_within_seconds: PositiveFloat = Field(
         default=0.25, description="Longest wait to fill a batch (bigger batches combine better; adds latency)."
     )

@@ -135,7 +135,7 @@ class StreamsApp:
         kw = dict(client_kwargs or {"bootstrap_servers": ",".join(brokers)})
         self.reader = RawReader(
             BatchMapper(cfg, Stateless(cfg)), topics, self.t_points.get_topic_name(), group_id=f"{self.app_id}-raw",
-            client_kwargs=kw, metrics=self.metrics, max_records=cfg.batch_size, poll_ms=round(cfg.batch_within_seconds * 1000),
+            client_kwargs=kw, metrics=self.metrics, max_records=cfg.raw_batch_size, poll_ms=round(cfg.batch_within_seconds * 1000),
             session_timeout_ms=round(cfg.session_timeout_seconds * 1000), on_error=self._reader_failed,
         )
         app.agent(self.t_points, name="aggregate")(self._aggregate_agent)
