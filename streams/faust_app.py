@@ -143,6 +143,8 @@ class StreamsApp:
         app.task(self._on_start)
         app.task(self.reader.run)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_rebalance_complete.connect(self._on_ready)
 
     # --- output helpers ---------------------------------------------------------------------------
     # Outputs go straight to the producer (aiokafka batches them) and every batch waits for its acks
@@ -219,6 +221,10 @@ class StreamsApp:
                     await self._out(sink, self.t_anomalies, an.series.key.encode(), encode(an))
                     m.anomalies.labels(an.severity.value).inc()
                 evicted = self._evict(f, partition)
+                # The windows this batch closed must be acknowledged before the state that says "emitted"
+                # is written: a kill in between then re-emits them (same ids, same contents) instead of
+                # losing them.
+                await self._acked(sink)
                 with as_event(evs[-1]):
                     for key in f.take_dirty():
                         self.table[f"{partition}|{key}".encode()] = f.export(key)
@@ -229,7 +235,6 @@ class StreamsApp:
                 for metric, c in sf.guard.overflowed.items():
                     if c > overflow.get(metric, 0):
                         m.series_overflow.labels(metric).inc(c - overflow.get(metric, 0))
-            await self._acked(sink)
             m.series.set(sum(len(x.sf.series) for x in self.folders.values()))
             m.events_in.labels(self.t_points.get_topic_name()).inc(len(events))
             m.processing.labels("aggregate").observe(time.perf_counter() - t0)
@@ -255,6 +260,12 @@ class StreamsApp:
         """The raw reader died: take the worker down (to be restarted) rather than run half a pipeline."""
         await self.app.crash(exc)
 
+    async def _on_assigned(self, app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+        log.info("assigned (faust group %s): %s", self.app_id, describe_assignment(assigned))
+
+    async def _on_ready(self, app: faust.App, **kwargs: Any) -> None:
+        log.info("worker ready (faust group %s): tables recovered", self.app_id)
+
     async def _on_revoked(self, app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         """Forget the in-memory copy of revoked partitions; the table is the truth on reassignment."""
         points = self.t_points.get_topic_name()
@@ -272,6 +283,14 @@ class StreamsApp:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
         except Exception as exc:  # lag is best effort: never take the worker down for a gauge
             log.debug("lag update failed: %s", exc)
+
+
+def describe_assignment(tps: Any) -> str:
+    """`topic=[0, 1] other=[2]`: one line per assignment in the worker's log (operators and tests read it)."""
+    by_topic: dict[str, list[int]] = defaultdict(list)
+    for tp in tps:
+        by_topic[tp.topic].append(tp.partition)
+    return " ".join(f"{t}={sorted(p)}".replace(" ", "") for t, p in sorted(by_topic.items())) or "nothing"
 
 
 def _quiet_aiokafka_debug() -> None:

@@ -167,6 +167,9 @@ class RawReader:
                 self.intents.pop(tp, None)
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
+        from logtide.streams.faust_app import describe_assignment
+
+        log.info("assigned (raw group %s): %s", self.group_id, describe_assignment(assigned))
         if not assigned:
             return
         offs = await self.admin.list_consumer_group_offsets(self.group_id, partitions=list(assigned))

@@ -166,46 +166,32 @@ class Worker:
         except OSError:
             return ""
 
-    def _blocks(self, raw: bool) -> list[tuple[int, str]]:
-        """(position, text) of each 'newly assigned partitions' block of the Faust group, or of the raw
-        reader's group (`{app}-raw`) when `raw`."""
+    def _lines(self, marker: str) -> list[tuple[int, str]]:
         text = self.log.read_text(errors="replace")
-        out, i = [], text.find("newly assigned partitions")
+        out, i = [], text.find(marker)
         while i >= 0:
-            j = text.find("for group", i)
-            if j < 0:
-                break
-            group = text[j:text.find("\n", j)].split()[-1] if "\n" in text[j:] else text[j:].split()[-1]
-            if group.endswith("-raw") == raw:
-                out.append((i, text[i:j]))
-            i = text.find("newly assigned partitions", j)
+            j = text.find("\n", i)
+            out.append((i, text[i : j if j >= 0 else len(text)]))
+            i = text.find(marker, i + 1)
         return out
 
     def settled(self) -> bool:
-        """Its latest Faust assignment is recovered (Faust logs 'Worker ready') and its raw reader has
-        an assignment too."""
-        text = self.log.read_text(errors="replace")
-        blocks = self._blocks(raw=False)
-        return bool(blocks) and "Worker ready" in text[blocks[-1][0]:] and bool(self._blocks(raw=True))
+        """Its latest Faust assignment is recovered ('worker ready' after it) and its raw reader has an
+        assignment too (from the worker's own log lines, see `describe_assignment`)."""
+        assigned = self._lines("assigned (faust group")
+        ready = self._lines("worker ready (faust group")
+        return bool(assigned) and bool(ready) and ready[-1][0] > assigned[-1][0] and bool(
+            self._lines("assigned (raw group"))
 
     def assigned(self, topic: str) -> set[int] | None:
         """Partitions of `topic` in this worker's latest assignment (from its log), None before one."""
-        blocks = self._blocks(raw=topic.endswith(".raw"))
-        if not blocks:
+        lines = self._lines("assigned (raw group" if topic.endswith(".raw") else "assigned (faust group")
+        if not lines:
             return None
-        block = blocks[-1][1]
-        for line in block.splitlines():
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) == 2 and cells[0] == topic:
-                out: set[int] = set()
-                for cell in cells[1].strip("{}").split(","):
-                    part = cell.strip()
-                    if "-" in part:
-                        lo, hi = part.split("-")
-                        out.update(range(int(lo), int(hi) + 1))
-                    elif part:
-                        out.add(int(part))
-                return out
+        for cell in lines[-1][1].split(": ", 1)[-1].split():
+            name, _, parts = cell.partition("=")
+            if name == topic:
+                return {int(x) for x in parts.strip("[]").split(",") if x}
         return set()
 
 
