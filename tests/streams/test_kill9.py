@@ -94,9 +94,21 @@ async def test_kill9_at_random_moments_windows_stay_exact(kafka: str, unique: st
                 current[victim_name] = start(victim_name)
 
         await produce(kafka, topics.logs_raw, parts[rounds])
-        got_all = await read_until(
-            kafka, topics.metrics_agg, lambda rs: {x["event"]["id"] for x in rs} >= set(want), 600, check
-        )
+        seen: list[list[dict]] = []
+
+        def done(rs: list[dict]) -> bool:
+            if not seen:
+                seen.append(rs)  # read_until's own list: what was read so far, kept if it times out
+            return {x["event"]["id"] for x in rs} >= set(want)
+
+        try:
+            got_all = await read_until(kafka, topics.metrics_agg, done, 420, check)
+        except TimeoutError:
+            got_ids = {x["event"]["id"] for x in (seen[0] if seen else [])}
+            missing = [want[k] for k in want if k not in got_ids]
+            pytest.fail(f"{len(missing)} of {len(want)} windows never emitted, e.g. "
+                        + "; ".join(f"{x['series']['key']} {x['window']['start']}" for x in missing[:6])
+                        + f"; seed={seed} ({'; '.join(history)}); logs in {tmp_path}")
     finally:
         for w in workers:
             w.stop()
