@@ -20,6 +20,7 @@ close between two panes of one batch, which the batch sees at batch granularity.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,6 +127,7 @@ class BatchMapper:
         spec, sl = self.spec, self.stateless
         accs: dict[str, _Acc] = {}
         late_ms = spec.lateness_ms + spec.size_ms
+        step, inf = spec.step_ms, math.inf
         for rec in records:
             raw = rec.value
 
@@ -165,7 +167,7 @@ class BatchMapper:
                     continue
                 ts = p.ts_ms
                 acc.newest = max(acc.newest, ts)
-                pane = ts - ts % spec.step_ms
+                pane = ts - ts % step
                 if pane + late_ms <= acc.newest:  # late behind this batch's own newer events
                     out.late += 1
                     out.dead.append(late_dead_letter(
@@ -175,15 +177,18 @@ class BatchMapper:
                 cell = acc.panes.get(pane)
                 v = p.value
                 if cell is None:
-                    acc.panes[pane] = [ts, ts, v, v, v, {v: 1}]
-                else:
-                    cell[0] = min(cell[0], ts)
-                    cell[1] = max(cell[1], ts)
-                    cell[2] += v  # summed in input order, as Agg.add does: the same float
-                    cell[3] = min(cell[3], v)
-                    cell[4] = max(cell[4], v)
-                    counts = cell[5]
-                    counts[v] = counts.get(v, 0) + 1
+                    # min/max as Agg.add computes them (from +-inf), so even a NaN ends up where it would
+                    acc.panes[pane] = [ts, ts, v, min(inf, v), max(-inf, v), {v: 1}]
+                    continue
+                if ts < cell[0]:
+                    cell[0] = ts
+                elif ts > cell[1]:
+                    cell[1] = ts
+                cell[2] += v  # summed in input order, as Agg.add does: the same float
+                cell[3] = min(cell[3], v)
+                cell[4] = max(cell[4], v)
+                counts = cell[5]
+                counts[v] = counts.get(v, 0) + 1
         src = f"{topic}:{partition}"
         lo, hi = records[0].offset, records[-1].offset
         alpha = spec.alpha
