@@ -85,20 +85,22 @@ def agg_view(a: Any) -> tuple:
     return (a.event.id, s.count, round(s.sum, 6), s.min, s.max, s.p50, s.p90, s.p99)
 
 
-def reference(c: StreamsConfig, recs: list[Rec]) -> dict:
+def reference(c: StreamsConfig, recs: list[Rec], metrics: bool = False) -> dict:
     sl, sf = Stateless(c), Stateful(c)
     enriched, dead, late, aggs, anoms = [], [], 0, {}, []
     raw_enriched: list[bytes] = []
     from logtide.schemas import DeadLetterSource
 
     for r in recs:
-        res = sl.log(r.value, NOW, DeadLetterSource(stage="validate", topic="raw", partition=0, offset=r.offset))
+        src = DeadLetterSource(stage="validate", topic="raw", partition=0, offset=r.offset)
+        res = sl.metric(r.value, NOW, src) if metrics else sl.log(r.value, NOW, src)
         if res.dead is not None:
             dead.append(dl_view(res.dead))
             continue
-        enriched.append(orjson.loads(encode(res.event)))
-        raw_enriched.append(encode(res.event))
-        for p in res.points:
+        if not metrics:
+            enriched.append(orjson.loads(encode(res.event)))
+            raw_enriched.append(encode(res.event))
+        for p in ([res.point] if res.point is not None else []) if metrics else res.points:
             if sf.add(p) is not None:
                 late += 1
         a, n = sf.advance()
@@ -111,7 +113,8 @@ def reference(c: StreamsConfig, recs: list[Rec]) -> dict:
             "anoms": anoms}
 
 
-def batched(c: StreamsConfig, recs: list[Rec], cuts: list[int], restarts: set[int], replays: set[int]) -> dict:
+def batched(c: StreamsConfig, recs: list[Rec], cuts: list[int], restarts: set[int], replays: set[int],  # noqa: PLR0917
+            metrics: bool = False) -> dict:
     mapper = BatchMapper(c)
     folder = BatchFolder(Stateful(c))
     enriched, dead, late, aggs, anoms = [], [], 0, {}, []
@@ -127,7 +130,7 @@ def batched(c: StreamsConfig, recs: list[Rec], cuts: list[int], restarts: set[in
             if bi in replays:  # and the points topic delivers everything again
                 for data in sent:
                     assert folder.fold(SeriesBatch.from_bytes(data)) is None
-        out = mapper.logs(recs[lo:hi], "raw", 0, NOW)
+        out = (mapper.metrics if metrics else mapper.logs)(recs[lo:hi], "raw", 0, NOW)
         enriched += [orjson.loads(v) for _, v in out.enriched]
         raw_enriched += [v for _, v in out.enriched]
         dead += [dl_view(d) for d in out.dead if d.error.type != "late_event"]
@@ -160,6 +163,38 @@ def test_batch_path_equals_point_by_point(evs, jitter, lateness, cuts, restarts,
     assert got["enriched_bytes"] == want["enriched_bytes"]  # byte for byte what `schemas.encode` writes
     assert sorted(got["dead"], key=repr) == sorted(want["dead"], key=repr)
     assert got["late"] == want["late"]
+    assert got["aggs"] == want["aggs"]
+    assert sorted(got["anoms"]) == sorted(want["anoms"])
+
+
+def sample(i: int, t_ms: int, host: int, counter: bool, value: float, bad: bool) -> bytes:  # noqa: PLR0917
+    if bad:
+        return b'{"@timestamp": "2026-01-05T10:00:00Z", "metric": {"name": "x", "value": "NaN"}}'
+    return orjson.dumps({
+        "@timestamp": (T0 + timedelta(milliseconds=t_ms)).isoformat(),
+        "metric": {"name": "reqs" if counter else "cpu", "value": value, "type": "counter" if counter else "gauge"},
+        "host": {"name": f"h{host}"}, "service": {"name": "svc"},
+        "event": {"id": f"m{i}", "kind": "metric"}, "logtide": {"schema": "metric_sample"},
+    })
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(smp=st.lists(st.tuples(st.integers(0, 90_000), st.integers(0, 1), st.booleans(),
+                              st.floats(0, 1000, allow_nan=False), st.sampled_from([False] * 15 + [True])),
+                    min_size=1, max_size=120),
+       jitter=st.integers(0, 30), cuts=st.lists(st.integers(0, 150), max_size=10),
+       restarts=st.sets(st.integers(0, 10), max_size=3), replays=st.sets(st.integers(0, 10), max_size=3))
+def test_metric_samples_batch_path_equals_point_by_point(smp, jitter, cuts, restarts, replays) -> None:
+    """Gauges (combined per pane) and counters (rates need every sample, in order) from metrics.raw."""
+    c = StreamsConfig.model_validate({
+        "window": {"size_seconds": 10, "lateness_seconds": 2, "group_by": ["service", "host"],
+                   "idle_timeout_seconds": None},
+        "detect": {"detector": "test_z", "params": {"warmup": 3, "z_alarm": 1.5}},
+    })
+    recs = [Rec(None, sample(i, *e), i) for i, e in enumerate(sorted_mostly(smp, jitter))]
+    want = reference(c, recs, metrics=True)
+    got = batched(c, recs, cuts, restarts, replays, metrics=True)
+    assert got["dead"] == want["dead"] and got["late"] == want["late"]
     assert got["aggs"] == want["aggs"]
     assert sorted(got["anoms"]) == sorted(want["anoms"])
 
