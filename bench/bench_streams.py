@@ -77,6 +77,7 @@ def streams_section(app_id: str, detector: str = "default", lateness: float = 5.
         "web_port": 0,
         "batch_size": 5000,
         "raw_batch_size": int(os.environ.get("BENCH_RAW_BATCH", "10000")),
+        "compression": os.environ.get("BENCH_COMPRESSION") or None,
         "batch_within_seconds": 0.5,
         "commit_interval_seconds": 0.5,
     }

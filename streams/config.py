@@ -253,6 +253,9 @@ class StreamsConfig(_Section):
     batch_within_seconds: PositiveFloat = Field(
         default=0.25, description="Longest wait to fill a batch (bigger batches combine better; adds latency)."
     )
+    compression: Literal["lz4", "zstd", "gzip"] | None = Field(
+        default=None, description="Compression of what the batch reader produces (none: least CPU on one host)."
+    )
     session_timeout_seconds: PositiveFloat = Field(
         default=30.0, description="Kafka group session timeout: how soon a dead worker's partitions move."
     )
