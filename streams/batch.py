@@ -14,8 +14,9 @@ last offset in its commit metadata before it produces (see `streams.raw_reader`)
 Same results as the point-by-point reference path (`Stateless` then `Stateful.add` per point), tested
 by property: events behind their series' newest event in the batch by more than the lateness are
 dead-lettered here, the rest of a pane is late all together or not at all at the aggregator (panes are
-folded oldest newest-event first). This holds for tumbling windows; with hopping windows a window can
-close between two panes of one batch, which the batch sees at batch granularity.
+folded oldest newest-event first). With hopping windows a window can close between two out-of-order
+points of one pane, so a series whose points in the batch are out of order sends them one by one
+(still one message); in order, its panes combine exactly.
 """
 
 from __future__ import annotations
@@ -90,13 +91,15 @@ class MappedBatch:
 class _Acc:
     """One series' combining state inside a batch."""
 
-    __slots__ = ("labels", "metric", "newest", "panes", "points")
+    __slots__ = ("gauges", "labels", "metric", "newest", "ordered", "panes", "points")
 
     def __init__(self, metric: str, labels: dict[str, str]) -> None:
         self.metric, self.labels = metric, labels
-        self.panes: dict[int, list[Any]] = {}  # pane -> [min ts, max ts, Agg]
-        self.points: list[Point] = []
+        self.panes: dict[int, list[Any]] = {}  # pane -> [min ts, max ts, sum, min, max, {value: count}]
+        self.points: list[Point] = []  # counter samples
+        self.gauges: list[Point] = []  # gauge points in input order (kept for hopping windows only)
         self.newest = -(1 << 62)
+        self.ordered = True  # no gauge point behind an earlier one of this batch
 
 
 def operator_dead_letter(raw: bytes, stage: str, exc: BaseException, source: DeadLetterSource) -> DeadLetter:
@@ -128,6 +131,7 @@ class BatchMapper:
         accs: dict[str, _Acc] = {}
         late_ms = spec.lateness_ms + spec.size_ms
         step, inf = spec.step_ms, math.inf
+        hopping = spec.size_ms != spec.step_ms
         for rec in records:
             raw = rec.value
 
@@ -166,7 +170,10 @@ class BatchMapper:
                     acc.points.append(p)
                     continue
                 ts = p.ts_ms
-                acc.newest = max(acc.newest, ts)
+                if ts < acc.newest:
+                    acc.ordered = False
+                else:
+                    acc.newest = ts
                 pane = ts - ts % step
                 if pane + late_ms <= acc.newest:  # late behind this batch's own newer events
                     out.late += 1
@@ -174,6 +181,8 @@ class BatchMapper:
                         p.to_bytes(), acc.newest, spec.lateness_ms, 1,
                         DeadLetterSource(stage="window", topic=topic, partition=partition, offset=rec.offset)))
                     continue
+                if hopping:
+                    acc.gauges.append(p)
                 cell = acc.panes.get(pane)
                 v = p.value
                 if cell is None:
@@ -193,6 +202,10 @@ class BatchMapper:
         lo, hi = records[0].offset, records[-1].offset
         alpha = spec.alpha
         for key, acc in accs.items():
+            if hopping and not acc.ordered:
+                # A window can close between two out-of-order points of one pane: fold them one by one.
+                out.series.append(SeriesBatch(key, acc.metric, acc.labels, src, lo, hi, [], acc.gauges))
+                continue
             panes = sorted(((p, c[0], c[1], _agg(c, alpha)) for p, c in acc.panes.items()), key=lambda x: x[2])
             out.series.append(SeriesBatch(key, acc.metric, acc.labels, src, lo, hi, panes, acc.points))
         return out

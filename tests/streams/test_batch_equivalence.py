@@ -27,9 +27,9 @@ T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
 
 
-def cfg(lateness: float, cap: int = 1000, idle: float | None = None) -> StreamsConfig:
+def cfg(lateness: float, cap: int = 1000, idle: float | None = None, step: float | None = None) -> StreamsConfig:
     return StreamsConfig.model_validate({
-        "window": {"size_seconds": 10, "lateness_seconds": lateness, "group_by": ["service"],
+        "window": {"size_seconds": 10, "step_seconds": step, "lateness_seconds": lateness, "group_by": ["service"],
                    "idle_timeout_seconds": idle},
         "detect": {"detector": "test_z", "params": {"warmup": 3, "z_alarm": 1.5}, "threshold": 0.5,
                    "rules": [{"metric": "log.events", "stat": "count"}, {"metric": "*", "stat": "mean"}]},
@@ -154,9 +154,10 @@ def batched(c: StreamsConfig, recs: list[Rec], cuts: list[int], restarts: set[in
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(evs=events, jitter=st.integers(0, 60), lateness=st.sampled_from([0.0, 2.0, 5.0, 30.0]),
        cuts=st.lists(st.integers(0, 200), max_size=12), restarts=st.sets(st.integers(0, 12), max_size=4),
-       replays=st.sets(st.integers(0, 12), max_size=4))
-def test_batch_path_equals_point_by_point(evs, jitter, lateness, cuts, restarts, replays) -> None:  # noqa: PLR0917
-    c = cfg(lateness)
+       replays=st.sets(st.integers(0, 12), max_size=4), step=st.sampled_from([None, None, 5.0, 2.0]))
+def test_batch_path_equals_point_by_point(evs, jitter, lateness, cuts, restarts, replays, step) -> None:  # noqa: PLR0917
+    """Tumbling and hopping windows, events out of order by up to ~20 s, late ones included."""
+    c = cfg(lateness, step=step)
     recs = [Rec(b"k", record(i, *e), i) for i, e in enumerate(sorted_mostly(evs, jitter))]
     want, got = reference(c, recs), batched(c, recs, cuts, restarts, replays)
     assert got["enriched"] == want["enriched"]
