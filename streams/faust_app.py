@@ -137,7 +137,7 @@ class StreamsApp:
             BatchMapper(cfg, Stateless(cfg)), topics, self.t_points.get_topic_name(), group_id=f"{self.app_id}-raw",
             client_kwargs=kw, metrics=self.metrics, max_records=cfg.raw_batch_size, poll_ms=round(cfg.batch_within_seconds * 1000),
             session_timeout_ms=round(cfg.session_timeout_seconds * 1000), compression=cfg.compression,
-            on_error=self._reader_failed,
+            on_error=self._reader_failed, legacy_group=self.app_id,
         )
         app.agent(self.t_points, name="aggregate")(self._aggregate_agent)
         app.timer(interval=5.0)(self._update_lag)

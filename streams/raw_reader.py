@@ -82,12 +82,14 @@ class RawReader:
         linger_ms: int = 5,
         compression: str | None = None,
         on_error: Callable[[BaseException], Any] | None = None,
+        legacy_group: str | None = None,
     ) -> None:
         self.mapper, self.topics, self.points = mapper, topics, points_topic
         self.group_id, self.kw, self.metrics = group_id, client_kwargs, metrics
         self.max_records, self.poll_ms = max_records, poll_ms
         self.session_timeout_ms, self.linger_ms, self.compression = session_timeout_ms, linger_ms, compression
         self.on_error = on_error
+        self.legacy_group = legacy_group  # read the raw topics before this reader existed (the Faust group)
         self.lock = asyncio.Lock()
         self.buffers: dict[TopicPartition, list[Any]] = {}
         self.intents: dict[TopicPartition, int] = {}
@@ -173,12 +175,27 @@ class RawReader:
         if not assigned:
             return
         offs = await self.admin.list_consumer_group_offsets(self.group_id, partitions=list(assigned))
+        fresh = [tp for tp in assigned if tp not in offs or offs[tp].offset < 0]
+        if fresh and self.legacy_group:
+            await self._resume_from_legacy(fresh)
         for tp in assigned:
             om = offs.get(tp)
             hi = parse_intent(om.metadata if om is not None else None)
             if hi is not None:
                 self.intents[tp] = hi
                 log.info("%s:%d resumes an announced batch %d..%d", tp.topic, tp.partition, om.offset, hi)
+
+    async def _resume_from_legacy(self, tps: list[TopicPartition]) -> None:
+        """A partition this group never committed starts where the group that read the raw topics
+        before the batch reader (the Faust group) stopped, not from the beginning (an upgrade must
+        not replay the whole topic)."""
+        old = await self.admin.list_consumer_group_offsets(self.legacy_group, partitions=tps)
+        for tp in tps:
+            om = old.get(tp)
+            if om is not None and om.offset >= 0:
+                self.consumer.seek(tp, om.offset)
+                log.info("%s:%d starts at %d, where group %s stopped", tp.topic, tp.partition, om.offset,
+                         self.legacy_group)
 
     # --- one cycle ------------------------------------------------------------------------------
     def _cut(self) -> dict[TopicPartition, list[Any]]:

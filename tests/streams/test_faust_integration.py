@@ -336,3 +336,29 @@ async def test_two_workers_four_partitions_one_killed(env) -> None:
     )
     assert {x["event"]["id"] for x in anoms} == {x.event.id for x in want_anoms}
     assert b.alive(), b.tail()
+
+
+async def test_upgrade_resumes_where_the_faust_group_stopped(env) -> None:
+    """Before the batch reader, the Faust group read the raw topics: a worker whose raw group has no
+    commit yet starts at that group's offsets, so an upgrade does not replay what was processed."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    kafka, topics = env["kafka"], env["topics"]
+    t0 = t_base()
+    done, new = make_logs(t0, 0, 20, None), make_logs(t0, 20, 40, None)
+    await produce(kafka, topics.logs_raw, done)
+    c = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=env["app_id"], enable_auto_commit=False)
+    await c.start()
+    try:  # the old worker's commits: everything of `done`
+        tps = [TopicPartition(topics.logs_raw, p) for p in range(4)]
+        c.assign(tps)
+        ends = await c.end_offsets(tps)
+        await c.commit({tp: n for tp, n in ends.items() if n})
+    finally:
+        await c.stop()
+    await produce(kafka, topics.logs_raw, new)
+    env["start"]("a")
+    want = {orjson.loads(v)["event"]["id"] for _, v in new}
+    got = await read_until(kafka, topics.logs_enriched, lambda rs: len(rs) >= len(want), 180, env["check"])
+    ids = [r["event"]["id"] for r in got]
+    assert set(ids) == want and len(ids) == len(want)
