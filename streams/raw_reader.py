@@ -104,7 +104,9 @@ class RawReader:
         try:
             await self._start()
             while True:
+                t_cycle = time.monotonic()
                 data = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=self.max_records)
+                n = sum(len(v) for v in data.values())
                 async with self.lock:
                     assigned = self.consumer.assignment()
                     for tp, recs in data.items():
@@ -115,6 +117,10 @@ class RawReader:
                         await self._process(batches)
                     elif self.inflight is not None:
                         await self._finish()
+                if 0 < n < self.max_records:
+                    # a trickle: let records gather for up to poll_ms per cycle, so that a batch still
+                    # combines many events per series (the aggregator's load is per message, not per event)
+                    await asyncio.sleep(max(0.0, t_cycle + self.poll_ms / 1000 - time.monotonic()))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
