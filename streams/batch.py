@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 from logtide.schemas import DeadLetter, DeadLetterSource, DecodeError, dead_letter
 from logtide.streams.cardinality import OVERFLOW_LABEL, CardinalityGuard
-from logtide.streams.derive import COUNTER, Point, series_key
+from logtide.streams.derive import GAUGE, Point, series_key
 from logtide.streams.pipeline import Partial, Stateful, Stateless, late_dead_letter
 from logtide.streams.windowing import Agg, WindowSpec
 
@@ -166,7 +166,7 @@ class BatchMapper:
                 acc = accs.get(p.key)
                 if acc is None:
                     acc = accs[p.key] = _Acc(p.metric, p.labels)
-                if p.kind == COUNTER:
+                if p.kind != GAUGE:  # counters (rates need every sample) and staleness markers: one by one
                     acc.points.append(p)
                     continue
                 ts = p.ts_ms
