@@ -41,7 +41,7 @@ from faust.streams import _current_event  # the context Faust tables read the pa
 from logtide.schemas import DeadLetter, DeadLetterSource, Topics, encode
 from logtide.streams.config import StreamsConfig
 from logtide.streams.metrics import StreamsMetrics
-from logtide.streams.pipeline import Combiner, Stateful, Stateless, late_dead_letter
+from logtide.streams.pipeline import TICK, Combiner, Mark, Stateful, Stateless, late_dead_letter
 from mode import CrashingSupervisor
 
 log = logging.getLogger("logtide.streams")
@@ -133,6 +133,7 @@ class StreamsApp:
         app.agent(self.t_metrics_raw, name="metrics")(self._metrics_agent)
         app.agent(self.t_points, name="aggregate")(self._aggregate_agent)
         app.timer(interval=5.0)(self._update_lag)
+        app.timer(interval=1.0)(self._tick)
         app.task(self._on_start)
         app.on_partitions_revoked.connect(self._on_revoked)
 
@@ -172,7 +173,7 @@ class StreamsApp:
             n_enriched = 0
             for ev in events:
                 msg = ev.message
-                r = self.stateless.log(msg.value, now, functools.partial(_source, msg))
+                r = self.stateless.log(msg.value, now, functools.partial(_source, msg), msg.partition)
                 if r.dead is not None:
                     await self._dead(sink, r.dead)
                     continue
@@ -183,9 +184,9 @@ class StreamsApp:
                 await self._send(sink, enriched, msg.key, encode(r.event))
                 n_enriched += 1
                 for p in r.points:
-                    comb.add(p)
+                    comb.add(p, r.src)
             m.events_out.labels(enriched).inc(n_enriched)
-            await self._flush_points(sink, comb)
+            await self._flush_points(sink, comb, "log")
             await self._acked(sink)
             self._observe("logs", name, events, t0)
             if self.trace:
@@ -202,7 +203,7 @@ class StreamsApp:
             sink: list[Any] = []
             for ev in events:
                 msg = ev.message
-                r = self.stateless.metric(msg.value, now, functools.partial(_source, msg))
+                r = self.stateless.metric(msg.value, now, functools.partial(_source, msg), msg.partition)
                 if r.dead is not None:
                     await self._dead(sink, r.dead)
                     continue
@@ -211,15 +212,21 @@ class StreamsApp:
                 if r.untimed:
                     m.untimed.labels(name).inc()
                 if r.point is not None:
-                    comb.add(r.point)
-            await self._flush_points(sink, comb)
+                    comb.add(r.point, r.src)
+            await self._flush_points(sink, comb, "metric")
             await self._acked(sink)
             self._observe("metrics", name, events, t0)
 
-    async def _flush_points(self, sink: list[Any], comb: Combiner) -> None:
+    async def _flush_points(self, sink: list[Any], comb: Combiner, kind: str) -> None:
+        """The batch's points, then the watermarks its sources reached, to every partition (after the
+        points: a partition never sees a source's watermark before the points it covers)."""
         name = self.t_points.get_topic_name()
         for key, data in comb.drain():
             await self._send(sink, name, key.encode(), data)
+        for src, wm in self.stateless.take_marks(kind):
+            data = Mark(src, wm).to_bytes()
+            for partition in range(self.cfg.partitions):
+                sink.append(await self.app.producer.send(name, None, data, partition, None, None))
 
     def _observe(self, agent: str, topic: str, events: list[Any], t0: float) -> None:
         m = self.metrics
@@ -238,9 +245,10 @@ class StreamsApp:
             sf = self.states[partition] = Stateful(self.cfg)
             prefix = f"{partition}|".encode()
             n = 0
+            now_ms = int(time.time() * 1000)
             for k, v in self.table.items():
                 if k.startswith(prefix) and v is not None:
-                    sf.restore(k[len(prefix):].decode(), v)
+                    sf.restore(k[len(prefix):].decode(), v, now_ms)
                     n += 1
             if n:
                 log.info("partition %d: restored %d series from the table", partition, n)
@@ -251,6 +259,7 @@ class StreamsApp:
         lateness = self.spec_lateness = Stateful(cfg).spec.lateness_ms
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_within_seconds):
             t0 = time.perf_counter()
+            now_ms = int(time.time() * 1000)  # processing time: idleness of sources
             sink: list[Any] = []
             by_part: dict[int, list[Any]] = defaultdict(list)
             for ev in events:
@@ -260,14 +269,17 @@ class StreamsApp:
                 dups, overflow = sf.duplicates, dict(sf.guard.overflowed)
                 for ev in evs:
                     msg = ev.message
-                    n = sf.apply(msg.value, msg.offset)
+                    n = sf.apply(msg.value, msg.offset, now_ms)
                     if n:
-                        m.late_events.inc(n)
+                        m.late_events.labels(sf.last_late.reason).inc(n)
                         await self._dead(sink, late_dead_letter(
-                            msg.value, sf.late_stream_ms, lateness, n,
+                            msg.value, sf.last_late, lateness, n,
                             DeadLetterSource(stage="window", topic=msg.topic, partition=partition, offset=msg.offset),
                         ))
-                aggs, anomalies = sf.advance()
+                aggs, anomalies = sf.advance(now_ms)
+                report = sf.late_report(now_ms)
+                if report:
+                    log.warning("partition %d: %s", partition, report)
                 for a in aggs:
                     await self._out(sink, self.t_agg, a.series.key.encode(), encode(a))
                 m.windows_closed.inc(len(aggs))
@@ -287,6 +299,16 @@ class StreamsApp:
             if self.trace:
                 log.info("aggregate batch %s", _offsets(events))
             self._observe("aggregate", self.t_points.get_topic_name(), events, t0)
+
+    async def _tick(self) -> None:
+        """A wall-clock tick to every partition of the points topic: windows held by idle sources or by
+        the discovery of new ones close even when no input arrives."""
+        name = self.t_points.get_topic_name()
+        try:
+            for partition in range(self.cfg.partitions):
+                await self.app.producer.send(name, None, TICK, partition, None, None)
+        except Exception as exc:  # a tick is best effort (the next one comes in a second)
+            log.debug("tick failed: %s", exc)
 
     async def _on_start(self) -> None:
         # Faust's producer buffer makes the stream wait whenever more than 100 records are pending

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,7 +180,11 @@ class Worker:
         if i < 0:
             return None
         block = text[i : text.find("for group", i)]
-        for line in block.splitlines():
+        # aiokafka's own line: {TopicPartition(topic='t', partition=0), ...} (plain logging format)
+        found = re.findall(r"TopicPartition\(topic='([^']+)', partition=(\d+)\)", block)
+        if found:
+            return {int(p) for t, p in found if t == topic}
+        for line in block.splitlines():  # Faust's log formatter renders the set as a table
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if len(cells) == 2 and cells[0] == topic:
                 out: set[int] = set()
