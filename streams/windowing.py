@@ -404,6 +404,7 @@ class WindowAggregator:
         self.idle_ms = idle_ms
         self.discovery_ms = discovery_ms
         self.hold_until_ms = 0  # no window closes before this (wall clock): sources are being discovered
+        self._clocked = False  # a wall clock was given
         self.zero_fill = zero_fill
         self.zero_fill_max = zero_fill_max
         self.series: dict[str, SeriesWindows] = {}
@@ -421,15 +422,17 @@ class WindowAggregator:
             st = self.sources[src] = SourceState(seen_ms=self.now_ms)
             # a source never seen: the others reading alongside it (files of one backfill) get a moment
             # of wall clock to speak too before windows close, so a series they share waits for them
-            self.hold_until_ms = max(self.hold_until_ms, self.now_ms + self.discovery_ms)
+            if self._clocked:  # (callers that give no wall clock get no discovery time)
+                self.hold_until_ms = max(self.hold_until_ms, self.now_ms + self.discovery_ms)
         return st
 
     def _active(self, st: SourceState) -> bool:
         return self.idle_ms is None or self.now_ms - st.seen_ms < self.idle_ms
 
     def _tick(self, now_ms: int | None) -> None:
-        if now_ms is not None and now_ms > self.now_ms:
-            self.now_ms = now_ms
+        if now_ms is not None:
+            self._clocked = True
+            self.now_ms = max(self.now_ms, now_ms)
 
     def mark(self, src: str, watermark_ms: int, now_ms: int | None = None) -> None:
         """A source's watermark (and a sign of life at `now_ms`, wall clock); an empty `src` is only a
@@ -476,7 +479,9 @@ class WindowAggregator:
         sw.zero_fill_max = self.zero_fill_max
         self.series[key] = sw
         for s in sw.sources:
-            st = self._source(s)
+            st = self.sources.get(s)
+            if st is None:  # a known source, not a new one: no discovery time
+                st = self.sources[s] = SourceState(seen_ms=self.now_ms)
             st.series.add(key)
             st.seen_ms = self.now_ms
             st.active = True
