@@ -479,9 +479,7 @@ class WindowAggregator:
         sw.zero_fill_max = self.zero_fill_max
         self.series[key] = sw
         for s in sw.sources:
-            st = self.sources.get(s)
-            if st is None:  # a known source, not a new one: no discovery time
-                st = self.sources[s] = SourceState(seen_ms=self.now_ms)
+            st = self._source(s)  # after a restart, sources are discovered again
             st.series.add(key)
             st.seen_ms = self.now_ms
             st.active = True
