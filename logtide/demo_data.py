@@ -295,8 +295,6 @@ shipper:
         pattern: '{APP_PATTERN}'
         timestamp_formats: [iso8601]
 streams:
-  # generated history may be older than the default skew tolerance when the config is reused later
-  max_past_skew_seconds: 315360000
   services:
     # the application logs: one file per service
 {path_rules}
@@ -305,10 +303,8 @@ streams:
   window:
     size_seconds: 60
     lateness_seconds: 5
-    # one series per service and source, each fed by one file: results do not depend on how reads
-    # of the files interleave, and quiet series close their windows by their own events only
+    # one series per service and source (each file is its own source of event time)
     group_by: [service, source]
-    idle_timeout_seconds: null
   detect:
     detector: default
     # one-minute windows: a 30-minute warm-up, then one alarm per incident per series; a score of

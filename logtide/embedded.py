@@ -29,13 +29,13 @@ Delivery (what is and is not guaranteed):
 - Not guaranteed: input deleted or rotated away while the runner was down (as for the shipper);
   windows still open at SIGTERM are kept in the snapshot and closed by later input, not at stop;
   `--once` closes every window at the end of input but snapshots the state *before* closing, so a
-  later run continues the same windows (their aggregates are then emitted again, completed, with the
-  same ids).
+  later run continues the same windows: a window that got new input is emitted again, completed,
+  with the same id; one that did not is not emitted again.
 
-Determinism: given the same input files and configuration the anomalies are the same, as long as each
-series is fed by one file (group by a per-input label such as `source`) or the files' interleaving
-cannot matter; `idle_timeout_seconds: null` makes window closing depend on each series' own events
-only. Event ids depend on when a file was first seen, anomaly and aggregate ids do not.
+Event time: each file is a source with its own watermark (`streams.windowing`); a series' windows
+close when the slowest of its active sources passes them, so files read at different speeds (a
+backfill of several files) lose nothing. Given the same input files and configuration the aggregates
+are the same; event ids depend on when a file was first seen, anomaly and aggregate ids do not.
 """
 
 from __future__ import annotations
@@ -87,8 +87,11 @@ class BatchResult:
     aggregates: list[WindowAggregate] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
     flagged: int = 0
-    skewed: int = 0
-    late: int = 0
+    skewed: int = 0  # flagged for clock skew (wall clock, or ahead of their own source)
+    kept_out: int = 0  # kept out of the windows: clock skew beyond the wall-clock bounds
+    untimed: int = 0  # kept out of the windows: no event time in the line
+    late: int = 0  # events with a point behind the watermark by more than the lateness (dead-lettered)
+    late_points: int = 0
 
 
 def process_batch(
@@ -96,12 +99,14 @@ def process_batch(
 ) -> BatchResult:
     """Run raw log (or metric) records through the operators, in order, as the Faust agents do.
 
-    No I/O: the caller writes the result. Late points become dead letters (stage `window`).
+    No I/O: the caller writes the result. Late points become dead letters (stage `window`). Source
+    watermarks reach the window stage after each record (the Faust path sends them after each batch).
     """
-    from logtide.streams.pipeline import late_dead_letter
+    from logtide.streams.pipeline import SOURCE_SKEW, Sourced, late_dead_letter
 
     out = BatchResult()
     lateness = stateful.spec.lateness_ms
+    now_ms = int(now.timestamp() * 1000)
     src = DeadLetterSource(stage="validate", topic=topic)
     for _key, value in records:
         try:
@@ -111,7 +116,9 @@ def process_batch(
                     out.dead.append(m.dead)
                     continue
                 out.skewed += m.skew is not None
-                points = [m.point] if m.point is not None else []
+                out.untimed += m.untimed
+                out.kept_out += not m.untimed and m.skew not in (None, SOURCE_SKEW)
+                points, origin = ([m.point] if m.point is not None else []), m.src
             else:
                 r = stateless.log(value, now, src)
                 if r.dead is not None:
@@ -119,20 +126,30 @@ def process_batch(
                     continue
                 ev = r.event
                 out.skewed += r.skew is not None
+                out.untimed += r.untimed
+                out.kept_out += not r.untimed and r.skew not in (None, SOURCE_SKEW)
                 if any(f in ev.logtide.flags for f in ("parse_failure", "invalid_utf8", "ts_unparsed")):
                     out.flagged += 1
                 out.enriched.append(encode(ev))
-                points = r.points
+                points, origin = r.points, r.src
         except Exception as exc:  # an operator bug on one odd record must not stop the pipeline
             err = DecodeError("processing_error", f"{type(exc).__name__}: {exc}")
             out.dead.append(dead_letter(value, err, DeadLetterSource(stage="enrich", topic=topic)))
             continue
+        any_late = False
         for p in points:
-            late = stateful.add(p)
+            late = stateful.add(p, src=origin, now_ms=now_ms)
             if late is not None:
-                out.late += 1
-                out.dead.append(late_dead_letter(late.to_bytes(), stateful.late_stream_ms, lateness))
-    aggs, anomalies = stateful.advance()
+                any_late = True
+                out.late_points += 1
+                out.dead.append(late_dead_letter(Sourced(late, origin).to_bytes(), stateful.last_late, lateness))
+        out.late += any_late
+        for s, wm in stateless.take_marks():
+            stateful.mark(s, wm, now_ms)
+    report = stateful.late_report(now_ms)
+    if report:
+        log.warning("%s", report)
+    aggs, anomalies = stateful.advance(now_ms)
     out.aggregates.extend(aggs)
     out.anomalies.extend(anomalies)
     return out
@@ -150,6 +167,10 @@ def format_anomaly_line(a: Anomaly) -> str:
         f"{when} {a.severity.value.upper():8} {a.series.key}  {stat}={a.value:.4g} "
         f"vs expected {a.expected:.4g} [{a.band.lower:.4g}, {a.band.upper:.4g}]  score {a.score:.2f}"
     )
+
+
+def _content(a: WindowAggregate) -> str:
+    return f"{a.stats.count}:{a.stats.sum!r}:{a.stats.min!r}:{a.stats.max!r}"
 
 
 def operators_fingerprint(streams_cfg: Any) -> str:
@@ -377,7 +398,10 @@ class Summary:
     skewed: int = 0
     metric_samples: int = 0
     dead_letters: int = 0
+    kept_out: int = 0
+    untimed: int = 0
     late: int = 0
+    late_points: int = 0
     aggregates: int = 0
     anomalies: int = 0
     snapshots: int = 0
@@ -386,12 +410,15 @@ class Summary:
 
     def add(self, r: BatchResult, metrics: bool, n: int) -> None:
         if metrics:
-            self.metric_samples += n - len(r.dead) + r.late
+            self.metric_samples += n - len(r.dead) + r.late_points
         self.events += len(r.enriched)
         self.flagged += r.flagged
         self.skewed += r.skewed
         self.dead_letters += len(r.dead)
+        self.kept_out += r.kept_out
+        self.untimed += r.untimed
         self.late += r.late
+        self.late_points += r.late_points
         self.aggregates += len(r.aggregates)
         self.anomalies += len(r.anomalies)
         self.anomaly_list.extend(r.anomalies)
@@ -472,8 +499,11 @@ class EmbeddedRunner:
                 "detectors start afresh (read offsets are kept)"
             )
             doc["series"] = {}
+        now_ms = int(time.time() * 1000)
         for key, blob in doc.get("series", {}).items():
-            stateful.restore(key, blob.encode())
+            stateful.restore(key, blob.encode(), now_ms)
+        # windows the last `--once` closed at its end of input (id -> content): not emitted again unchanged
+        self._provisional: dict[str, str] = dict(doc.get("provisional", {})) if doc.get("series") else {}
         self.summary.restored_series = len(doc.get("series", {}))
         self._fingerprint = fingerprint
         stateful.take_dirty()
@@ -517,17 +547,37 @@ class EmbeddedRunner:
         try:
             if failed is not None:
                 raise failed
-            self._emit(*stateful.advance())
+            self._emit(*stateful.advance(int(time.time() * 1000)))
             await self.snapshot()  # before closing windows: a later run continues them
             if self.once:
-                self._emit(*stateful.flush())
+                aggs, anomalies = stateful.flush()
+                self._emit(aggs, anomalies)
+                # remember what the end of input closed, so that a run with no new input for these
+                # windows does not emit them again (with new input they are emitted again, completed)
+                self._provisional = {a.event.id: _content(a) for a in aggs}
+                self.store.write(self.shipper.states, self._exports, self._extra())
             self.outputs.sync()
         finally:
             self.outputs.close()
         return self.summary
 
+    def _drop_repeats(self, r: BatchResult) -> None:
+        """Leave out windows (and their anomalies) the previous `--once` already emitted unchanged."""
+        if not self._provisional or not r.aggregates:
+            return
+        prov = self._provisional
+        same = {(a.series.key, a.window.start) for a in r.aggregates if prov.pop(a.event.id, None) == _content(a)}
+        if same:
+            r.aggregates = [a for a in r.aggregates if (a.series.key, a.window.start) not in same]
+            r.anomalies = [a for a in r.anomalies if a.window is None or (a.series.key, a.window.start) not in same]
+
+    def _extra(self) -> dict[str, Any]:
+        return {"operators": self._fingerprint, "stream_time_ms": self.stateful.stream_time_ms,
+                "provisional": self._provisional}
+
     def _emit(self, aggs: list[WindowAggregate], anomalies: list[Anomaly]) -> None:
         r = BatchResult(aggregates=aggs, anomalies=anomalies)
+        self._drop_repeats(r)
         self.outputs.write(r)
         self.summary.add(r, False, 0)
 
@@ -544,6 +594,7 @@ class EmbeddedRunner:
                 # ever sees whole batches
                 r = process_batch(self.stateless, self.stateful, records, metrics=metrics, topic=topic,
                                   now=datetime.now(UTC))  # fmt: skip
+                self._drop_repeats(r)
                 self.outputs.write(r)
                 self.summary.add(r, metrics, len(records))
                 self._batches_since_snapshot += 1
@@ -565,6 +616,12 @@ class EmbeddedRunner:
                 waiter.cancel()
             if self._closing:
                 return
+            # wall-clock tick: windows held by idle sources or by the discovery of new ones close
+            # even when no input arrives (advance is synchronous: it never sees half a batch)
+            aggs, anomalies = self.stateful.advance(int(time.time() * 1000))
+            if aggs or anomalies:
+                self._emit(aggs, anomalies)
+                self._batches_since_snapshot += 1
             if not self.store.requested.is_set() and not self._batches_since_snapshot:
                 continue  # nothing new: no write
             self.store.requested.clear()
@@ -590,8 +647,7 @@ class EmbeddedRunner:
             exports = self._exports
             for k in sf.take_dirty():  # only the series that changed are exported again
                 exports[k] = sf.export(k).decode()
-            extra = {"operators": self._fingerprint, "stream_time_ms": sf.stream_time_ms}
-            self.store.write(self.shipper.states, exports, extra)
+            self.store.write(self.shipper.states, exports, self._extra())
             self._batches_since_snapshot = 0
             self.summary.snapshots += 1
         finally:

@@ -92,11 +92,28 @@ def read_docs(path: Path) -> list[dict[str, Any]]:
 
 
 def _summary_text(s: Any, data_dir: Path, seconds: float) -> str:
-    return (
+    text = (
         f"processed {s.events} events ({s.flagged} flagged by the parser, {s.skewed} with clock skew) "
-        f"in {seconds:.1f}s: {s.dead_letters} dead letters ({s.late} late), {s.aggregates} aggregates, "
+        f"in {seconds:.1f}s: {s.dead_letters} dead letters ({s.late} events late), {s.aggregates} aggregates, "
         f"{s.anomalies} anomalies -> {data_dir}/"
     )
+    if getattr(s, "kept_out", 0):
+        text += (
+            f"\n{s.kept_out} events kept out of the windows: clock skew beyond streams.max_future_skew_seconds"
+            " / streams.max_past_skew_seconds (wall clock); raise or unset those settings to window them"
+        )
+    if getattr(s, "untimed", 0):
+        text += (
+            f"\n{s.untimed} events kept out of the windows: the parser found no event time in the line"
+            " (flags ts_missing / ts_unparsed / parse_failure); choose the parser that fits the file"
+        )
+    if s.late:
+        text += (
+            f"\n{s.late} events late (behind their series' watermark by more than"
+            " streams.window.lateness_seconds; the reasons are in deadletter.ndjson): raise that setting"
+            " to fold them in"
+        )
+    return text
 
 
 @click.command("run")

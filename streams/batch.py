@@ -4,19 +4,21 @@ Why: under Faust, each raw record cost about ten asyncio callbacks, and a kill b
 batch's points and committing its raw offsets replayed those records as *new* points (double counts).
 Here a batch of one raw partition's records (offsets `lo..hi`) is validated, enriched and derived in
 one pass (`BatchMapper`), and its points are pre-aggregated into one `SeriesBatch` per series: every
-pane of that series in the batch, plus counter samples one by one (a rate needs each sample). Each
-message is stamped with its source (`topic:partition`) and offset range. The aggregator folds a
+(pane, event-time source) of that series in the batch, plus counter samples one by one (a rate needs
+each sample). Each message is stamped with its raw partition (`topic:partition`) and offset range; each
+pane and point keeps its event-time source (Kafka partition + shipper host + file, see
+`pipeline.source_id`). After a batch's messages, the watermarks its sources reached go to every
+partition of the points topic (`MappedBatch.marks`, as `pipeline.Mark`), so the window stage never
+sees a source's watermark before the points it covers. The aggregator folds a
 message only when its `hi` is past the mark it keeps for that (series, source) (`BatchFolder`), and the
 marks are stored with the series state in one table value, so state and marks cannot disagree.
 Exactness then needs the replay of a batch to cut at the same offsets: the reader records a batch's
 last offset in its commit metadata before it produces (see `streams.raw_reader`).
 
-Same results as the point-by-point reference path (`Stateless` then `Stateful.add` per point), tested
-by property: events behind their series' newest event in the batch by more than the lateness are
-dead-lettered here, the rest of a pane is late all together or not at all at the aggregator (panes are
-folded oldest newest-event first). With hopping windows a window can close between two out-of-order
-points of one pane, so a series whose points in the batch are out of order sends them one by one
-(still one message); in order, its panes combine exactly.
+Same results as the point-by-point reference path (`Stateless` then `Stateful.add` per point, the
+sources' marks after the same records), tested by property: watermarks move only through marks, which
+come after a batch's points, so no window closes while a batch is folded and a pane of one source is
+late all together or not at all (lateness is decided at the aggregator only).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ import orjson
 from logtide.schemas import DeadLetter, DeadLetterSource, DecodeError, dead_letter
 from logtide.streams.cardinality import OVERFLOW_LABEL, CardinalityGuard
 from logtide.streams.derive import GAUGE, Point, series_key
-from logtide.streams.pipeline import Partial, Stateful, Stateless, late_dead_letter
-from logtide.streams.windowing import Agg, WindowSpec
+from logtide.streams.pipeline import Partial, Stateful, Stateless
+from logtide.streams.windowing import NO_TIME, Agg, Late, WindowSpec
 
 BATCH_TAG = b'{"b":'  # how a SeriesBatch message starts (older points messages start otherwise)
 STATE_TAG = b'{"s":'  # how a table value with marks starts (older values are a bare `Stateful.export`)
@@ -56,23 +58,25 @@ class SeriesBatch:
     src: str
     lo: int
     hi: int
-    panes: list[tuple[int, int, int, Agg]] = field(default_factory=list)  # pane, min ts, max ts, agg
-    points: list[Point] = field(default_factory=list)  # counter samples, in input order
+    # pane, min ts, max ts, agg, event-time source
+    panes: list[tuple[int, int, int, Agg, str | None]] = field(default_factory=list)
+    points: list[tuple[Point, str | None]] = field(default_factory=list)  # counter samples + source, in input order
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
             "b": 1, "k": self.key, "m": self.metric, "l": self.labels, "src": self.src, "lo": self.lo,
-            "hi": self.hi, "pn": [[p, a, b, agg.to_plain()] for p, a, b, agg in self.panes],
-            "pt": [[p.ts_ms, p.value, p.kind, p.ident] for p in self.points],
+            "hi": self.hi, "pn": [[p, a, b, agg.to_plain(), es] for p, a, b, agg, es in self.panes],
+            "pt": [[p.ts_ms, p.value, p.kind, p.ident, es] for p, es in self.points],
         })
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SeriesBatch:
         d = orjson.loads(data)
         k, m, lab = d["k"], d["m"], d["l"]
+        # (messages written before event-time sources have no source: the series is its own)
         return cls(k, m, lab, d["src"], d["lo"], d["hi"],
-                   [(p, a, b, Agg.from_plain(x)) for p, a, b, x in d["pn"]],
-                   [Point(k, m, lab, ts, v, kind, ident) for ts, v, kind, ident in d["pt"]])
+                   [(x[0], x[1], x[2], Agg.from_plain(x[3]), x[4] if len(x) > 4 else None) for x in d["pn"]],
+                   [(Point(k, m, lab, x[0], x[1], x[2], x[3]), x[4] if len(x) > 4 else None) for x in d["pt"]])
 
 
 @dataclass(slots=True)
@@ -82,24 +86,22 @@ class MappedBatch:
     enriched: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     series: list[SeriesBatch] = field(default_factory=list)
+    marks: list[tuple[str, int]] = field(default_factory=list)  # (event-time source, watermark), after `series`
     skew: dict[str, int] = field(default_factory=dict)
     untimed: int = 0
-    late: int = 0  # events dead-lettered as late already here
     errors: int = 0  # records an operator raised on (dead-lettered with stage and reason)
 
 
 class _Acc:
     """One series' combining state inside a batch."""
 
-    __slots__ = ("gauges", "labels", "metric", "newest", "ordered", "panes", "points")
+    __slots__ = ("labels", "metric", "panes", "points")
 
     def __init__(self, metric: str, labels: dict[str, str]) -> None:
         self.metric, self.labels = metric, labels
-        self.panes: dict[int, list[Any]] = {}  # pane -> [min ts, max ts, sum, min, max, {value: count}]
-        self.points: list[Point] = []  # counter samples
-        self.gauges: list[Point] = []  # gauge points in input order (kept for hopping windows only)
-        self.newest = -(1 << 62)
-        self.ordered = True  # no gauge point behind an earlier one of this batch
+        # (pane, source) -> [min ts, max ts, sum, min, max, {value: count}]
+        self.panes: dict[tuple[int, str], list[Any]] = {}
+        self.points: list[tuple[Point, str]] = []  # counter samples
 
 
 def operator_dead_letter(raw: bytes, stage: str, exc: BaseException, source: DeadLetterSource) -> DeadLetter:
@@ -129,9 +131,7 @@ class BatchMapper:
             return out
         spec, sl = self.spec, self.stateless
         accs: dict[str, _Acc] = {}
-        late_ms = spec.lateness_ms + spec.size_ms
         step, inf = spec.step_ms, math.inf
-        hopping = spec.size_ms != spec.step_ms
         for rec in records:
             raw = rec.value
 
@@ -141,7 +141,7 @@ class BatchMapper:
             stage = "log_operators" if is_log else "metric_operators"
             try:
                 if is_log:
-                    r = sl.log(raw, now, source)
+                    r = sl.log(raw, now, source, partition)
                     if r.dead is None:
                         stage = "encode"
                         # pydantic's own JSON writer: the same bytes as `schemas.encode` (tested), ~4 us less
@@ -149,7 +149,7 @@ class BatchMapper:
                                              .encode()))
                     pts = r.points
                 else:
-                    r = sl.metric(raw, now, source)  # type: ignore[assignment]
+                    r = sl.metric(raw, now, source, partition)  # type: ignore[assignment]
                     pts = [r.point] if r.point is not None else []  # type: ignore[attr-defined]
             except Exception as exc:
                 out.errors += 1
@@ -162,32 +162,21 @@ class BatchMapper:
                 out.skew[r.skew] = out.skew.get(r.skew, 0) + 1
             if r.untimed:
                 out.untimed += 1
+            esrc = r.src
             for p in pts:
                 acc = accs.get(p.key)
                 if acc is None:
                     acc = accs[p.key] = _Acc(p.metric, p.labels)
                 if p.kind != GAUGE:  # counters (rates need every sample) and staleness markers: one by one
-                    acc.points.append(p)
+                    acc.points.append((p, esrc))
                     continue
                 ts = p.ts_ms
-                if ts < acc.newest:
-                    acc.ordered = False
-                else:
-                    acc.newest = ts
-                pane = ts - ts % step
-                if pane + late_ms <= acc.newest:  # late behind this batch's own newer events
-                    out.late += 1
-                    out.dead.append(late_dead_letter(
-                        p.to_bytes(), acc.newest, spec.lateness_ms, 1,
-                        DeadLetterSource(stage="window", topic=topic, partition=partition, offset=rec.offset)))
-                    continue
-                if hopping:
-                    acc.gauges.append(p)
-                cell = acc.panes.get(pane)
+                pk = (ts - ts % step, esrc)
+                cell = acc.panes.get(pk)
                 v = p.value
                 if cell is None:
                     # min/max as Agg.add computes them (from +-inf), so even a NaN ends up where it would
-                    acc.panes[pane] = [ts, ts, v, min(inf, v), max(-inf, v), {v: 1}]
+                    acc.panes[pk] = [ts, ts, v, min(inf, v), max(-inf, v), {v: 1}]
                     continue
                 if ts < cell[0]:
                     cell[0] = ts
@@ -202,30 +191,36 @@ class BatchMapper:
         lo, hi = records[0].offset, records[-1].offset
         alpha = spec.alpha
         for key, acc in accs.items():
-            if hopping and not acc.ordered:
-                # A window can close between two out-of-order points of one pane: fold them one by one.
-                out.series.append(SeriesBatch(key, acc.metric, acc.labels, src, lo, hi, [], acc.gauges))
-                continue
-            panes = sorted(((p, c[0], c[1], _agg(c, alpha)) for p, c in acc.panes.items()), key=lambda x: x[2])
+            panes = sorted(((p, c[0], c[1], _agg(c, alpha), es) for (p, es), c in acc.panes.items()),
+                           key=lambda x: x[2])
             out.series.append(SeriesBatch(key, acc.metric, acc.labels, src, lo, hi, panes, acc.points))
+        out.marks = sl.take_marks("log" if is_log else "metric")
         return out
 
 
 def late_batch_dead_letter(
-    data: bytes, event_ms: int, stream_ms: int, lateness_ms: int, *, n: int, source: DeadLetterSource
+    data: bytes, event_ms: int, late: Late | None, lateness_ms: int, *, n: int, source: DeadLetterSource
 ) -> DeadLetter:
-    """Late events of a folded `SeriesBatch` (its whole message kept), for the dead-letter topic."""
+    """Late events of a folded `SeriesBatch` (its whole message kept), with the reason and the
+    watermarks they were behind, for the dead-letter topic."""
+    why = (f"{late.reason}: {n} event(s) at or before {_iso(event_ms)} behind the series' watermark "
+           f"{_iso(late.series_watermark_ms)} (their source {late.source!r} at {_iso(late.source_watermark_ms)})"
+           if late is not None else f"{n} event(s) at or before {_iso(event_ms)} behind the watermark")
     err = DecodeError(
         "late_event",
-        f"{n} event(s) at or before {_iso(event_ms)} behind stream time {_iso(stream_ms)} by more than the "
-        f"allowed lateness ({lateness_ms} ms) for every window holding them",
+        f"{why} by more than the allowed lateness ({lateness_ms} ms) for every window holding them",
         "@timestamp",
     )
     return dead_letter(data, err, source.model_copy(update={"stage": "window", "expected_schema": "series_batch"}))
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+    if ms <= NO_TIME // 2:
+        return "none yet"
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):  # a time no calendar holds: say so, never crash
+        return f"{ms} ms"
 
 
 def _agg(cell: list[Any], alpha: float) -> Agg:
@@ -261,9 +256,11 @@ class BatchFolder:
         self.dirty: set[str] = set()
         self.duplicates = 0
         self.late_ts = 0  # newest event time among the late events of the last `fold`
+        self.last_late: Late | None = None  # why the last late events were late
 
-    def fold(self, msg: SeriesBatch) -> int | None:
-        """Fold a message in; the number of its events that were late, or None for a replay."""
+    def fold(self, msg: SeriesBatch, now_ms: int | None = None) -> int | None:
+        """Fold a message in (`now_ms`: the wall clock, for the sources' idleness); the number of its
+        events that were late, or None for a replay."""
         sf = self.sf
         akey = admitted_key(sf.guard, msg.metric, msg.key)
         m = self.marks.setdefault(akey, {}).setdefault(msg.key, {})
@@ -271,32 +268,42 @@ class BatchFolder:
             self.duplicates += 1
             return None
         late = 0
-        for pane, lo, hi, agg in msg.panes:
-            n = sf.add_partial(Partial(msg.key, msg.metric, msg.labels, pane, lo, hi, agg))
+        for pane, lo, hi, agg, esrc in msg.panes:
+            n = sf.add_partial(Partial(msg.key, msg.metric, msg.labels, pane, lo, hi, agg, esrc), None, now_ms)
             if n:
                 late += n
                 self.late_ts = hi
-        for p in msg.points:
-            if sf.add(p) is not None:
+                self.last_late = sf.last_late
+        for p, esrc in msg.points:
+            if sf.add(p, src=esrc, now_ms=now_ms) is not None:
                 late += 1
                 self.late_ts = p.ts_ms
+                self.last_late = sf.last_late
         m[msg.src] = msg.hi
         self.dirty.add(akey)
         return late
 
     def evict_idle(self, after_ms: int) -> list[str]:
-        """Drop series with no open window whose own stream time (newest event, or the time an idle
-        close moved it to) is `after_ms` behind the partition's stream time (their windows were all
-        emitted already); returns their keys, to delete from the table.
+        """Drop series with no open window whose newest window with data ended `after_ms` before the
+        partition's newest source watermark (their windows were all emitted already); returns their
+        keys, to delete from the table.
         A replay of one of their batches after this would fold again: keep `after_ms` well above the
         time a kill and restart take (the default is an hour of event time)."""
         sf = self.sf
-        horizon = sf.windows.stream_time_ms - after_ms
-        gone = [k for k, s in sf.series.items() if not s.windows.panes and s.windows.stream_ms < horizon]
+        w = sf.windows
+        top = w.stream_time_ms
+        if top == NO_TIME:
+            return []
+        horizon = top - after_ms
+        gone = [k for k, s in sf.series.items() if not s.windows.panes and s.windows.last_data_end < horizon]
         for k in gone:
             s = sf.series.pop(k)
-            sf.windows.series.pop(k, None)
-            sf.windows.dirty.discard(k)
+            sw = w.series.pop(k, None)
+            w.dirty.discard(k)
+            for src in sw.sources if sw is not None else ():
+                st = w.sources.get(src)
+                if st is not None:
+                    st.series.discard(k)
             admitted = sf.guard.admitted.get(s.metric)
             if admitted is not None:
                 admitted.discard(k)
@@ -314,11 +321,11 @@ class BatchFolder:
         """A table value: the series state and its marks, together (one write, one changelog record)."""
         return orjson.dumps({"s": orjson.Fragment(self.sf.export(key)), "x": self.marks.get(key, {})})
 
-    def restore(self, key: str, blob: bytes) -> None:
+    def restore(self, key: str, blob: bytes, now_ms: int | None = None) -> None:
         """Install a table value written by `export` (or a bare `Stateful.export` from before marks)."""
         if blob[:5] == STATE_TAG:
             d = orjson.loads(blob)
-            self.sf.restore(key, orjson.dumps(d["s"]))
+            self.sf.restore(key, orjson.dumps(d["s"]), now_ms)
             self.marks[key] = d.get("x") or {}
         else:
-            self.sf.restore(key, blob)
+            self.sf.restore(key, blob, now_ms)

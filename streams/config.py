@@ -64,9 +64,31 @@ class WindowConfig(_Section):
         default=300.0,
         ge=0,
         description=(
-            "Close a quiet series' windows once the newest event time of all series passes their close "
-            "time by this much (null: only the series' own events close its windows)."
+            "Wall-clock seconds after which a source (a Kafka partition's host + file) that has sent "
+            "nothing stops holding the watermark back (null: never; a gone source then holds its "
+            "series' windows open)."
         ),
+    )
+    max_source_jump_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description=(
+            "An event further ahead of its own source's watermark than this is flagged clock_skew and "
+            "kept out of the watermark until the next event of the source confirms the jump (a gap)."
+        ),
+    )
+    source_discovery_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Wall-clock seconds no window closes after a source is seen for the first time, so that "
+            "sources read alongside it (the files of a backfill) join the series they share first."
+        ),
+    )
+    zero_fill_windows: int = Field(
+        default=60,
+        ge=0,
+        description="Zero-count windows emitted at most this many steps after a series' last data.",
     )
 
     @model_validator(mode="after")
@@ -91,6 +113,18 @@ class WindowConfig(_Section):
     def lateness_ms(self) -> int:
         return round(self.lateness_seconds * 1000)
 
+    @property
+    def idle_ms(self) -> int | None:
+        return None if self.idle_timeout_seconds is None else round(self.idle_timeout_seconds * 1000)
+
+    @property
+    def discovery_ms(self) -> int:
+        return round(self.source_discovery_seconds * 1000)
+
+    @property
+    def jump_ms(self) -> int:
+        return round(self.max_source_jump_seconds * 1000)
+
 
 Stat = Literal["count", "sum", "min", "max", "mean", "p50", "p90", "p99"]
 
@@ -104,6 +138,17 @@ class DetectRule(_Section):
     metric: str
     stat: Stat = "mean"
     min_events: int = Field(default=0, ge=0)
+    zero_fill: bool | None = Field(
+        default=None,
+        description=(
+            "Emit windows without events (count 0) while the series' sources are alive, so detectors see "
+            "drops to zero (default: on when stat is count)."
+        ),
+    )
+
+    @property
+    def fills_zeros(self) -> bool:
+        return self.stat == "count" if self.zero_fill is None else self.zero_fill
 
 
 def _default_rules() -> list[DetectRule]:
@@ -215,7 +260,17 @@ class StreamsConfig(_Section):
 
     app_id: str = "logtide-streams"
     max_future_skew_seconds: float = Field(default=300.0, ge=0)
-    max_past_skew_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+    max_past_skew_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Keep events older than this (wall clock) out of the windows (null: history is judged "
+            "against its own source's timeline, not the wall clock)."
+        ),
+    )
+    late_report_seconds: PositiveFloat = Field(
+        default=30.0, description="At most one warning per this many seconds summing up late events."
+    )
     services: list[ServiceRule] = Field(default_factory=list)
     static_labels: dict[str, str] = Field(default_factory=dict)
     trace_id_patterns: list[str] = Field(

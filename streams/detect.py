@@ -305,10 +305,3 @@ def ecs_places(labels: dict[str, str]) -> dict[str, Any]:
     if labels.get("host"):
         out["host"] = Host(name=labels["host"])
     return out
-
-
-def format_anomaly(a: Anomaly) -> str:
-    """One readable line for a terminal."""
-    w = f"{a.window.start:%H:%M:%S}-{a.window.end:%H:%M:%S}" if a.window else f"{a.timestamp:%H:%M:%S}"
-    tag = "RESOLVED" if a.status == AnomalyStatus.resolved else a.severity.value.upper()
-    return f"[{tag:8}] {w} {a.message}"

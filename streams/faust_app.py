@@ -40,7 +40,7 @@ from logtide.streams.batch import (
 from logtide.streams.config import StreamsConfig
 from logtide.streams.faust_compat import as_event, widen_producer_buffer
 from logtide.streams.metrics import StreamsMetrics
-from logtide.streams.pipeline import Stateful, Stateless, late_dead_letter
+from logtide.streams.pipeline import TICK, Stateful, Stateless, late_dead_letter
 from logtide.streams.raw_reader import RawReader
 from mode import CrashingSupervisor
 
@@ -141,6 +141,7 @@ class StreamsApp:
         )
         app.agent(self.t_points, name="aggregate")(self._aggregate_agent)
         app.timer(interval=5.0)(self._update_lag)
+        app.timer(interval=1.0)(self._tick)
         app.task(self._on_start)
         app.task(self.reader.run)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -173,26 +174,30 @@ class StreamsApp:
             f = self.folders[partition] = BatchFolder(Stateful(self.cfg))
             prefix = f"{partition}|".encode()
             n = 0
+            now_ms = int(time.time() * 1000)
             for k, v in self.table.items():
                 if k.startswith(prefix) and v is not None:
-                    f.restore(k[len(prefix):].decode(), v)
+                    f.restore(k[len(prefix):].decode(), v, now_ms)
                     n += 1
             if n:
                 log.info("partition %d: restored %d series from the table", partition, n)
         return f
 
-    def _fold(self, f: BatchFolder, data: bytes, offset: int) -> int | None:
+    def _fold(self, f: BatchFolder, data: bytes, offset: int, now_ms: int) -> int | None:
         """One points message in; late event count (None for a replay). Older single points and
         partials (written before the batch path) still fold, deduplicated by points offset."""
         if data[:5] == BATCH_TAG:
-            return f.fold(SeriesBatch.from_bytes(data))
-        return f.sf.apply(data, offset)
+            return f.fold(SeriesBatch.from_bytes(data), now_ms)
+        n = f.sf.apply(data, offset, now_ms)  # also source watermark marks and wall-clock ticks
+        f.last_late = f.sf.last_late
+        return n
 
     async def _aggregate_agent(self, stream: faust.StreamT) -> None:
         cfg, m = self.cfg, self.metrics
         lateness = Stateful(cfg).spec.lateness_ms
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_within_seconds):
             t0 = time.perf_counter()
+            now_ms = int(time.time() * 1000)  # processing time: idleness of sources
             sink: list[Any] = []
             by_part: dict[int, list[Any]] = defaultdict(list)
             for ev in events:
@@ -205,16 +210,20 @@ class StreamsApp:
                     msg = ev.message
                     src = DeadLetterSource(stage="window", topic=msg.topic, partition=partition, offset=msg.offset)
                     try:
-                        n = self._fold(f, msg.value, msg.offset)
+                        n = self._fold(f, msg.value, msg.offset, now_ms)
                         if n:
-                            m.late_events.inc(n)
-                            dl = (late_batch_dead_letter(msg.value, f.late_ts, sf.late_stream_ms, lateness, n=n, source=src)
+                            late = f.last_late
+                            m.late_events.labels(late.reason if late else "window_closed").inc(n)
+                            dl = (late_batch_dead_letter(msg.value, f.late_ts, late, lateness, n=n, source=src)
                                   if msg.value[:5] == BATCH_TAG
-                                  else late_dead_letter(msg.value, sf.late_stream_ms, lateness, n, src))
+                                  else late_dead_letter(msg.value, sf.last_late, lateness, n, src))
                             await self._dead(sink, dl)
                     except Exception as exc:  # one bad message must not crash-loop the worker
                         await self._dead(sink, operator_dead_letter(msg.value, "window", exc, src))
-                aggs, anomalies = sf.advance()
+                aggs, anomalies = sf.advance(now_ms)
+                report = sf.late_report(now_ms)
+                if report:
+                    log.warning("partition %d: %s", partition, report)
                 for a in aggs:
                     await self._out(sink, self.t_agg, a.series.key.encode(), encode(a))
                 m.windows_closed.inc(len(aggs))
@@ -252,6 +261,16 @@ class StreamsApp:
             self.metrics.series_evicted.inc(len(gone))
             log.info("partition %d: evicted %d idle series", partition, len(gone))
         return gone
+
+    async def _tick(self) -> None:
+        """A wall-clock tick to every partition of the points topic: windows held by idle sources or by
+        the discovery of new ones close even when no input arrives."""
+        name = self.t_points.get_topic_name()
+        try:
+            for partition in range(self.partitions):
+                await self.app.producer.send(name, None, TICK, partition, None, None)
+        except Exception as exc:  # a tick is best effort (the next one comes in a second)
+            log.debug("tick failed: %s", exc)
 
     async def _on_start(self) -> None:
         widen_producer_buffer(self.app, max(1000, 8 * self.cfg.batch_size))

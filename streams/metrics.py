@@ -23,7 +23,8 @@ class StreamsMetrics:
             "logtide_streams_dead_letters", "Records sent to the dead-letter topic.", ["reason"], registry=r
         )
         self.late_events = Counter(
-            "logtide_streams_late_events", "Events later than the allowed lateness.", registry=r
+            "logtide_streams_late_events", "Events behind the watermark by more than the allowed lateness "
+            "(dead-lettered), by reason.", ["reason"], registry=r,
         )
         self.clock_skew = Counter(
             "logtide_streams_clock_skew_events", "Events flagged for clock skew.", ["direction"], registry=r

@@ -12,6 +12,7 @@ series (`export` / `restore`), which is what a Faust table stores and a changelo
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,12 +36,21 @@ from logtide.schemas import (
 from logtide.streams.aggregate import CrossSeries
 from logtide.streams.cardinality import CardinalityGuard
 from logtide.streams.config import StreamsConfig
-from logtide.streams.derive import COUNTER, GAUGE, STALE, CounterRates, Deriver, Point, series_key
+from logtide.streams.derive import COUNTER, GAUGE, STALE, CounterRates, Deriver, Point, series_key, ts_ms
 from logtide.streams.detect import Detection, SeriesDetector
 from logtide.streams.enrich import Enricher, GeoReader
 from logtide.streams.prom_rate import extrapolated_increase
-from logtide.streams.validate import SkewPolicy, is_skewed, validate
-from logtide.streams.windowing import Agg, Closed, SeriesWindows, WindowAggregator, WindowSpec
+from logtide.streams.validate import SKEW_FLAG, SkewPolicy, is_skewed, validate
+from logtide.streams.windowing import (
+    NO_TIME,
+    Agg,
+    Closed,
+    Late,
+    SeriesWindows,
+    SourceClock,
+    WindowAggregator,
+    WindowSpec,
+)
 
 
 def _utc(ms: int) -> datetime:
@@ -54,8 +64,9 @@ class LogResult:
     dead: DeadLetter | None = None
     event: LogEvent | None = None
     points: list[Point] = field(default_factory=list)
-    skew: str | None = None
+    skew: str | None = None  # 'future'/'past' (wall clock: kept out of windows), 'source' (outlier: windowed)
     untimed: bool = False  # no real event time (see `has_event_time`): forwarded, kept out of windows
+    src: str = ""  # the event's source: Kafka partition, host and file
 
 
 @dataclass(slots=True)
@@ -65,6 +76,16 @@ class MetricResult:
     point: Point | None = None
     skew: str | None = None
     untimed: bool = False
+    src: str = ""
+
+
+def source_id(partition: int | None, host: str | None, name: str | None) -> str:
+    """A source of event time: the Kafka partition a record came from, and the shipper's host + file."""
+    return f"{'' if partition is None else partition}|{host or ''}|{name or ''}"
+
+
+# The skew direction of an event ahead of its own source's timeline (flagged, windowed, not in the watermark).
+SOURCE_SKEW = "ahead_of_source"
 
 
 # Shipper flags saying `@timestamp` is the ingest time, not the event's own time.
@@ -89,26 +110,63 @@ class Stateless:
         self.policy = SkewPolicy(cfg.max_future_skew_seconds, cfg.max_past_skew_seconds)
         self.enrich = Enricher(cfg, geo)
         self.derive = Deriver(cfg.window.group_by, cfg.window.size_seconds)
+        self.jump_ms = cfg.window.jump_ms
+        self.clocks: dict[str, SourceClock] = {}  # event-time progress per source (outlier guard)
+        # sources whose watermark moved since `take_marks`, per kind (logs and metrics are read by
+        # different agents: each hands on the marks of its own points only)
+        self._moved: dict[str, dict[str, int]] = {"log": {}, "metric": {}}
 
-    def log(self, raw: bytes, now: datetime, source: Source = None) -> LogResult:
-        """Skewed events, and events without a real event time (`has_event_time`), are enriched and
-        forwarded, flagged, but produce no points (kept out of windows)."""
+    def _clock(self, src: str, ev: LogEvent | MetricSample) -> bool:
+        """Advance the event's source clock; True (and the event flagged) when it is an outlier."""
+        c = self.clocks.get(src)
+        if c is None:
+            c = self.clocks[src] = SourceClock()
+        before = c.watermark
+        outlier = c.observe(ts_ms(ev), self.jump_ms)
+        if c.watermark != before:
+            self._moved["metric" if isinstance(ev, MetricSample) else "log"][src] = c.watermark
+        if outlier and SKEW_FLAG not in ev.logtide.flags:
+            ev.logtide.flags.append(SKEW_FLAG)
+        return outlier
+
+    def take_marks(self, kind: str | None = None) -> list[tuple[str, int]]:
+        """(source, watermark) of every source (of `kind`, 'log' or 'metric'; None: both) whose
+        watermark moved since the last call: to be handed to the window stage *after* the points read
+        before them (under Faust: to every partition)."""
+        out: list[tuple[str, int]] = []
+        for k in (kind,) if kind else ("log", "metric"):
+            out += self._moved[k].items()
+            self._moved[k] = {}
+        return out
+
+    def log(self, raw: bytes, now: datetime, source: Source = None, partition: int | None = None) -> LogResult:
+        """Skewed events (wall clock), and events without a real event time (`has_event_time`), are
+        enriched and forwarded, flagged, but produce no points (kept out of windows). An event ahead of
+        its own source's timeline is flagged too, but windowed: it only stays out of the watermark."""
         ev, skew = validate(raw, LogEvent, now, self.policy, source)
         if isinstance(ev, DeadLetter):
             return LogResult(dead=ev)
         ev = self.enrich(ev)
         untimed = not has_event_time(ev.logtide.flags)
         windowed = self.cfg.derive.enabled and not untimed and not is_skewed(ev)
+        src = source_id(partition, ev.host.name if ev.host else None,
+                        ev.log.file.path if ev.log and ev.log.file else None)
+        if windowed and self._clock(src, ev):
+            skew = SOURCE_SKEW
         pts = self.derive.from_log(ev) if windowed else []
-        return LogResult(event=ev, points=pts, skew=skew, untimed=untimed)
+        return LogResult(event=ev, points=pts, skew=skew, untimed=untimed, src=src)
 
-    def metric(self, raw: bytes, now: datetime, source: Source = None) -> MetricResult:
+    def metric(self, raw: bytes, now: datetime, source: Source = None, partition: int | None = None) -> MetricResult:
         s, skew = validate(raw, MetricSample, now, self.policy, source)
         if isinstance(s, DeadLetter):
             return MetricResult(dead=s)
         untimed = not has_event_time(s.logtide.flags)
-        point = None if untimed or is_skewed(s) else self.derive.from_sample(s)
-        return MetricResult(sample=s, point=point, skew=skew, untimed=untimed)
+        windowed = not untimed and not is_skewed(s)
+        src = source_id(partition, s.host.name if s.host else None, "metrics")
+        if windowed and self._clock(src, s):
+            skew = SOURCE_SKEW
+        point = self.derive.from_sample(s) if windowed else None
+        return MetricResult(sample=s, point=point, skew=skew, untimed=untimed, src=src)
 
 
 @dataclass(slots=True)
@@ -125,15 +183,24 @@ class SeriesState:
     times: dict[int, list[int]] | None = None
 
 
+def _when(ms: int) -> str:
+    try:
+        return _utc(ms).isoformat() if ms > NO_TIME // 2 else "none yet"
+    except (ValueError, OverflowError, OSError):  # a time no calendar holds: say so, never crash
+        return f"{ms} ms"
+
+
 def late_dead_letter(
-    data: bytes, stream_time_ms: int, lateness_ms: int, n: int = 1, source: DeadLetterSource | None = None
+    data: bytes, late: Late, lateness_ms: int, n: int = 1, source: DeadLetterSource | None = None
 ) -> DeadLetter:
-    """Late events (a point, or a combined pane of `n` events), kept with the reason, for the dead-letter topic."""
+    """Late events (a point, or a combined pane of `n` events), kept with the reason and the watermark
+    they were behind, for the dead-letter topic."""
     m = decode_message(data)
-    ts = m.max_ts if isinstance(m, Partial) else m.ts_ms
+    ts = m.max_ts if isinstance(m, Partial) else m.point.ts_ms if isinstance(m, Sourced) else m.ts_ms
     err = DecodeError(
         "late_event",
-        f"{n} event(s) at {_utc(ts).isoformat()} behind stream time {_utc(stream_time_ms).isoformat()} "
+        f"{late.reason}: {n} event(s) at {_utc(ts).isoformat()} behind the series' watermark "
+        f"{_when(late.series_watermark_ms)} (their source {late.source!r} at {_when(late.source_watermark_ms)}) "
         f"by more than the allowed lateness ({lateness_ms} ms) for every window holding them",
         "@timestamp",
     )
@@ -152,17 +219,49 @@ class Partial:
     min_ts: int
     max_ts: int
     agg: Agg
+    src: str | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({"k": self.key, "m": self.metric, "l": self.labels, "p": self.pane,
-                             "lo": self.min_ts, "hi": self.max_ts, "a": self.agg.to_plain()})
+                             "lo": self.min_ts, "hi": self.max_ts, "a": self.agg.to_plain(), "s": self.src})
 
 
-def decode_message(data: bytes) -> Partial | Point:
-    """A points-topic message: a combined pane (JSON object) or a single point (JSON array)."""
+@dataclass(slots=True)
+class Sourced:
+    """A single point and the source it came from."""
+
+    point: Point
+    src: str | None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"pt": orjson.loads(self.point.to_bytes()), "s": self.src})
+
+
+@dataclass(slots=True)
+class Mark:
+    """A source's watermark, sent to every partition of the points topic after the points before it."""
+
+    src: str
+    watermark_ms: int
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"wm": self.watermark_ms, "s": self.src})
+
+
+TICK = Mark("", NO_TIME).to_bytes()  # a wall-clock tick for the window stage (no source, no time)
+
+
+def decode_message(data: bytes) -> Partial | Sourced | Mark | Point:
+    """A points-topic message: a combined pane, a sourced point, a watermark mark (JSON objects), or a
+    single point without a source (JSON array)."""
     if data[:1] == b"{":
         d = orjson.loads(data)
-        return Partial(d["k"], d["m"], d["l"], d["p"], d["lo"], d["hi"], Agg.from_plain(d["a"]))
+        if "wm" in d:
+            return Mark(d["s"], int(d["wm"]))
+        if "pt" in d:
+            k, m, lab, ts, v, kind, ident = d["pt"]
+            return Sourced(Point(k, m, lab, ts, v, kind, ident), d.get("s"))
+        return Partial(d["k"], d["m"], d["l"], d["p"], d["lo"], d["hi"], Agg.from_plain(d["a"]), d.get("s"))
     return Point.from_bytes(data)
 
 
@@ -183,18 +282,18 @@ class Combiner:
 
     def __init__(self, spec: WindowSpec) -> None:
         self.spec = spec
-        self._parts: dict[tuple[str, int], Partial] = {}
-        self._singles: list[Point] = []
+        self._parts: dict[tuple[str, int, str | None], Partial] = {}
+        self._singles: list[Sourced] = []
 
-    def add(self, p: Point) -> None:
+    def add(self, p: Point, src: str | None = None) -> None:
         if p.kind != GAUGE:
-            self._singles.append(p)
+            self._singles.append(Sourced(p, src))
             return
         pane = self.spec.pane_of(p.ts_ms)
-        part = self._parts.get((p.key, pane))
+        part = self._parts.get((p.key, pane, src))
         if part is None:
-            part = self._parts[(p.key, pane)] = Partial(p.key, p.metric, p.labels, pane, p.ts_ms, p.ts_ms,
-                                                        Agg(self.spec.alpha))
+            part = self._parts[(p.key, pane, src)] = Partial(p.key, p.metric, p.labels, pane, p.ts_ms, p.ts_ms,
+                                                             Agg(self.spec.alpha), src)
         part.agg.add(p.value)
         part.min_ts = min(part.min_ts, p.ts_ms)
         part.max_ts = max(part.max_ts, p.ts_ms)
@@ -208,7 +307,7 @@ class Combiner:
         The routing key (the points topic's record key, so the partition) is the series key, except
         for histogram buckets: all buckets of one histogram share a partition, so the worker that owns
         it sees every bucket's window and can compute its quantiles."""
-        out = [(routing_key(p), p.to_bytes()) for p in self._singles]
+        out = [(routing_key(p.point), p.to_bytes()) for p in self._singles]
         out += [(p.key, p.to_bytes()) for p in sorted(self._parts.values(), key=lambda q: q.max_ts)]
         self._parts.clear()
         self._singles.clear()
@@ -217,44 +316,56 @@ class Combiner:
 
 class Stateful:
     """Cardinality guard, counter rates, event-time windows and detection over the points of a set of
-    series that share a stream time (one partition under Faust; everything in the embedded runner)."""
+    series (one partition of the points topic under Faust; everything in the embedded runner).
+
+    Event time advances through source watermarks (`mark`, from `Stateless.take_marks`); idleness is
+    judged by the wall clock the caller passes as `now_ms` (processing time), never by event times.
+    """
 
     def __init__(self, cfg: StreamsConfig) -> None:
         self.cfg = cfg
         w = cfg.window
         self.spec = WindowSpec(w.size_ms, w.step_ms, w.lateness_ms, w.relative_accuracy)
-        idle = None if w.idle_timeout_seconds is None else round(w.idle_timeout_seconds * 1000)
-        self.windows = WindowAggregator(self.spec, idle)
-        self.guard = CardinalityGuard(cfg.max_series_per_metric)
         self.detection = Detection(cfg.detect, self.spec.step_ms / 1000)
+        self.windows = WindowAggregator(self.spec, w.idle_ms, self._zero_fill, w.zero_fill_windows, w.discovery_ms)
+        self.guard = CardinalityGuard(cfg.max_series_per_metric)
         self.series: dict[str, SeriesState] = {}
         self.late = 0
-        self.late_stream_ms = 0  # the late series' stream time, for the dead letter's message
+        self.last_late: Late | None = None  # why the last late point was late
+        self.late_by: dict[tuple[str, str, str], int] = {}  # (series, source, reason) -> events, since the last report
+        self._reported_ms: int | None = None  # wall clock of the last late report
         self.duplicates = 0
         # histogram quantiles and `op by` rules across series (not persisted: a restart may lose a
         # view's window in progress; the label-true series themselves are in the state)
         self.cross = CrossSeries(cfg.metrics, self.spec.lateness_ms + self.spec.step_ms)
         self._ended: list[tuple[str, Closed]] = []  # windows closed by staleness markers
 
+    def _zero_fill(self, key: str) -> bool:
+        metric = key.split("{", 1)[0]
+        rule = next((r for r in self.cfg.detect.rules if fnmatch.fnmatchcase(metric, r.metric)), None)
+        return rule is not None and rule.fills_zeros
+
     # --- state ---------------------------------------------------------------------------------
     def export(self, key: str) -> bytes:
-        """One series' state as bytes (a table value)."""
+        """One series' state as bytes (a table value), with the watermarks of its sources."""
         s = self.series[key]
+        srcs = self.windows.sources
         return orjson.dumps({
             "m": s.metric, "l": s.labels, "w": s.windows.to_plain(), "c": s.counters.to_plain(),
-            "d": s.detector.to_plain() if s.detector else None, "st": self.windows.stream_time_ms,
+            "d": s.detector.to_plain() if s.detector else None,
+            "sw": {k: srcs[k].watermark for k in s.windows.sources if k in srcs},
             "o": s.offset, "t": list(s.times.items()) if s.times is not None else None,
         })
 
-    def restore(self, key: str, blob: bytes) -> None:
+    def restore(self, key: str, blob: bytes, now_ms: int | None = None) -> None:
         """Install a series' state from `export` output (after a restart or a rebalance)."""
         d = orjson.loads(blob)
+        self.windows._tick(now_ms)
         sw = SeriesWindows.from_plain(self.spec, d["w"])
         det = self.detection.restore(d["d"]) if d.get("d") else None
         times = {int(p): [int(a), int(b)] for p, (a, b) in d["t"]} if d.get("t") is not None else None
         self.series[key] = SeriesState(d["m"], d["l"], sw, CounterRates(d["c"]), det, int(d.get("o", -1)), times)
-        self.windows.put(key, sw)
-        self.windows.observe_time(int(d.get("st", -(1 << 62))))
+        self.windows.put(key, sw, {k: int(v) for k, v in (d.get("sw") or {}).items()})
         self.guard.remember(d["m"], key)
 
     def take_dirty(self) -> list[str]:
@@ -279,10 +390,24 @@ class Stateful:
         s.offset = offset
         return False
 
-    def add(self, p: Point, offset: int | None = None) -> Point | None:
-        """Fold one point in; returns it back when it is late (for the dead-letter topic).
+    def _late(self, key: str, n: int) -> None:
+        self.late += n
+        late = self.last_late = self.windows.last_late
+        if late is not None:
+            k = (key, late.source, late.reason)
+            self.late_by[k] = self.late_by.get(k, 0) + n
 
-        `offset` (the points-topic offset under Faust) makes replays after a crash idempotent.
+    def mark(self, src: str, watermark_ms: int, now_ms: int | None = None) -> None:
+        """A source's watermark moved (see `Stateless.take_marks`)."""
+        self.windows.mark(src, watermark_ms, now_ms)
+
+    def add(self, p: Point, offset: int | None = None, *, src: str | None = None,
+            now_ms: int | None = None) -> Point | None:
+        """Fold one point in; returns it back when it is late (for the dead-letter topic; `last_late`
+        says why).
+
+        `offset` (the points-topic offset under Faust) makes replays after a crash idempotent. Without
+        `src` the series is its own source (its points move its watermark).
         """
         if p.kind == STALE:
             self._stale(p, offset)
@@ -297,9 +422,8 @@ class Stateful:
             if r is None:  # not newer than the counter's last sample
                 return None
             value = r.value
-        if not self.windows.add(p.key, p.ts_ms, value):
-            self.late += 1
-            self.late_stream_ms = s.windows.stream_ms
+        if not self.windows.add(p.key, p.ts_ms, value, src=src, now_ms=now_ms):
+            self._late(p.key, 1)
             return p
         if p.kind == COUNTER:
             self._counter_time(s, p.ts_ms)
@@ -329,7 +453,7 @@ class Stateful:
             limit = self.spec.pane_of(p.ts_ms) + self.spec.step_ms + self.spec.lateness_ms
             self._ended.extend((p.key, c) for c in s.windows.close(limit))
 
-    def add_partial(self, part: Partial, offset: int | None = None) -> int:
+    def add_partial(self, part: Partial, offset: int | None = None, now_ms: int | None = None) -> int:
         """Fold a combined pane (see `Combiner`) in; returns how many of its events were late (all or none)."""
         key, metric, labels = part.key, part.metric, part.labels
         if self.guard.cap:
@@ -338,23 +462,45 @@ class Stateful:
         s = self._series(key, metric, labels)
         if self._seen(s, offset):
             return 0
-        if not self.windows.add(key, part.pane, part.agg, part.max_ts):
-            self.late += part.agg.count
-            self.late_stream_ms = s.windows.stream_ms
+        if not self.windows.add(key, part.pane, part.agg, part.max_ts, src=part.src, now_ms=now_ms):
+            self._late(key, part.agg.count)
             return part.agg.count
         return 0
 
-    def apply(self, data: bytes, offset: int | None = None) -> int:
+    def apply(self, data: bytes, offset: int | None = None, now_ms: int | None = None) -> int:
         """Fold one points-topic message in; the number of late events it held (0 when none)."""
         m = decode_message(data)
+        if isinstance(m, Mark):
+            self.mark(m.src, m.watermark_ms, now_ms)
+            return 0
         if isinstance(m, Partial):
-            return self.add_partial(m, offset)
-        return 0 if self.add(m, offset) is None else 1
+            return self.add_partial(m, offset, now_ms)
+        if isinstance(m, Sourced):
+            return 0 if self.add(m.point, offset, src=m.src, now_ms=now_ms) is None else 1
+        return 0 if self.add(m, offset, now_ms=now_ms) is None else 1
 
-    def advance(self) -> tuple[list[WindowAggregate], list[Anomaly]]:
-        """Aggregates of every window closed by the current stream time, and the anomalies they raise."""
+    def late_report(self, now_ms: int, force: bool = False) -> str | None:
+        """A warning line summing up late events per series, source and reason since the last one, at
+        most one per `late_report_seconds` (None when nothing is due)."""
+        if not self.late_by:
+            return None
+        last = self._reported_ms
+        if not force and last is not None and now_ms - last < self.cfg.late_report_seconds * 1000:
+            return None
+        self._reported_ms = now_ms
+        items = sorted(self.late_by.items(), key=lambda kv: -kv[1])
+        self.late_by = {}
+        total = sum(n for _, n in items)
+        top = "; ".join(f"{n} {reason} in {key} from source {src!r}" for (key, src, reason), n in items[:5])
+        more = f" (and {len(items) - 5} more series/sources)" if len(items) > 5 else ""
+        return (f"{total} late point(s) dead-lettered (behind the watermark by more than "
+                f"window.lateness_seconds={self.cfg.window.lateness_seconds:g}): {top}{more}")
+
+    def advance(self, now_ms: int | None = None) -> tuple[list[WindowAggregate], list[Anomaly]]:
+        """Aggregates of every window the watermarks closed (`now_ms`: the wall clock, for idleness),
+        and the anomalies they raise."""
         ended, self._ended = self._ended, []
-        aggs, anomalies = self._emit([*ended, *self.windows.advance()])
+        aggs, anomalies = self._emit([*ended, *self.windows.advance(now_ms)])
         return self._emit_views(self.cross.ready(self.stream_time_ms), aggs, anomalies)
 
     def _emit(self, closed_windows: Iterable[tuple[str, Closed]]) -> tuple[list[WindowAggregate], list[Anomaly]]:

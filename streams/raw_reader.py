@@ -35,6 +35,7 @@ from aiokafka.structs import OffsetAndMetadata
 from logtide.schemas import DeadLetter, Topics, encode
 from logtide.streams.batch import BatchMapper, MappedBatch
 from logtide.streams.metrics import StreamsMetrics
+from logtide.streams.pipeline import Mark
 
 log = logging.getLogger("logtide.streams.raw")
 
@@ -269,9 +270,15 @@ class RawReader:
                 m.clock_skew.labels(direction).inc(n)
             if mb.untimed:
                 m.untimed.labels(tp.topic).inc(mb.untimed)
-            if mb.late:
-                m.late_events.inc(mb.late)
             m.events_in.labels(tp.topic).inc(len(batches[tp]))
+        # then the watermarks the batch's sources reached, to every points partition: after the points
+        # they cover (one producer, so in order per partition); a replay sends them again (harmless:
+        # a watermark only moves forward)
+        marks = [Mark(s, wm).to_bytes() for mb in mapped.values() for s, wm in mb.marks]
+        if marks:
+            for part in await self.producer.partitions_for(points):
+                for data in marks:
+                    futs.append(await send(points, data, None, partition=part))
         self.inflight = (futs, {tp: recs[-1].offset + 1 for tp, recs in batches.items()})
         m.events_out.labels(enriched).inc(n_enriched)
         m.events_out.labels(dead_topic).inc(n_dead)

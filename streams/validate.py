@@ -25,7 +25,7 @@ class SkewPolicy:
     """How far from `now` an event time may be before it is flagged."""
 
     future_s: float = 300.0
-    past_s: float = 7 * 24 * 3600.0
+    past_s: float | None = None  # None: no wall-clock bound on the past (history is history)
 
 
 def skew_of(ts: datetime, now: datetime, policy: SkewPolicy) -> str | None:
@@ -33,7 +33,7 @@ def skew_of(ts: datetime, now: datetime, policy: SkewPolicy) -> str | None:
     delta = (ts - now).total_seconds()
     if delta > policy.future_s:
         return "future"
-    if -delta > policy.past_s:
+    if policy.past_s is not None and -delta > policy.past_s:
         return "past"
     return None
 

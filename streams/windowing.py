@@ -5,20 +5,22 @@ Windows are built from panes `step` wide; a window of `size` (a multiple of `ste
 sketch (the DDSketch construction, relative-accuracy guarantee), so a hopping window costs one pane
 update per event and one merge at close, and percentiles stay honest across panes.
 
-Semantics (those of Kafka Streams with a grace period): stream time is the largest event time seen;
-a window [start, end) closes once `stream_time >= end + lateness` and is emitted exactly once. An
-event whose every window has closed is *late*: it is returned to the caller (for the dead-letter
-topic), never folded into an emitted window. An event that still has an open window is folded into the
-open ones only (closed windows are immutable by construction: they were emitted already).
+Semantics (Flink's watermarks with idleness, Beam's per-source watermarks, Kafka Streams' grace):
+event-time progress is tracked per *source* (a Kafka partition's host + file, see `SourceClock`); a
+series' window [start, end) closes once the slowest active source feeding the series has a watermark
+`>= end + lateness`, and is emitted exactly once. Idleness is decided by the wall clock the caller
+passes in. An event whose every window has closed is *late*: it is returned to the caller with the
+reason and the watermark it was behind (for the dead-letter topic), never folded into an emitted
+window. An event that still has an open window is folded into the open ones only (closed windows are
+immutable by construction: they were emitted already).
 
 All state is plain data (`to_plain` / `from_plain`), so it round-trips through a Faust table.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,7 +154,9 @@ class Agg:
         return self.sum / self.count if self.count else math.nan
 
     def stats(self) -> dict[str, float | int]:
-        """The `Stats` fields of the schema."""
+        """The `Stats` fields of the schema (all 0 for a window without events)."""
+        if not self.count:
+            return {"count": 0, "sum": 0.0, "min": 0.0, "max": 0.0, "mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0}
         q = self.sketch.quantile
         return {
             "count": self.count, "sum": self.sum, "min": self.min, "max": self.max, "mean": self.mean,
@@ -202,6 +206,54 @@ class WindowSpec:
         return stream_time_ms >= end_ms + self.lateness_ms
 
 
+NO_TIME = -(1 << 62)  # no event time seen yet
+
+# Reasons a late event gives (the dead letter's message and the `reason` label of the late counter).
+LATE_OUT_OF_ORDER = "source_out_of_order"  # behind its own source's watermark by more than the lateness
+LATE_IDLE_SOURCE = "idle_source_resumed"  # its source was idle while the series' windows closed past it
+LATE_NEW_SOURCE = "source_joined_late"  # the first event of this source in a series already closed past it
+LATE_WINDOW_CLOSED = "window_closed"  # any other event whose every window was already closed
+
+
+@dataclass(slots=True)
+class SourceClock:
+    """Event-time progress of one source (a Kafka partition's host + file), with the outlier guard.
+
+    The watermark is the largest *accepted* event time. An event more than `jump_ms` ahead of it is
+    held as pending, not accepted: if the next event is ahead too, the jump was real (a gap in the
+    file, the start of a timeline) and the watermark moves to the smaller of the two; if the source
+    carries on where it was, the held event was an outlier and never moved the clock. So one line
+    stamped minutes in the future cannot make the rest of its source look late.
+    """
+
+    watermark: int = NO_TIME
+    pending: int | None = None
+
+    def observe(self, ts_ms: int, jump_ms: int) -> bool:
+        """Record one event time; True when it is an outlier (ahead of a known timeline, unconfirmed)."""
+        wm = self.watermark
+        if wm != NO_TIME and ts_ms <= wm + jump_ms:
+            if ts_ms > wm:
+                self.watermark = ts_ms
+            self.pending = None  # the source carried on where it was: a held event was an outlier
+            return False
+        p = self.pending
+        if p is None:
+            self.pending = ts_ms
+            return wm != NO_TIME
+        # a second event ahead of the timeline: the jump is real
+        self.watermark = max(wm, min(p, ts_ms))
+        self.pending = ts_ms if ts_ms > self.watermark + jump_ms else None
+        return False
+
+    def to_plain(self) -> list[Any]:
+        return [self.watermark, self.pending]
+
+    @classmethod
+    def from_plain(cls, d: list[Any]) -> SourceClock:
+        return cls(int(d[0]), None if d[1] is None else int(d[1]))
+
+
 @dataclass(slots=True)
 class Closed:
     """A window that just closed: emit it once."""
@@ -213,28 +265,33 @@ class Closed:
 
 @dataclass(slots=True)
 class SeriesWindows:
-    """The open panes of one series and the end of the last window emitted."""
+    """The open panes of one series, the end of the last window emitted, and the sources feeding it."""
 
     spec: WindowSpec
     panes: dict[int, Agg] = field(default_factory=dict)
-    emitted_end: int = -(1 << 62)  # windows ending at or before this were emitted (or skipped as empty)
-    stream_ms: int = -(1 << 62)  # this series' stream time: the largest event time it has seen
+    emitted_end: int = NO_TIME  # windows ending at or before this were emitted (or skipped as empty)
+    sources: list[str] = field(default_factory=list)  # sources that fed this series (their min holds it)
+    last_data_end: int = NO_TIME  # end of the newest window emitted with data (zero-filling stops a while after)
+    zero_fill: bool = False  # emit windows with no events (count 0) between data, not skip them
+    zero_fill_max: int = 60  # at most this many windows of zeros after the last data
 
-    def add(self, ts_ms: int, value: float | Agg, stream_time_ms: int) -> tuple[bool, list[Closed]]:
+    def add(self, ts_ms: int, value: float | Agg, watermark_ms: int,
+            source_ms: int = NO_TIME) -> tuple[bool, list[Closed]]:
         """Fold a value (or a partial aggregate of values of the same pane) in if one of its windows
-        is still open (False when it is late).
+        is still open (False when it is late: closed by the series' watermark, or behind its own
+        source's watermark `source_ms` by more than the lateness).
 
-        Windows that stream time has closed but that were not emitted yet are closed first (and
+        Windows that the watermark has closed but that were not emitted yet are closed first (and
         returned), so the value cannot leak into them.
         """
         spec = self.spec
         pane = spec.pane_of(ts_ms)
         newest_end = pane + spec.size_ms
-        if spec.closed(newest_end, stream_time_ms) or newest_end <= self.emitted_end:
+        if (spec.closed(newest_end, max(watermark_ms, source_ms)) or newest_end <= self.emitted_end):
             return False, []
         closed: list[Closed] = []
-        if spec.closed(pane + spec.step_ms, stream_time_ms):
-            closed = self.close(stream_time_ms)
+        if spec.closed(pane + spec.step_ms, watermark_ms):
+            closed = self.close(watermark_ms)
         agg = self.panes.get(pane)
         if isinstance(value, Agg):
             if agg is None:
@@ -247,25 +304,31 @@ class SeriesWindows:
         agg.add(value)
         return True, closed
 
-    def next_close_ms(self) -> int | None:
-        """Stream time at which the oldest pending window closes (None when nothing is pending)."""
-        if not self.panes:
-            return None
-        first_end = max(min(self.panes) + self.spec.step_ms, self.emitted_end + self.spec.step_ms)
-        return first_end + self.spec.lateness_ms
+    def close(self, watermark_ms: int) -> list[Closed]:
+        """Emit every window that closed by `watermark_ms`, oldest first; drop dead panes.
 
-    def close(self, stream_time_ms: int) -> list[Closed]:
-        """Emit every window with data that closed by `stream_time_ms`, oldest first; drop dead panes."""
+        Windows without data are skipped, or emitted with a count of 0 when `zero_fill` is set (for at
+        most `zero_fill_max` windows after the last window with data: a series that stopped is not
+        filled for ever).
+        """
         spec = self.spec
         out: list[Closed] = []
-        limit_end = stream_time_ms - spec.lateness_ms  # windows ending <= this are closed
+        limit_end = watermark_ms - spec.lateness_ms  # windows ending <= this are closed
         limit_end -= limit_end % spec.step_ms
-        if not self.panes:
-            self.emitted_end = max(self.emitted_end, limit_end)
+        if limit_end <= self.emitted_end:
             return out
-        start_end = max(min(self.panes) + spec.step_ms, self.emitted_end + spec.step_ms)
-        end = start_end
-        while end <= limit_end and self.panes:
+        fill = self.zero_fill and self.last_data_end != NO_TIME
+        if self.emitted_end == NO_TIME or not fill:
+            if not self.panes:
+                self.emitted_end = max(self.emitted_end, limit_end)
+                return out
+            end = max(min(self.panes) + spec.step_ms, self.emitted_end + spec.step_ms)
+        else:
+            end = self.emitted_end + spec.step_ms
+        while end <= limit_end:
+            filling = self.zero_fill and end <= self.last_data_end + self.zero_fill_max * spec.step_ms
+            if not self.panes and not filling:
+                break
             start = end - spec.size_ms
             merged: Agg | None = None
             for p in range(start, end, spec.step_ms):
@@ -276,118 +339,236 @@ class SeriesWindows:
                     merged.merge(a)
             if merged is not None:
                 out.append(Closed(start, end, merged))
-            # the pane starting at `start` belongs to no later window
-            self.panes.pop(start, None)
-            # skip the empty windows between here and the next pane
-            end = max(end + spec.step_ms, min(self.panes) + spec.step_ms) if self.panes else end + spec.step_ms
+                self.last_data_end = end
+            elif filling:
+                out.append(Closed(start, end, Agg(spec.alpha)))
+            self.panes.pop(start, None)  # the pane starting at `start` belongs to no later window
+            if self.zero_fill and end < self.last_data_end + self.zero_fill_max * spec.step_ms:
+                end += spec.step_ms
+            else:  # skip the empty windows between here and the next pane
+                end = max(end + spec.step_ms, min(self.panes) + spec.step_ms) if self.panes else end + spec.step_ms
         self.emitted_end = max(self.emitted_end, limit_end)
-        # panes fully behind the emitted horizon can go
         for p in [p for p in self.panes if p + spec.size_ms <= self.emitted_end]:
             del self.panes[p]
         return out
 
     def to_plain(self) -> list[Any]:
-        return [self.emitted_end, [[p, a.to_plain()] for p, a in self.panes.items()], self.stream_ms]
+        return [self.emitted_end, [[p, a.to_plain()] for p, a in self.panes.items()], list(self.sources),
+                self.last_data_end]
 
     @classmethod
     def from_plain(cls, spec: WindowSpec, d: list[Any]) -> SeriesWindows:
-        return cls(spec, {int(p): Agg.from_plain(a) for p, a in d[1]}, int(d[0]), int(d[2]))
+        sources = [str(s) for s in d[2]] if len(d) > 2 and isinstance(d[2], list) else []
+        last = int(d[3]) if len(d) > 3 else NO_TIME
+        return cls(spec, {int(p): Agg.from_plain(a) for p, a in d[1]}, int(d[0]), sources, last)
+
+
+@dataclass(slots=True)
+class SourceState:
+    """What the window stage knows of a source: its watermark and when (wall clock) it last spoke."""
+
+    watermark: int = NO_TIME
+    seen_ms: int = 0  # wall clock of its last event or watermark mark
+    active: bool = True
+    series: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Late:
+    """Why an event was late, and the watermarks it was behind."""
+
+    reason: str
+    series_watermark_ms: int
+    source_watermark_ms: int
+    source: str
 
 
 class WindowAggregator:
-    """Windows of many series.
+    """Windows of many series, closed by per-source watermarks (Flink's idleness, Beam's per-source
+    watermarks, Kafka Streams' grace).
 
-    Stream time is kept *per series* (the largest event time of that series): lateness and window
-    closing are judged against the series' own progress, so one source running ahead of another
-    (two Kafka partitions read at different speeds) does not make the slower one's events late.
-    A series that goes quiet has its windows closed once the largest event time of all series passes
-    their close time by `idle_ms` (None: only its own events or `flush` close them).
+    Every event comes from a source (a Kafka partition's host + file). A source's watermark only moves
+    through `mark` (the stateless stage's `SourceClock`, outlier guard included), or, for an event
+    added without a source, the series is its own source and its events move it. A series' windows
+    close when the minimum of the watermarks of the *active* sources that fed it passes their end plus
+    the lateness: a fast source never makes a slow one's events late. A source that has said nothing
+    for `idle_ms` of wall clock (`now_ms`, processing time, given by the caller) stops holding
+    series back; when all of a series' sources are idle, the largest of their watermarks closes it.
+    Idleness is never judged by comparing one series' event time with another's.
     """
 
-    def __init__(self, spec: WindowSpec, idle_ms: int | None = None) -> None:
+    def __init__(self, spec: WindowSpec, idle_ms: int | None = None,
+                 zero_fill: Callable[[str], bool] | None = None, zero_fill_max: int = 60,
+                 discovery_ms: int = 0) -> None:
         self.spec = spec
         self.idle_ms = idle_ms
+        self.discovery_ms = discovery_ms
+        self.hold_until_ms = 0  # no window closes before this (wall clock): sources are being discovered
+        self._clocked = False  # a wall clock was given
+        self.zero_fill = zero_fill
+        self.zero_fill_max = zero_fill_max
         self.series: dict[str, SeriesWindows] = {}
-        self.stream_time_ms: int = -(1 << 62)  # largest event time of all series
-        self._heap: list[tuple[int, str]] = []  # (idle close time, key)
-        self._scheduled: dict[str, int] = {}
+        self.sources: dict[str, SourceState] = {}
+        self.now_ms = 0
+        self._check: set[str] = set()  # series whose watermark may have moved since `advance`
         self._pending: list[tuple[str, Closed]] = []
         self.dirty: set[str] = set()
+        self.last_late: Late | None = None
 
+    # --- sources ------------------------------------------------------------------------------------
+    def _source(self, src: str) -> SourceState:
+        st = self.sources.get(src)
+        if st is None:
+            st = self.sources[src] = SourceState(seen_ms=self.now_ms)
+            # a source never seen: the others reading alongside it (files of one backfill) get a moment
+            # of wall clock to speak too before windows close, so a series they share waits for them
+            if self._clocked:  # (callers that give no wall clock get no discovery time)
+                self.hold_until_ms = max(self.hold_until_ms, self.now_ms + self.discovery_ms)
+        return st
+
+    def _active(self, st: SourceState) -> bool:
+        return self.idle_ms is None or self.now_ms - st.seen_ms < self.idle_ms
+
+    def _tick(self, now_ms: int | None) -> None:
+        if now_ms is not None:
+            self._clocked = True
+            self.now_ms = max(self.now_ms, now_ms)
+
+    def mark(self, src: str, watermark_ms: int, now_ms: int | None = None) -> None:
+        """A source's watermark (and a sign of life at `now_ms`, wall clock); an empty `src` is only a
+        tick of the wall clock (idleness and discovery move on without any source speaking)."""
+        self._tick(now_ms)
+        if not src:
+            return
+        st = self._source(src)
+        st.seen_ms = self.now_ms
+        if watermark_ms > st.watermark:
+            st.watermark = watermark_ms
+            self._check |= st.series
+
+    @property
+    def stream_time_ms(self) -> int:
+        """The largest source watermark (for reports; nothing closes on it)."""
+        return max((s.watermark for s in self.sources.values()), default=NO_TIME)
+
+    def watermark(self, sw: SeriesWindows) -> int:
+        """The series' watermark: min over its active sources, else max over its (idle) sources."""
+        low = None
+        high = NO_TIME
+        for s in sw.sources:
+            st = self.sources.get(s)
+            if st is None:
+                continue
+            high = max(high, st.watermark)
+            if self._active(st) and (low is None or st.watermark < low):
+                low = st.watermark
+        return high if low is None else low
+
+    # --- series -------------------------------------------------------------------------------------
     def get(self, key: str) -> SeriesWindows:
         sw = self.series.get(key)
         if sw is None:
-            sw = self.series[key] = SeriesWindows(self.spec)
+            sw = self.series[key] = SeriesWindows(self.spec, zero_fill=bool(self.zero_fill and self.zero_fill(key)),
+                                                  zero_fill_max=self.zero_fill_max)
         return sw
 
-    def put(self, key: str, sw: SeriesWindows) -> None:
-        """Install restored state for a series."""
+    def put(self, key: str, sw: SeriesWindows, source_watermarks: dict[str, int] | None = None) -> None:
+        """Install restored state for a series (its sources count as active from now: a restarted
+        worker has not seen them go quiet)."""
+        sw.zero_fill = bool(self.zero_fill and self.zero_fill(key))
+        sw.zero_fill_max = self.zero_fill_max
         self.series[key] = sw
-        self.observe_time(sw.stream_ms)
-        self._schedule(key, sw)
+        for s in sw.sources:
+            st = self._source(s)  # after a restart, sources are discovered again
+            st.series.add(key)
+            st.seen_ms = self.now_ms
+            st.active = True
+            w = (source_watermarks or {}).get(s)
+            if w is not None and w > st.watermark:
+                st.watermark = w
+        self._check.add(key)
 
-    def observe_time(self, ts_ms: int) -> None:
-        self.stream_time_ms = max(self.stream_time_ms, ts_ms)
-
-    def add(self, key: str, ts_ms: int, value: float | Agg, max_ts_ms: int | None = None) -> bool:
-        """Advance the series' stream time with the event (or a partial's latest event), fold it in
-        unless it is late, and close the windows its stream time closed."""
-        t = ts_ms if max_ts_ms is None else max_ts_ms
-        self.observe_time(t)
+    def add(self, key: str, ts_ms: int, value: float | Agg, max_ts_ms: int | None = None, *,
+            src: str | None = None, now_ms: int | None = None) -> bool:
+        """Fold an event (or a partial's pane) into its series unless it is late (False; see
+        `last_late` for why). Without `src` the series is its own source and the event moves it."""
+        self._tick(now_ms)
+        own = src is None
+        if own:
+            src = "\x00" + key
         sw = self.get(key)
-        sw.stream_ms = max(sw.stream_ms, t)
-        ok, closed = sw.add(ts_ms, value, sw.stream_ms)
-        due = sw.next_close_ms()
-        if due is not None and due <= sw.stream_ms:
-            closed += sw.close(sw.stream_ms)
+        st = self._source(src)
+        was_idle = not self._active(st)
+        st.seen_ms = self.now_ms
+        new = key not in st.series
+        if new:
+            st.series.add(key)
+            sw.sources.append(src)
+        src_wm = st.watermark
+        wm = NO_TIME if self.now_ms < self.hold_until_ms else self.watermark(sw)
+        ok, closed = sw.add(ts_ms, value, wm, src_wm)
+        if not ok:
+            newest_end = self.spec.pane_of(ts_ms) + self.spec.size_ms
+            if self.spec.closed(newest_end, src_wm):
+                reason = LATE_OUT_OF_ORDER
+            elif was_idle:
+                reason = LATE_IDLE_SOURCE
+            elif new:
+                reason = LATE_NEW_SOURCE
+            else:
+                reason = LATE_WINDOW_CLOSED
+            closed_to = sw.emitted_end + self.spec.lateness_ms if sw.emitted_end != NO_TIME else NO_TIME
+            self.last_late = Late(reason, max(wm, closed_to), src_wm, src)
         if closed:
             self._pending.extend((key, c) for c in closed)
+        if own:
+            t = ts_ms if max_ts_ms is None else max_ts_ms
+            st.watermark = max(st.watermark, t)
         self.dirty.add(key)
-        self._schedule(key, sw)
+        self._check.add(key)
         return ok
 
-    def _schedule(self, key: str, sw: SeriesWindows) -> None:
-        if self.idle_ms is None:
-            return
-        t = sw.next_close_ms()
-        if t is None:
-            self._scheduled.pop(key, None)
-            return
-        t += self.idle_ms
-        if self._scheduled.get(key) != t:
-            self._scheduled[key] = t
-            heapq.heappush(self._heap, (t, key))
-
-    def advance(self) -> Iterator[tuple[str, Closed]]:
-        """Yield (series key, closed window): those closed by their series' events since the last call,
-        then those of series idle for longer than `idle_ms`."""
+    def advance(self, now_ms: int | None = None) -> Iterator[tuple[str, Closed]]:
+        """Yield (series key, closed window) for every window the watermarks closed since the last call
+        (sources that went idle by `now_ms` no longer hold their series back)."""
+        self._tick(now_ms)
         if self._pending:
             pending, self._pending = self._pending, []
             yield from pending
-        if self.idle_ms is None:
+        if self.now_ms < self.hold_until_ms:
             return
-        st = self.stream_time_ms
-        heap = self._heap
-        while heap and heap[0][0] <= st:
-            t, key = heapq.heappop(heap)
-            if self._scheduled.get(key) != t:
-                continue  # superseded entry
-            del self._scheduled[key]
+        if self.idle_ms is not None:
+            for st in self.sources.values():
+                a = self._active(st)
+                if a != st.active:
+                    st.active = a
+                    self._check |= st.series
+        check, self._check = self._check, set()
+        for key in sorted(check):
             sw = self.series.get(key)
             if sw is None:
                 continue
-            sw.stream_ms = max(sw.stream_ms, st - self.idle_ms)
-            closed = sw.close(sw.stream_ms)
+            wm = self.watermark(sw)
+            if wm == NO_TIME:
+                continue
+            closed = sw.close(wm)
             if closed:
                 self.dirty.add(key)
-            yield from ((key, c) for c in closed)
-            self._schedule(key, sw)
+                yield from ((key, c) for c in closed)
 
     def flush(self) -> Iterator[tuple[str, Closed]]:
-        """Close everything (end of a bounded input): as if every series' time jumped far ahead."""
+        """Close everything (end of a bounded input): every series as if its sources' time jumped far
+        ahead (zero-filled windows go up to the series' own watermark, not beyond)."""
         yield from self.advance()
-        for key, sw in self.series.items():
-            closed = sw.close(1 << 61)
+        for key in sorted(self.series):
+            sw = self.series[key]
+            closed = []
+            wm = self.watermark(sw)
+            if sw.zero_fill and wm != NO_TIME:
+                closed += sw.close(wm)
+            last = max(sw.panes, default=None)
+            if last is not None:
+                closed += sw.close(last + self.spec.size_ms + self.spec.lateness_ms)
             if closed:
                 self.dirty.add(key)
             yield from ((key, c) for c in closed)

@@ -1,8 +1,9 @@
 """The batch path (`BatchMapper` + `BatchFolder`) gives what the point-by-point reference path gives.
 
-Reference: `Stateless.log` per record, `Stateful.add` per point, `advance` after each record (what the
-embedded runner does). Batch path: random batch cuts, one `SeriesBatch` per series per batch, folded
-by the aggregator; restarts at random points (state and marks exported to bytes and restored in a
+Reference: `Stateless.log` per record, `Stateful.add` per point (with its event-time source),
+`advance` after each record, the sources' watermark marks after the last record of each batch (where
+the Faust path sends them). Batch path: random batch cuts, one `SeriesBatch` per series per batch,
+folded by the aggregator, then the batch's marks; restarts at random points (state and marks exported to bytes and restored in a
 fresh folder), and every batch's messages delivered a second time after some restarts (the replay
 after a kill). Compared: enriched events (as parsed JSON), dead letters (reason, field, source,
 original bytes), late event counts, every closed window's statistics and the anomalies.
@@ -16,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from logtide.schemas import encode
@@ -86,24 +86,32 @@ def agg_view(a: Any) -> tuple:
     return (a.event.id, s.count, round(s.sum, 6), s.min, s.max, s.p50, s.p90, s.p99)
 
 
-def reference(c: StreamsConfig, recs: list[Rec], metrics: bool = False) -> dict:
+def bounds_of(recs: list[Rec], cuts: list[int]) -> list[int]:
+    return sorted({0, len(recs), *[x % (len(recs) + 1) for x in cuts]})
+
+
+def reference(c: StreamsConfig, recs: list[Rec], cuts: list[int], metrics: bool = False) -> dict:
     sl, sf = Stateless(c), Stateful(c)
     enriched, dead, late, aggs, anoms = [], [], 0, {}, []
     raw_enriched: list[bytes] = []
     from logtide.schemas import DeadLetterSource
 
-    for r in recs:
+    ends = {hi - 1 for hi in bounds_of(recs, cuts)[1:]}
+    for i, r in enumerate(recs):
         src = DeadLetterSource(stage="validate", topic="raw", partition=0, offset=r.offset)
-        res = sl.metric(r.value, NOW, src) if metrics else sl.log(r.value, NOW, src)
-        if res.dead is not None:
+        res = sl.metric(r.value, NOW, src, 0) if metrics else sl.log(r.value, NOW, src, 0)
+        if res.dead is None:
+            if not metrics:
+                enriched.append(orjson.loads(encode(res.event)))
+                raw_enriched.append(encode(res.event))
+            for p in ([res.point] if res.point is not None else []) if metrics else res.points:
+                if sf.add(p, src=res.src) is not None:
+                    late += 1
+        else:
             dead.append(dl_view(res.dead))
-            continue
-        if not metrics:
-            enriched.append(orjson.loads(encode(res.event)))
-            raw_enriched.append(encode(res.event))
-        for p in ([res.point] if res.point is not None else []) if metrics else res.points:
-            if sf.add(p) is not None:
-                late += 1
+        if i in ends:
+            for s, wm in sl.take_marks():
+                sf.mark(s, wm)
         a, n = sf.advance()
         aggs.update({x.event.id: agg_view(x) for x in a})
         anoms += [(x.event.id, round(x.score, 9)) for x in n]
@@ -120,7 +128,7 @@ def batched(c: StreamsConfig, recs: list[Rec], cuts: list[int], restarts: set[in
     folder = BatchFolder(Stateful(c))
     enriched, dead, late, aggs, anoms = [], [], 0, {}, []
     raw_enriched: list[bytes] = []
-    bounds = sorted({0, len(recs), *[x % (len(recs) + 1) for x in cuts]})
+    bounds = bounds_of(recs, cuts)
     sent: list[bytes] = []
     for bi, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         if bi in restarts:  # a new aggregator: state and marks only from the table values
@@ -134,14 +142,15 @@ def batched(c: StreamsConfig, recs: list[Rec], cuts: list[int], restarts: set[in
         out = (mapper.metrics if metrics else mapper.logs)(recs[lo:hi], "raw", 0, NOW)
         enriched += [orjson.loads(v) for _, v in out.enriched]
         raw_enriched += [v for _, v in out.enriched]
-        dead += [dl_view(d) for d in out.dead if d.error.type != "late_event"]
-        late += out.late
+        dead += [dl_view(d) for d in out.dead]
         for m in out.series:
             data = m.to_bytes()
             sent.append(data)
             n = folder.fold(SeriesBatch.from_bytes(data))
             assert n is not None
             late += n
+        for s, wm in out.marks:  # after the batch's points, as the reader sends them
+            folder.sf.mark(s, wm)
         a, n = folder.sf.advance()
         aggs.update({x.event.id: agg_view(x) for x in a})
         anoms += [(x.event.id, round(x.score, 9)) for x in n]
@@ -160,7 +169,7 @@ def test_batch_path_equals_point_by_point(evs, jitter, lateness, cuts, restarts,
     """Tumbling and hopping windows, events out of order by up to ~20 s, late ones included."""
     c = cfg(lateness, step=step)
     recs = [Rec(b"k", record(i, *e), i) for i, e in enumerate(sorted_mostly(evs, jitter))]
-    want, got = reference(c, recs), batched(c, recs, cuts, restarts, replays)
+    want, got = reference(c, recs, cuts), batched(c, recs, cuts, restarts, replays)
     assert got["enriched"] == want["enriched"]
     assert got["enriched_bytes"] == want["enriched_bytes"]  # byte for byte what `schemas.encode` writes
     assert sorted(got["dead"], key=repr) == sorted(want["dead"], key=repr)
@@ -180,9 +189,6 @@ def sample(i: int, t_ms: int, host: int, counter: bool, value: float, bad: bool)
     })
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN GAP: since main's counter rework (issue 15: cumulative counters, rate10s windows) a counter "
-    "series folded through the batch path can miss a window the point-by-point path emits; not fixed yet"))
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(smp=st.lists(st.tuples(st.integers(0, 90_000), st.integers(0, 1), st.booleans(),
                               st.floats(0, 1000, allow_nan=False), st.sampled_from([False] * 15 + [True])),
@@ -197,7 +203,7 @@ def test_metric_samples_batch_path_equals_point_by_point(smp, jitter, cuts, rest
         "detect": {"detector": "test_z", "params": {"warmup": 3, "z_alarm": 1.5}},
     })
     recs = [Rec(None, sample(i, *e), i) for i, e in enumerate(sorted_mostly(smp, jitter))]
-    want = reference(c, recs, metrics=True)
+    want = reference(c, recs, cuts, metrics=True)
     got = batched(c, recs, cuts, restarts, replays, metrics=True)
     assert got["dead"] == want["dead"] and got["late"] == want["late"]
     assert got["aggs"] == want["aggs"]
@@ -247,13 +253,16 @@ def test_idle_series_are_evicted_after_their_windows_and_state_stays_bounded() -
     early = [Rec(None, record(i, i * 100, 1, False, 0), i) for i in range(10)]  # service s1: first second only
     busy = [Rec(None, record(100 + i, 30_000 + i * 1000, 0, False, 0), 100 + i) for i in range(60)]  # s0
     for batch in (early, busy):
-        for m in mapper.logs(batch, "raw", 0, NOW).series:
+        out = mapper.logs(batch, "raw", 0, NOW)
+        for m in out.series:
             folder.fold(m)
+        for s, wm in out.marks:
+            folder.sf.mark(s, wm)
         folder.sf.advance()
     before = set(folder.sf.series)
     assert any("s1" in k for k in before)
     assert folder.evict_idle(1 << 40) == []  # not idle for that long
-    gone = folder.evict_idle(3_000)  # s1 was idle-closed at stream time - 5 s
+    gone = folder.evict_idle(3_000)  # s1's last window ended ~80 s before the source's watermark
     assert gone and all("service=s1" in k for k in gone)
     assert set(folder.sf.series) == before - set(gone)
     assert all(k not in folder.marks and k not in folder.sf.windows.series for k in gone)

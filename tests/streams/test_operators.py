@@ -292,36 +292,56 @@ def small_cfg(**kw) -> StreamsConfig:
     return StreamsConfig.model_validate(base)
 
 
-def incident_stream(seed: int = 1, minutes: int = 20, incident_at: int = 15):
-    """One log every 100 ms for `minutes`; ~2 % errors, 60 % errors during one minute from `incident_at`."""
+def incident_stream(seed: int = 1, minutes: int = 20, incident_at: int = 15, every_ms: int = 100,
+                    host: str | None = None):
+    """One log every `every_ms` for `minutes`; ~2 % errors, 60 % errors during one minute from
+    `incident_at`; from one host's file when `host` is given."""
     rnd = random.Random(seed)
     t0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-    for i in range(minutes * 600):
-        ts = t0 + timedelta(milliseconds=100 * i)
-        burst = incident_at * 60 <= i / 10 < (incident_at + 1) * 60
+    for i in range(minutes * 60_000 // every_ms):
+        ts = t0 + timedelta(milliseconds=every_ms * i)
+        burst = incident_at * 60 <= i * every_ms / 1000 < (incident_at + 1) * 60
         err = rnd.random() < (0.6 if burst else 0.02)
+        where = {"host": {"name": host}} if host else {}
         yield raw(
             log_doc(
                 ts,
                 f"m{i}",
-                log={"level": "error" if err else "info"},
+                log={"level": "error" if err else "info", "file": {"path": "/var/log/api.log"}},
                 service={"name": "api"},
-                event={"id": f"e{i}"},
+                event={"id": f"e{host}{i}"},
+                **where,
             )
         )
 
 
+def sources_at_different_speeds(chunk: int = 300) -> list[bytes]:
+    """Three hosts of one service (one series fed by three sources), at 10, 2 and 0.5 lines/s, read in
+    chunks in turn: the dense file lags minutes of event time behind the sparse ones."""
+    streams = [list(incident_stream(seed=k, minutes=40, incident_at=30, every_ms=ms, host=f"h{k}"))
+               for k, ms in enumerate((100, 500, 2000))]
+    out, pos = [], [0, 0, 0]
+    while any(p < len(x) for p, x in zip(pos, streams, strict=True)):
+        for k, x in enumerate(streams):
+            out += x[pos[k]: pos[k] + chunk]
+            pos[k] += chunk
+    return out
+
+
 def run_pipeline(cfg: StreamsConfig, records, restart_every: int | None = None):
+    """The embedded runner's path: points with their source, the source's watermark after each record."""
     sl, sf = Stateless(cfg), Stateful(cfg)
     aggs: list[WindowAggregate] = []
     anomalies: list[Anomaly] = []
     late = 0
-    for i, rec in enumerate(records):
+    for i, rec in enumerate(records):  # one record a millisecond of wall clock
         r = sl.log(rec, NOW.replace(year=2026, month=11, day=26, hour=10))
         for p in r.points:
-            if sf.add(p) is not None:
+            if sf.add(p, src=r.src, now_ms=i) is not None:
                 late += 1
-        a, n = sf.advance()
+        for src, wm in sl.take_marks():
+            sf.mark(src, wm, i)
+        a, n = sf.advance(i)
         aggs += a
         anomalies += n
         if restart_every and i % restart_every == restart_every - 1:
@@ -334,7 +354,10 @@ def run_pipeline(cfg: StreamsConfig, records, restart_every: int | None = None):
 
 
 def test_pipeline_detects_error_burst_and_survives_restarts() -> None:
-    cfg = small_cfg()
+    # no discovery time: a restarted run's restored sources are known, so it would close windows
+    # earlier than the straight run held them (same windows, other order)
+    cfg = small_cfg(window={"size_seconds": 10, "lateness_seconds": 2, "group_by": ["service"],
+                            "source_discovery_seconds": 0})
     aggs, anomalies, late = run_pipeline(cfg, incident_stream())
     assert late == 0
     ratio = [a for a in aggs if a.series.metric == "log.error_ratio"]
@@ -365,40 +388,57 @@ def test_late_points_are_returned() -> None:
     assert sf.add(Point("m", "m", {}, t, 1.0)) is None
     assert sf.add(Point("m", "m", {}, t + 20_000, 1.0)) is None
     late = Point("m", "m", {}, t, 2.0)
-    assert sf.add(late) is late and sf.late == 1
+    assert sf.add(late, now_ms=60_000) is late and sf.late == 1  # once the sources' discovery time is over
+    assert sf.last_late is not None and sf.last_late.reason == "source_out_of_order"
 
 
 def test_production_default_detector_runs_and_round_trips() -> None:
-    """The registry default (`detect.detector: default`) builds, scores windows and restores from bytes."""
-    cfg = small_cfg(detect={"detector": "default", "rules": [{"metric": "log.error_ratio", "stat": "mean"}]})
-    aggs, anomalies, _ = run_pipeline(cfg, incident_stream(minutes=3, incident_at=99), restart_every=500)
-    assert [a for a in aggs if a.series.metric == "log.error_ratio"]
+    """The registry default (`detect.detector: default`) builds, scores windows and restores from bytes:
+    a run restarted from exported state every 500 records equals a straight run. Threshold 0 makes every
+    scored window an anomaly, so the scores are all seen."""
+    cfg = small_cfg(detect={"detector": "default", "threshold": 0.0,
+                            "rules": [{"metric": "log.error_ratio", "stat": "mean"}]},
+                    window={"size_seconds": 10, "lateness_seconds": 2, "group_by": ["service"],
+                            "source_discovery_seconds": 0})
+    aggs, anomalies, _ = run_pipeline(cfg, incident_stream(minutes=3, incident_at=99))
+    aggs2, anomalies2, _ = run_pipeline(cfg, incident_stream(minutes=3, incident_at=99), restart_every=500)
+    ratio = [a for a in aggs if a.series.metric == "log.error_ratio"]
+    assert len(ratio) == 18 and len(anomalies) == len(ratio)
     assert all(0 <= a.score <= 1 for a in anomalies)
+    assert [a.model_dump() for a in aggs2] == [a.model_dump() for a in aggs]
+    assert [a.model_dump() for a in anomalies2] == [a.model_dump() for a in anomalies]
 
 
-def test_combined_panes_give_the_same_aggregates_and_anomalies() -> None:
-    """Map-side combining (the Faust path) equals folding points one by one (the embedded path)."""
-    from logtide.streams.pipeline import Combiner
+@pytest.mark.parametrize("multi_source", [False, True])
+def test_combined_panes_give_the_same_aggregates_and_anomalies(multi_source: bool) -> None:
+    """Map-side combining with watermark marks after each batch (the Faust path) equals folding points
+    one by one with marks after each record (the embedded path), with one source or several sources
+    at different speeds feeding the same series."""
+    from logtide.streams.pipeline import Combiner, Mark
 
     cfg = small_cfg()
-    direct_aggs, direct_anoms, _ = run_pipeline(cfg, incident_stream(minutes=40, incident_at=30))
+    records = sources_at_different_speeds() if multi_source else list(incident_stream(minutes=40, incident_at=30))
+    direct_aggs, direct_anoms, direct_late = run_pipeline(cfg, records)
+    assert direct_late == 0
     sl, sf = Stateless(cfg), Stateful(cfg)
     comb = Combiner(sf.spec)
     aggs, anoms = [], []
     offset = 0
-    for i, rec in enumerate(incident_stream(minutes=40, incident_at=30)):
-        for p in sl.log(rec, NOW).points:
-            comb.add(p)
+    for i, rec in enumerate(records):
+        r = sl.log(rec, NOW, partition=0)
+        for p in r.points:
+            comb.add(p, r.src)
         if i % 37 == 36:
-            for _key, msg in comb.drain():
-                assert sf.apply(msg, offset) == 0
-                assert sf.apply(msg, offset) == 0  # a replayed offset is ignored
+            msgs = [m for _key, m in comb.drain()] + [Mark(s, w).to_bytes() for s, w in sl.take_marks()]
+            for msg in msgs:
+                assert sf.apply(msg, offset, i) == 0
+                assert sf.apply(msg, offset, i) == 0  # a replayed offset is ignored
                 offset += 1
-            a, n = sf.advance()
+            a, n = sf.advance(i)
             aggs += a
             anoms += n
-    for _key, msg in comb.drain():
-        sf.apply(msg, offset)
+    for msg in [m for _key, m in comb.drain()] + [Mark(s, w).to_bytes() for s, w in sl.take_marks()]:
+        sf.apply(msg, offset, len(records))
         offset += 1
     a, n = sf.flush()
     aggs += a
@@ -541,3 +581,39 @@ def test_fast_validation_path_rejects_what_only_the_depth_walk_sees() -> None:
     assert decode(raw(deep), LogEvent).error.type == "too_deep"
     shallow = log_doc(NOW, message="{" * 100)  # braces inside strings only loosen the bound
     assert fast_decode(raw(shallow), LogEvent) is not None
+
+
+def test_zero_fill_follows_the_rule_and_late_events_are_reported_rate_limited() -> None:
+    """Count rules get zero-count windows unless the rule says otherwise; late events are summed up in
+    one warning line per series, source and reason, at most once per `late_report_seconds`."""
+    t = 1_000_000_000_000
+
+    def windows(rules):
+        sf = Stateful(small_cfg(detect={"enabled": False, "rules": rules}))
+        for ts in (t, t + 35_000):
+            sf.add(Point("log.events", "log.events", {}, ts, 1.0), src="s", now_ms=0)
+        sf.mark("s", t + 60_000, 20_000)
+        return [a.stats.count for a in sf.advance(20_000)[0]]
+
+    assert windows([{"metric": "log.events", "stat": "count"}]) == [1, 0, 0, 1, 0]
+    assert windows([{"metric": "log.events", "stat": "count", "zero_fill": False}]) == [1, 1]
+    sf = Stateful(small_cfg())
+    sf.add(Point("m", "m", {}, t + 60_000, 1.0), src="s", now_ms=0)
+    sf.mark("s", t + 60_000, 0)
+    for now in (20_000, 21_000):
+        assert sf.add(Point("m", "m", {}, t, 1.0), src="s", now_ms=now) is not None
+    report = sf.late_report(21_000)
+    assert report is not None and "2 source_out_of_order in m from source 's'" in report
+    assert sf.add(Point("m", "m", {}, t, 1.0), src="s", now_ms=22_000) is not None
+    assert sf.late_report(22_000) is None  # rate-limited
+    assert "1 source_out_of_order" in (sf.late_report(60_000) or "")
+
+
+def test_late_dead_letter_with_no_watermark_yet_does_not_crash() -> None:
+    from logtide.streams.pipeline import late_dead_letter
+    from logtide.streams.windowing import NO_TIME, Late
+
+    p = Point("m", "m", {}, 1_000_000_000_000, 1.0)
+    for wm in (NO_TIME, NO_TIME + 10_000, -(1 << 61)):
+        dl = late_dead_letter(p.to_bytes(), Late("window_closed", wm, NO_TIME, "src"), 10_000)
+        assert dl.error.type == "late_event" and dl.error.message.startswith("window_closed")

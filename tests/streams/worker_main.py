@@ -20,7 +20,12 @@ if os.environ.get("LOGTIDE_TEST_NO_INTENT") == "1":
     raw_reader.parse_intent = lambda metadata: None
 
 if __name__ == "__main__":
+    from logtide import log_setup
     from logtide.config import load_config
+
+    # the tests read Faust's own INFO lines (partition assignment, "Worker ready") from the worker's
+    # log; the product holds them at WARNING with the other libraries' chatter
+    log_setup.LIBRARY_LOGGERS = tuple(n for n in log_setup.LIBRARY_LOGGERS if n not in ("faust", "mode", "aiokafka"))
     from logtide.streams_command import run_worker
 
     cfg_path, state_dir = sys.argv[1], sys.argv[2]
