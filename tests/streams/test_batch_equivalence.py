@@ -45,7 +45,7 @@ class Rec:
         self.key, self.value, self.offset = key, value, offset
 
 
-def record(i: int, t_ms: int, svc: int, error: bool, bad: int) -> bytes:
+def record(i: int, t_ms: int, svc: int, error: bool, bad: int, hosts: int = 1) -> bytes:  # noqa: PLR0917
     if bad == 1:
         return b'{"@timestamp": "not a time", "logtide": {"schema": "log_event"}}'
     if bad == 2:
@@ -60,6 +60,8 @@ def record(i: int, t_ms: int, svc: int, error: bool, bad: int) -> bytes:
         "service": {"name": f"s{svc}"},
         "attributes": {"status": status, "duration_ms": 5 + (i * 7) % 40},
     }
+    if hosts > 1:  # several event-time sources (partition + host + file) feeding one series
+        doc["host"] = {"name": f"h{i % hosts}"}
     return orjson.dumps(doc)
 
 
@@ -164,11 +166,13 @@ def batched(c: StreamsConfig, recs: list[Rec], cuts: list[int], restarts: set[in
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(evs=events, jitter=st.integers(0, 60), lateness=st.sampled_from([0.0, 2.0, 5.0, 30.0]),
        cuts=st.lists(st.integers(0, 200), max_size=12), restarts=st.sets(st.integers(0, 12), max_size=4),
-       replays=st.sets(st.integers(0, 12), max_size=4), step=st.sampled_from([None, None, 5.0, 2.0]))
-def test_batch_path_equals_point_by_point(evs, jitter, lateness, cuts, restarts, replays, step) -> None:  # noqa: PLR0917
-    """Tumbling and hopping windows, events out of order by up to ~20 s, late ones included."""
+       replays=st.sets(st.integers(0, 12), max_size=4), step=st.sampled_from([None, None, 5.0, 2.0]),
+       hosts=st.sampled_from([1, 2, 3]))
+def test_batch_path_equals_point_by_point(evs, jitter, lateness, cuts, restarts, replays, step, hosts) -> None:  # noqa: PLR0917
+    """Tumbling and hopping windows, one or several sources per series, events out of order by up to
+    ~20 s, late ones included."""
     c = cfg(lateness, step=step)
-    recs = [Rec(b"k", record(i, *e), i) for i, e in enumerate(sorted_mostly(evs, jitter))]
+    recs = [Rec(b"k", record(i, *e, hosts=hosts), i) for i, e in enumerate(sorted_mostly(evs, jitter))]
     want, got = reference(c, recs, cuts), batched(c, recs, cuts, restarts, replays)
     assert got["enriched"] == want["enriched"]
     assert got["enriched_bytes"] == want["enriched_bytes"]  # byte for byte what `schemas.encode` writes
