@@ -3,7 +3,8 @@
 Topology (every worker runs both halves on the partitions it is assigned):
 
     logs.raw, metrics.raw --[RawReader: validate, enrich, derive, combine per batch]--> logs.enriched,
-                            deadletter, {app}-points (one message per series per batch)
+                            deadletter, {app}-points (one message per series per batch, then the
+                            batch's source watermarks to every partition; the app adds a 1 s wall-clock tick)
     {app}-points --[aggregate agent: fold once, rates, windows, detect]--> metrics.agg, anomalies, deadletter
 
 The raw topics are read in batches by `streams.raw_reader` (own consumer group `{app}-raw`, raw
