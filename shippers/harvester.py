@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -24,11 +24,11 @@ import orjson
 from logtide.shippers.checkpoint_store import FileState
 from logtide.shippers.config import LogInputConfig, ShipperConfig
 from logtide.shippers.events import IdHasher, LogEventBuilder, now_iso
-from logtide.shippers.fingerprint import head_hash, read_head, same_file
 from logtide.shippers.line_reader import LineReader
 from logtide.shippers.metrics import ShipperMetrics
 from logtide.shippers.multiline import MultilineAggregator, MultilineEvent
 from logtide.shippers.output import Output, Record
+from logtide.shippers.reconcile import at_end_of_data, head_hash, new_fp_id
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class HarvestContext:
     mark_dirty: Callable[[], None]
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     on_truncate: Callable[[FileState, int], None] | None = None
+    persist: Callable[[], Awaitable[None]] | None = None
 
 
 _TOO_LARGE = {"MessageSizeTooLargeError", "RecordTooLarge", "RecordTooLargeError", "RecordListTooLargeError"}
@@ -239,51 +240,44 @@ class Harvester:
                 await asyncio.sleep(0)
                 continue
             await ctx.budget.release(reserve)
-            # At the end of what is there: truncation? head fingerprint growth?
+            # At the end of what is there: the decision is reconcile.at_end_of_data (pure)
             st = os.fstat(fd)
-            if st.st_size < self.read_offset:
-                self._truncated(fd, st.st_size)
-                continue
+            head = os.pread(fd, cfg.fingerprint_bytes, 0)
             self._m_behind.set(max(0, st.st_size - self.read_offset))
-            head = read_head(fd, cfg.fingerprint_bytes)
-            if not same_file(self.state.head_len, self.state.head_hash, head):
-                # truncated and rewritten past our offset before we looked (copytruncate + busy writer):
-                # the size alone cannot tell, the first bytes can
-                self._truncated(fd, st.st_size)
+            ml = self.multiline
+            end = at_end_of_data(
+                read_offset=self.read_offset, size=st.st_size, nlink=st.st_nlink, head=head,
+                stored_head_len=self.state.head_len, stored_head_hash=self.state.head_hash,
+                orphaned=self.orphaned, once=self.once, idle=time.monotonic() - self.last_data,
+                close_inactive_s=cfg.close_inactive_s, close_removed_after_s=cfg.close_removed_after_s,
+                multiline_pending=ml is not None and ml.current is not None,
+                multiline_flush_s=ml.cfg.flush_timeout_s if ml is not None else 0.0,
+            )  # fmt: skip
+            if end.kind == "truncated":
+                self._truncated(head, st.st_size)
+                if ctx.persist is not None:
+                    # the new fingerprint is on disk before a line of the new content is sent:
+                    # a crash keeps the ids of what is re-sent
+                    try:
+                        await ctx.persist()
+                    except OSError as exc:
+                        log.error("checkpoint failed: %s", exc)
                 continue
-            if self.state.head_len < len(head):
+            if end.grow_head:
                 self.state.head_len, self.state.head_hash = len(head), head_hash(head)
                 ctx.mark_dirty()
-            if st.st_nlink == 0:
-                self.orphaned = True
-            if self.once:
+            self.orphaned = end.orphaned
+            if end.kind in ("finish", "close"):
                 self._flush_multiline()
                 await self._drain_sends()
-                self.finished_cleanly = True
+                self.finished_cleanly = end.kind == "finish"
                 return
-            idle = time.monotonic() - self.last_data
-            if self.orphaned and idle >= cfg.close_removed_after_s:
+            if end.kind == "flush_multiline":
                 self._flush_multiline()
-                await self._drain_sends()
-                self.finished_cleanly = True
-                return
-            if idle >= cfg.close_inactive_s:
-                self._flush_multiline()
-                await self._drain_sends()
-                return
-            timeout = cfg.close_inactive_s - idle
-            if self.orphaned:
-                timeout = min(timeout, max(0.05, cfg.close_removed_after_s - idle))
-            ml = self.multiline
-            if ml is not None and ml.current is not None:
-                remaining = ml.cfg.flush_timeout_s - idle
-                if remaining <= 0:
-                    self._flush_multiline()
-                    continue
-                timeout = min(timeout, remaining)
+                continue
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout)
+                await asyncio.wait_for(self.wake.wait(), end.timeout)
         # stopping: do not flush partial multiline events; the checkpoint stays before them
         await self._drain_sends(ctx.cfg.shutdown_timeout_s)
 
@@ -426,7 +420,7 @@ class Harvester:
             for t in still:
                 t.cancel()
 
-    def _truncated(self, fd: int, size: int) -> None:
+    def _truncated(self, head: bytes, size: int) -> None:
         log.info("%s was truncated (%d -> %d bytes): reading it again from the start", self.state.path,
                  self.read_offset, size)  # fmt: skip
         self.ctx.metrics.rotations.labels(self.inp.cfg.name, "truncated").inc()
@@ -438,22 +432,11 @@ class Harvester:
         self.reader.reset(0)
         if self.multiline is not None:
             self.multiline.reset()
-        head = read_head(fd, self.ctx.cfg.fingerprint_bytes)
         self.state.head_len, self.state.head_hash = len(head), head_hash(head)
-        self.state.fp_id = new_fp_id(self.state.dev, self.state.ino)
+        self.state.fp_id = new_fp_id(self.state.dev, self.state.ino, time.time(), self.state.fp_id)
         self.ids = IdHasher(self.ctx.host_name, self.state.fp_id)
         self.state.offset = 0
         self.ctx.mark_dirty()
-
-
-def new_fp_id(dev: int, ino: int) -> str:
-    """The file part of event ids, fixed when a file (or its content after a truncation) is first seen.
-
-    It is persisted in the registry, so lines re-shipped after a crash keep their ids. It includes
-    the time of first sight: a reused inode or a truncated file rewritten with the same first bytes
-    must not produce ids that collide with the old content's (a sink would drop them as duplicates).
-    """
-    return f"{dev}:{ino}:{time.time_ns()}"
 
 
 def _decode(raw: bytes, truncated: bool) -> tuple[str, tuple[str, ...]]:

@@ -230,7 +230,7 @@ async def test_inode_reuse_does_not_resume_at_old_offset(
     tmp_path: Path, kafka_bootstrap: str, topic: str
 ) -> None:
     from logtide.shippers.checkpoint_store import CheckpointStore, FileState
-    from logtide.shippers.fingerprint import head_hash
+    from logtide.shippers.reconcile import head_hash
 
     log = tmp_path / "r.log"
     write_lines(log, [f"new file {i}" for i in range(50)])
