@@ -28,7 +28,7 @@ from logtide.shippers.line_reader import LineReader
 from logtide.shippers.metrics import ShipperMetrics
 from logtide.shippers.multiline import MultilineAggregator, MultilineEvent
 from logtide.shippers.output import Output, Record
-from logtide.shippers.reconcile import at_end_of_data, head_hash, new_fp_id
+from logtide.shippers.reconcile import at_end_of_data, check_chunk, head_hash, new_fp_id
 
 log = logging.getLogger(__name__)
 
@@ -234,15 +234,24 @@ class Harvester:
             except BaseException:
                 await ctx.budget.release(reserve)
                 raise
-            if data:
+            head = os.pread(fd, cfg.fingerprint_bytes, 0) if data else b""
+            ok, grown = check_chunk(self.read_offset, data, head, self.state.head_len, self.state.head_hash)
+            if data and ok:
+                if grown:
+                    # the longer head is on disk before lines it covers are sent (see check_chunk)
+                    self.state.head_len, self.state.head_hash = grown, head_hash(head[:grown])
+                    await self._persist()
                 self.last_data = time.monotonic()
                 self._process(data, reserve)
                 await asyncio.sleep(0)
                 continue
             await ctx.budget.release(reserve)
-            # At the end of what is there: the decision is reconcile.at_end_of_data (pure)
+            # At the end of what is there, or the file no longer starts as it did (truncated and
+            # rewritten past our offset: what was just read is not the content we were reading).
+            # The decision is reconcile.at_end_of_data (pure).
             st = os.fstat(fd)
-            head = os.pread(fd, cfg.fingerprint_bytes, 0)
+            if not data:
+                head = os.pread(fd, cfg.fingerprint_bytes, 0)
             self._m_behind.set(max(0, st.st_size - self.read_offset))
             ml = self.multiline
             end = at_end_of_data(
@@ -255,13 +264,9 @@ class Harvester:
             )  # fmt: skip
             if end.kind == "truncated":
                 self._truncated(head, st.st_size)
-                if ctx.persist is not None:
-                    # the new fingerprint is on disk before a line of the new content is sent:
-                    # a crash keeps the ids of what is re-sent
-                    try:
-                        await ctx.persist()
-                    except OSError as exc:
-                        log.error("checkpoint failed: %s", exc)
+                # the new fingerprint is on disk before a line of the new content is sent:
+                # a crash keeps the ids of what is re-sent
+                await self._persist()
                 continue
             if end.grow_head:
                 self.state.head_len, self.state.head_hash = len(head), head_hash(head)
@@ -280,6 +285,15 @@ class Harvester:
                 await asyncio.wait_for(self.wake.wait(), end.timeout)
         # stopping: do not flush partial multiline events; the checkpoint stays before them
         await self._drain_sends(ctx.cfg.shutdown_timeout_s)
+
+    async def _persist(self) -> None:
+        if self.ctx.persist is not None:
+            try:
+                await self.ctx.persist()
+            except OSError as exc:
+                log.error("checkpoint failed: %s", exc)
+        else:
+            self.ctx.mark_dirty()
 
     # -- the hot path ----------------------------------------------------------------------------
 
@@ -425,7 +439,8 @@ class Harvester:
                  self.read_offset, size)  # fmt: skip
         self.ctx.metrics.rotations.labels(self.inp.cfg.name, "truncated").inc()
         if self.ctx.on_truncate is not None:
-            self.ctx.on_truncate(self.state, self.read_offset)
+            # the acknowledged offset: a copy resumed there cannot skip what was still in flight
+            self.ctx.on_truncate(self.state, self.state.offset)
         # Acks still to come belong to the old content: they must not move the new checkpoint.
         self.pending.clear()
         self.read_offset = 0

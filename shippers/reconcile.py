@@ -365,6 +365,31 @@ def copy_offset(  # noqa: PLR0917
     return None
 
 
+# -- the harvester after each read ------------------------------------------------------------------
+
+
+def check_chunk(
+    read_offset: int, data: bytes, head: bytes, stored_head_len: int, stored_head_hash: str
+) -> tuple[bool, int]:
+    """Is `data` (read at `read_offset`, then `head` read from offset 0) the content we were reading?
+
+    Returns (ok, head length to store now, 0 if unchanged). The file must still start with the
+    stored head, and where the chunk overlaps the head the two reads must agree. While a file is
+    younger than its fingerprint the stored head grows with what was read, so a file truncated and
+    rewritten before we looked again is caught before a line of it goes out under the old identity
+    (the caller persists the longer head before sending: a crash cannot hide the rewrite either).
+    """
+    if not same_file(stored_head_len, stored_head_hash, head):
+        return False, 0
+    if read_offset < len(head):
+        n = min(len(head), read_offset + len(data))
+        if head[read_offset:n] != data[: n - read_offset]:
+            return False, 0
+        if n > stored_head_len:
+            return True, n
+    return True, 0
+
+
 # -- the harvester at the end of what is there -----------------------------------------------------
 
 

@@ -100,6 +100,8 @@ class Shipper:
         self._truncations: Truncations = {}  # head hash of content read, since truncated -> (offset, when)
         self._reconcile_lock = asyncio.Lock()
         self._persist_lock = asyncio.Lock()
+        self._persist_wanted = 0  # persist requests made / covered by a finished write
+        self._persist_done = 0
         self._rules = Rules(
             fingerprint_bytes=cfg.fingerprint_bytes,
             inputs=tuple(InputRules(c.name, c.start_position, c.ignore_older_s) for c in cfg.inputs),
@@ -129,14 +131,21 @@ class Shipper:
 
     async def persist(self) -> None:
         """Write the registry now, off the event loop: a copy of the states taken here is written
-        by a thread (temp file, fsync, rename, fsync dir); one write at a time, in order."""
+        by a thread (temp file, fsync, rename, fsync dir); one write at a time, in order. Callers
+        that arrive while a write is under way share the next one."""
+        self._persist_wanted += 1
+        wanted = self._persist_wanted
         async with self._persist_lock:
+            if self._persist_done >= wanted:
+                return  # a write that started after our request covered it
+            target = self._persist_wanted
             self._dirty = False
             snapshot = {k: replace(s) for k, s in self.states.items()}
             if isinstance(self.store, CheckpointStore):
                 await asyncio.to_thread(self.store.save, snapshot)
             else:  # an embedding's store (logtide run) that only takes note
                 self.store.save(snapshot)
+            self._persist_done = target
             self.metrics.checkpointed()
 
     async def run(self) -> None:
