@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
@@ -24,7 +25,7 @@ import orjson
 from logtide.shippers.checkpoint_store import FileState
 from logtide.shippers.config import LogInputConfig, ShipperConfig
 from logtide.shippers.events import IdHasher, LogEventBuilder, now_iso
-from logtide.shippers.line_reader import LineReader
+from logtide.shippers.line_reader import LineReader, decode_line
 from logtide.shippers.metrics import ShipperMetrics
 from logtide.shippers.multiline import MultilineAggregator, MultilineEvent
 from logtide.shippers.output import Output, Record
@@ -152,11 +153,13 @@ class Harvester:
         self.once = once
         self.wake = asyncio.Event()
         self.orphaned = False  # renamed away from every pattern, or deleted
+        self.stop_requested = False  # this harvester only (configuration reload)
         self.done = False
         self.finished_cleanly = False
         self.task: asyncio.Task[None] | None = None
         cfg = ctx.cfg
         self.reader = LineReader(cfg.max_line_bytes, cfg.long_lines)
+        self.reader.reset(state.offset)  # an early flush must not move the checkpoint back to 0
         self.multiline = MultilineAggregator(inp.cfg.multiline) if inp.cfg.multiline else None
         self.pending: deque[list[Any]] = deque()  # [end_offset, acked]
         self.sends: set[asyncio.Task[None]] = set()
@@ -165,6 +168,7 @@ class Harvester:
         self.key = f"{ctx.host_name}/{state.key}".encode()
         self.ids = IdHasher(ctx.host_name, state.fp_id)
         self.last_data = time.monotonic()
+        self.mtime = datetime.now(UTC)  # the file's modification time (year: file_mtime), from fstat
         self.expansion = 2.5  # encoded bytes per raw byte, learnt as lines go by
         self._m_lines = ctx.metrics.lines_read.labels(inp.cfg.name)
         self._m_bytes = ctx.metrics.bytes_read.labels(inp.cfg.name)
@@ -179,6 +183,12 @@ class Harvester:
     def start(self) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self.run(), name=f"harvest:{self.state.path}")
         return self.task
+
+    def stop(self) -> None:
+        """Stop reading; sends under way complete (bounded by shutdown_timeout_s); partial multiline
+        events are not flushed (the checkpoint stays before them, they are read again)."""
+        self.stop_requested = True
+        self.wake.set()
 
     def set_path(self, path: str) -> None:
         if path != self.state.path:
@@ -205,6 +215,7 @@ class Harvester:
             ctx.metrics.open_files.inc()
             try:
                 st = os.fstat(fd)
+                self.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
                 if (st.st_dev, st.st_ino) != (self.state.dev, self.state.ino):
                     log.info("%s was replaced before it could be opened; rescanning", self.state.path)
                     return
@@ -223,7 +234,7 @@ class Harvester:
     async def _loop(self, fd: int) -> None:
         ctx = self.ctx
         cfg = ctx.cfg
-        while not ctx.stopping.is_set():
+        while not ctx.stopping.is_set() and not self.stop_requested:
             # Read as much as, once encoded, fits a third of the budget: a few chunks in flight keep
             # the partition busy; short lines (which expand most) are read in smaller chunks.
             chunk = max(4096, min(cfg.read_chunk_bytes, int(ctx.budget.limit / 3 / self.expansion)))
@@ -250,6 +261,7 @@ class Harvester:
             # rewritten past our offset: what was just read is not the content we were reading).
             # The decision is reconcile.at_end_of_data (pure).
             st = os.fstat(fd)
+            self.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
             if not data:
                 head = os.pread(fd, cfg.fingerprint_bytes, 0)
             self._m_behind.set(max(0, st.st_size - self.read_offset))
@@ -276,6 +288,8 @@ class Harvester:
                 self._flush_multiline()
                 await self._drain_sends()
                 self.finished_cleanly = end.kind == "finish"
+                log.info("closed %s at offset %d (%s)", self.state.path, self.read_offset,
+                         "removed" if self.orphaned else "read to the end" if self.once else "inactive")  # fmt: skip
                 return
             if end.kind == "flush_multiline":
                 self._flush_multiline()
@@ -310,7 +324,7 @@ class Harvester:
         else:
             ml = self.multiline
             for start, stop, raw, truncated in lines:
-                text, flags = _decode(raw, truncated)
+                text, flags = decode_line(raw, truncated)
                 done = ml.push(text, start, stop, flags)
                 if done is not None:
                     self._build_event(done, records)
@@ -322,6 +336,8 @@ class Harvester:
 
     def _build_lines(self, lines: list[Any], records: list[Record]) -> None:
         builder = self.inp.builder
+        if builder.year_from_mtime:
+            builder.ts.reference = self.mtime  # builders are shared: set for this file's lines
         if builder.plain:
             self._count_flags(0, builder.encode_plain(lines, self.key, self.ids, self.path_block, records))
             return
@@ -336,12 +352,7 @@ class Harvester:
         for start, _stop, raw, truncated in lines:
             if not raw:
                 continue  # empty lines carry nothing (as in Filebeat); their bytes still count as read
-            try:
-                text = raw.decode()
-                flags = ["truncated"] if truncated else []
-            except UnicodeDecodeError:
-                text = raw.decode("utf-8", "replace")
-                flags = ["invalid_utf8", "truncated"] if truncated else ["invalid_utf8"]
+            text, flags = decode_line(raw, truncated)
             value, failed = build(text, start, flags, path_block, ids(start), ingested)
             if failed:
                 failures += 1
@@ -351,6 +362,8 @@ class Harvester:
         self._count_flags(failures, flagged)
 
     def _build_event(self, ev: MultilineEvent, records: list[Record]) -> None:
+        if self.inp.builder.year_from_mtime:
+            self.inp.builder.ts.reference = self.mtime
         flags = sorted(ev.flags)
         text = ev.text
         if not text and len(ev.lines) <= 1:
@@ -452,13 +465,3 @@ class Harvester:
         self.ids = IdHasher(self.ctx.host_name, self.state.fp_id)
         self.state.offset = 0
         self.ctx.mark_dirty()
-
-
-def _decode(raw: bytes, truncated: bool) -> tuple[str, tuple[str, ...]]:
-    try:
-        text = raw.decode()
-        flags: tuple[str, ...] = ("truncated",) if truncated else ()
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", "replace")
-        flags = ("invalid_utf8", "truncated") if truncated else ("invalid_utf8",)
-    return text, flags

@@ -222,14 +222,16 @@ def plan(
     *,
     truncations: Truncations,
     rules: Rules,
-    initial: bool,
+    initial: bool | frozenset[int],
     now: float,
 ) -> Plan:
     """The actions that bring harvesters and registry in line with what a scan found.
 
     `heads[path]` holds the first `fingerprint_bytes` of each path `heads_needed` asked for (None:
     could not be read this time; the file is looked at again on the next pass). `states` and
-    `running` are not modified. `now` is wall-clock seconds.
+    `running` are not modified. `now` is wall-clock seconds. `initial`: the first scan (of every
+    input, or of the inputs whose indexes are given: added by a reload), where `start_position`
+    applies.
     """
     by_key = first_per_file(seen)
     out = Plan(truncations={h: v for h, v in truncations.items() if now - v[1] < rules.truncation_memory_s})
@@ -308,7 +310,8 @@ def plan(
         reason = "copy"
         if offset is None:
             reason = "new"
-            offset = f.size if (initial and inp.start_position == "end") else 0
+            first = initial if isinstance(initial, bool) else f.input_index in initial
+            offset = f.size if (first and inp.start_position == "end") else 0
         state = FileState(
             key=key, path=f.path, dev=f.dev, ino=f.ino, head_len=len(head), head_hash=head_hash(head),
             fp_id=new_fp_id(f.dev, f.ino, now), offset=offset, input=inp.name, updated=now,

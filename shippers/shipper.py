@@ -102,11 +102,8 @@ class Shipper:
         self._persist_lock = asyncio.Lock()
         self._persist_wanted = 0  # persist requests made / covered by a finished write
         self._persist_done = 0
-        self._rules = Rules(
-            fingerprint_bytes=cfg.fingerprint_bytes,
-            inputs=tuple(InputRules(c.name, c.start_position, c.ignore_older_s) for c in cfg.inputs),
-            once=once,
-        )
+        self._rules = self._make_rules()
+        self._initial_inputs: frozenset[int] = frozenset()  # inputs added by a reload: their first scan
         self.ctx: HarvestContext | None = None
         self.started = asyncio.Event()
 
@@ -150,7 +147,16 @@ class Shipper:
 
     async def run(self) -> None:
         cfg = self.cfg
+        if isinstance(self.store, CheckpointStore):
+            self.store.check_writable()
         self.states = self.store.load()
+        if self.once:
+            for inp in cfg.inputs:
+                if inp.start_position == "end":
+                    log.warning(
+                        "input %s: --once with start_position: end reads nothing from files without a "
+                        "checkpoint; use --from-beginning or start_position: beginning", inp.name
+                    )  # fmt: skip
         if cfg.metrics_listen:
             addr = self.metrics.serve(cfg.metrics_listen)
             log.info("shipper metrics on http://%s:%d/metrics", *addr)
@@ -181,6 +187,7 @@ class Shipper:
             if self.inputs:
                 background.append(asyncio.create_task(self._watch_supervisor(), name="watch"))
             background.extend(self._metric_tasks())
+            background.append(asyncio.create_task(self._totals_loop(), name="totals"))
             await self._stop.wait()
         finally:
             await self._shutdown(background)
@@ -234,6 +241,61 @@ class Shipper:
 
     # -- discovery -------------------------------------------------------------------------------
 
+    async def reload(self, cfg: ShipperConfig) -> list[str]:
+        """Apply a new configuration while running (SIGHUP, --watch-config).
+
+        Inputs added start (their `start_position` applies as at start-up); inputs removed or changed
+        stop after their sends are acknowledged and the registry is written; changed ones start again
+        at their checkpoints with the new settings. Settings other than the inputs and the
+        per-file timings keep their running values: returned (and logged) as needing a restart.
+        """
+        live_keys = {"inputs", "close_inactive_s", "close_removed_after_s", "rescan_interval_s", "checkpoint_interval_s",
+                     "shutdown_timeout_s", "retry_initial_s", "retry_max_s", "max_line_bytes", "long_lines",
+                     "read_chunk_bytes", "watch_debounce_ms"}  # fmt: skip
+        old_dump, new_dump = self.cfg.model_dump(), cfg.model_dump()
+        restart = sorted(k for k in new_dump if k not in live_keys and new_dump[k] != old_dump[k])
+        if restart:
+            log.warning(
+                "configuration reload: %s need(s) a restart; keeping the running value(s)", ", ".join(restart)
+            )
+        cfg = cfg.model_copy(update={k: getattr(self.cfg, k) for k in restart})
+        async with self._reconcile_lock:
+            old = {i.cfg.name: i.cfg for i in self.inputs}
+            new = {c.name: c for c in cfg.inputs}
+            stale = {name for name, c in old.items() if new.get(name) != c}
+            added = [name for name in new if name not in old]
+            stopping = [h for h in self.active.values() if h.inp.cfg.name in stale]
+            for h in stopping:
+                h.stop()
+            tasks = [h.task for h in stopping if h.task is not None]
+            if tasks:
+                _done, pending = await asyncio.wait(tasks, timeout=self.cfg.shutdown_timeout_s)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            self.active = {k: h for k, h in self.active.items() if h not in stopping}
+            self.cfg = cfg
+            assert self.ctx is not None
+            self.ctx.cfg = cfg
+            self.inputs = [
+                InputRuntime(i, c, LogEventBuilder(c, self.host), c.topic or self.log_topic)
+                for i, c in enumerate(cfg.inputs)
+            ]
+            self._rules = self._make_rules()
+            self._initial_inputs = frozenset(i for i, c in enumerate(cfg.inputs) if c.name in added)
+            await self.persist()
+        log.info("configuration reloaded: %d input(s) added, %d stopped or restarted, %d unchanged",
+                 len(added), len(stale), len(new) - len(added) - len(stale & set(new)))  # fmt: skip
+        await self.reconcile()
+        return restart
+
+    def _make_rules(self) -> Rules:
+        return Rules(
+            fingerprint_bytes=self.cfg.fingerprint_bytes,
+            inputs=tuple(InputRules(c.name, c.start_position, c.ignore_older_s) for c in self.cfg.inputs),
+            once=self.once,
+        )
+
     async def reconcile(self) -> None:
         """Match the files on disk with harvesters and registry states (start-up, events, rescans).
 
@@ -242,14 +304,23 @@ class Shipper:
         """
         async with self._reconcile_lock:
             assert self.ctx is not None
-            initial = self._first_scan
+            initial: bool | frozenset[int] = self._first_scan or self._initial_inputs
             self._first_scan = False
+            self._initial_inputs = frozenset()
             # running harvesters as they are before the scan: one that finishes during it is
             # released on the next pass, so its final offset is never compared with a stale size
             running = {
                 k: Running(h.state.path, h.read_offset, h.done, h.orphaned) for k, h in self.active.items()
             }
             seen, skipped = await asyncio.to_thread(scan, [i.cfg for i in self.inputs])
+            if initial:
+                matched = {f.input_index for f in seen} | {idx for _p, idx, _r in skipped}
+                for inp in self.inputs:
+                    if inp.index not in matched and (initial is True or inp.index in initial):
+                        log.warning(
+                            "input %s: no file matches %s (yet): check the paths (absolute, shell globs) and "
+                            "permissions; files that appear later are picked up", inp.cfg.name, inp.cfg.paths
+                        )  # fmt: skip
             for path, idx, reason in skipped:
                 self._skip_once(path, self.inputs[idx].cfg.name, reason)
             need = heads_needed(seen, self.states, running)
@@ -311,7 +382,7 @@ class Shipper:
             h = Harvester(self.ctx, self.inputs[a.input_index], self.states[a.key], once=self.once)
             self.active[a.key] = h
             h.start()
-            log.debug("harvesting %s from offset %d", h.state.path, h.state.offset)
+            log.info("reading %s from offset %d", h.state.path, h.state.offset)
 
     def _heads(self, paths: list[str]) -> dict[str, bytes | None]:
         return {p: self._head(p) for p in paths}
@@ -355,6 +426,19 @@ class Shipper:
                 except OSError as exc:
                     log.error("checkpoint failed: %s (will retry)", exc)
 
+    async def _totals_loop(self, every_s: float = 60.0) -> None:
+        """One INFO line a minute with what moved (nothing when nothing did)."""
+        last = self.metrics.totals()
+        while True:
+            await asyncio.sleep(every_s)
+            now = self.metrics.totals()
+            delta = {k: now[k] - last.get(k, 0) for k in now}
+            last = now
+            if any(delta.values()):
+                log.info("last %.0fs: %d lines read, %d events sent (%d bytes), %d send retries, %d files open",
+                         every_s, delta["lines"], delta["events"], delta["bytes"], delta["retries"],
+                         len([h for h in self.active.values() if not h.done]))  # fmt: skip
+
     async def _rescan_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.rescan_interval_s)
@@ -384,6 +468,9 @@ class Shipper:
         from watchfiles import Change, awatch
 
         recursive = any(r for _, r in roots)
+        chatter = logging.getLogger("watchfiles")
+        if chatter.level == logging.NOTSET:  # "N changes detected" on every batch: DEBUG, not INFO
+            chatter.setLevel(logging.WARNING)
         paths = [p for p, _ in roots]
         stop = asyncio.Event()
         try:
