@@ -60,34 +60,62 @@ class LogEventBuilder:
     def encode_plain(
         self, lines: list[Any], key: bytes, ids: IdHasher, path_block: dict[str, Any], records: list[Any]
     ) -> list[str]:
-        """The hot path for plain inputs: many lines, one loop, no per-line calls; returns the flags seen."""
+        """The hot path for plain inputs: many lines, one loop, no per-line calls; returns the flags seen.
+
+        A plain event differs from line to line only in its offset, id and message: the rest is
+        encoded once per call and the event is joined from bytes (orjson encodes the message), the
+        same JSON document as `build` gives, keys in another order. Flagged lines take `build`.
+        """
         dumps = _dumps
         append = records.append
-        host, dataset = self.host, self.dataset
-        labels, service, fields = self.labels, self.service, self.fields
         ingested = now_iso()
+        common: dict[str, Any] = {"@timestamp": ingested, "host": self.host}
+        if self.labels:
+            common["labels"] = self.labels
+        if self.service:
+            common["service"] = self.service
+        if self.fields:
+            common["attributes"] = self.fields
+        common["logtide"] = {"schema": LOG_KIND, "version": SCHEMA_VERSION, "flags": []}
+        head = dumps(common)[:-1] + b',"log":{"file":' + dumps(path_block) + b',"offset":'
+        mid = (
+            b'},"event":{"ingested":"'
+            + ingested.encode()
+            + b'","dataset":'
+            + dumps(self.dataset)
+            + b',"id":"'
+        )
+        join = b"".join
         flagged: list[str] = []
         for start, _stop, raw, truncated in lines:
             if not raw:
                 continue  # empty lines carry nothing (as in Filebeat); their bytes still count as read
+            if not truncated:
+                try:
+                    msg = dumps(raw.decode())
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    append(
+                        (
+                            key,
+                            join(
+                                (
+                                    head,
+                                    str(start).encode(),
+                                    mid,
+                                    ids(start).encode(),
+                                    b'"},"message":',
+                                    msg,
+                                    b"}",
+                                )
+                            ),
+                        )
+                    )
+                    continue
             text, flags = decode_line(raw, truncated)
-            ev = {
-                "@timestamp": ingested,
-                "event": {"id": ids(start), "ingested": ingested, "dataset": dataset},
-                "logtide": {"schema": LOG_KIND, "version": SCHEMA_VERSION, "flags": flags},
-                "message": text,
-                "log": {"file": path_block, "offset": start},
-                "host": host,
-            }
-            if labels:
-                ev["labels"] = labels
-            if service:
-                ev["service"] = service
-            if fields:
-                ev["attributes"] = fields
-            append((key, dumps(ev)))
-            if flags:
-                flagged.extend(flags)
+            append((key, self.build(text, start, flags, path_block, ids(start), ingested)[0]))
+            flagged.extend(flags)
         return flagged
 
     def build(  # noqa: PLR0917 - the hot path: positional arguments are measurably cheaper

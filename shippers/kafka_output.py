@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from logtide.shippers.aiokafka_compat import DEFAULT_LEVELS, murmur2, set_compression_levels
+from logtide.shippers.aiokafka_compat import DEFAULT_LEVELS, append_records, murmur2, set_compression_levels
 from logtide.shippers.output import Record
 
 log = logging.getLogger(__name__)
@@ -114,17 +114,16 @@ class KafkaOutput:
             futures = []
             for partition, recs in groups.items():
                 async with self._locks[(topic, partition)]:
-                    batch = producer.create_batch()
-                    for key, value in recs:
-                        if batch.append(key=key, value=value, timestamp=None) is None:
-                            batch.close()
-                            futures.append(await producer.send_batch(batch, topic, partition=partition))
-                            batch = producer.create_batch()
-                            if batch.append(key=key, value=value, timestamp=None) is None:
-                                raise RecordTooLarge(f"record of {len(value)} bytes does not fit a batch")
-                    # Closed: our caller already batched (one read chunk), so no linger on top of it.
-                    batch.close()
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    done = 0
+                    while done < len(recs):
+                        batch = producer.create_batch()
+                        upto = append_records(batch, recs, done)
+                        if upto == done:
+                            raise RecordTooLarge(f"record of {len(recs[done][1])} bytes does not fit a batch")
+                        done = upto
+                        # Closed: our caller already batched (one read chunk), so no linger on top of it.
+                        batch.close()
+                        futures.append(await producer.send_batch(batch, topic, partition=partition))
             results = await asyncio.gather(*futures, return_exceptions=True)
         except RecordTooLarge:
             raise

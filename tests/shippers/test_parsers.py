@@ -236,3 +236,7 @@ def test_plain_fast_path_matches_the_contract() -> None:
         "truncated",
     ]
     assert first.labels == {"env": "prod"} and first.service is not None and first.service.name == "api"
+    # the joined bytes are the document `build` gives (keys in another order)
+    fast = orjson.loads(records[0][1])
+    slow = orjson.loads(b.build("abc", 0, [], {"path": "/x"}, ids(0), fast["@timestamp"])[0])
+    assert fast == slow
