@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from binascii import hexlify
 from hashlib import blake2b
 
 
@@ -28,6 +29,12 @@ class StableIdPrefix:
         self.base = blake2b(digest_size=16)
         for part in prefix:
             self.base.update(_part(part))
+
+    def hex_of_repr(self, last_repr: bytes) -> bytes:
+        """The id as ASCII bytes, given `repr(last).encode()` (the shipper's hot path has it already)."""
+        h = self.base.copy()
+        h.update(len(last_repr).to_bytes(4, "little") + last_repr)
+        return hexlify(h.digest())
 
     def __call__(self, last: object) -> str:
         h = self.base.copy()

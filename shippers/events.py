@@ -9,7 +9,6 @@ twice (after a crash) gets the same id, so the sinks deduplicate it.
 from __future__ import annotations
 
 import math
-from binascii import hexlify
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,7 +86,7 @@ class LogEventBuilder:
             + b',"id":"'
         )
         join = b"".join
-        new_hash = ids.base.copy  # ids(start), hashed inline: the id is most of a line's cost
+        id_hex = ids.hex_of_repr  # ids(start) as bytes, from the offset's digits computed once
         flagged: list[str] = []
         for start, _stop, raw, truncated in lines:
             if not raw:
@@ -99,9 +98,7 @@ class LogEventBuilder:
                     pass
                 else:
                     off = str(start).encode()
-                    h = new_hash()
-                    h.update(len(off).to_bytes(4, "little") + off)
-                    event = (head, off, mid, hexlify(h.digest()), b'"},"message":', msg, b"}")
+                    event = (head, off, mid, id_hex(off), b'"},"message":', msg, b"}")
                     append((key, join(event)))
                     continue
             text, flags = decode_line(raw, truncated)
