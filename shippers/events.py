@@ -135,7 +135,22 @@ class LogEventBuilder:
         if self.fields:
             attrs = ev.get("attributes")
             ev["attributes"] = {**self.fields, **attrs} if attrs else self.fields
-        return _dumps(ev), failed
+        try:
+            return _dumps(ev), failed
+        except TypeError as exc:  # a parsed value JSON cannot carry (an integer past 64 bits): never a crash
+            return self._unencodable(ev, text, exc), True
+
+    def _unencodable(self, ev: dict[str, Any], text: str, exc: TypeError) -> bytes:
+        for key in ("attributes", "http", "process", "url", "source", "user", "user_agent"):
+            ev.pop(key, None)
+        meta = ev["logtide"]
+        if "parse_failure" not in meta["flags"]:
+            meta["flags"].append("parse_failure")
+        meta["parse_error"] = f"not encodable: {exc}"
+        ev["event"]["original"] = text
+        ev["message"] = text
+        ev["tags"] = ["_parse_failure"]
+        return _dumps(ev)
 
     def _parsed(  # noqa: PLR0917
         self,

@@ -47,7 +47,9 @@ def parse_access_log(line: str) -> dict[str, Any]:
         resp["status_code"] = code
         level = "error" if code >= 500 else "warning" if code >= 400 else "info"
     if size != "-":
-        resp["body"] = {"bytes": int(size)}
+        nbytes = int(size)
+        if nbytes < 1 << 63:  # JSON integers are 64-bit downstream; a larger "size" is not one
+            resp["body"] = {"bytes": nbytes}
     if referrer and referrer != "-":
         req["referrer"] = referrer
     if req:
