@@ -1,6 +1,6 @@
 """Benchmark: one 1 GiB file of ~200-byte lines into the local Kafka, side by side with peers.
 
-    .venv/bin/python bench/bench_shipper.py [--size-mib 1024] [--bootstrap 127.0.0.1:9092] [--only ours,kcat,rsyslog]
+    .venv/bin/python bench/bench_shipper.py [--size-mib 1024] [--rounds 3] [--bootstrap 127.0.0.1:9092] [--only ours,kcat,rsyslog]
 
 Runs, each with acks=all and lz4 and into its own fresh topic:
   * ours:    `logtide ship --once` (one process)
@@ -203,6 +203,9 @@ def main() -> None:
     ap.add_argument("--bootstrap", default=None, help="default: the local Kafka of `logtide services up`")
     ap.add_argument("--only", default="ours,kcat,rsyslog")
     ap.add_argument("--keep", action="store_true", help="keep the generated file and work directory")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="repeat, rotating the order; prints the median ratio"
+    )
     args = ap.parse_args()
     if args.bootstrap is None:
         from logtide.services import ensure_up
@@ -215,36 +218,62 @@ def main() -> None:
     lines, nbytes = make_file(file, args.size_mib)
     print(f"file: {lines:,} lines, {nbytes / (1 << 20):.0f} MiB, {nbytes / lines:.0f} B/line "
           f"(written in {time.perf_counter() - t0:.1f}s); broker {args.bootstrap}; acks=all, lz4")  # fmt: skip
-    results: list[Result] = []
+    rounds: list[list[Result]] = []
+    order = [w for w in ("ours", "kcat", "rsyslog") if w in which]
     try:
-        if "ours" in which:
-            results.append(bench_ours(file, lines, nbytes, args.bootstrap, work))
-            print(_row(results[-1]), flush=True)
-        if "kcat" in which:
-            if shutil.which("kcat"):
-                results.append(bench_kcat(file, lines, nbytes, args.bootstrap))
-                print(_row(results[-1]), flush=True)
-            else:
-                print("kcat: not installed (apt-get install kcat)")
-        if "rsyslog" in which:
-            if shutil.which("rsyslogd") and Path("/usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so").exists():
-                results.append(bench_rsyslog(file, lines, nbytes, args.bootstrap, work))
-                print(_row(results[-1]), flush=True)
-            else:
-                print("rsyslog: not installed (apt-get install rsyslog rsyslog-kafka)")
+        for rnd in range(args.rounds):
+            results: list[Result] = []
+            # rotate who goes first: on a shared machine the load changes from one run to the next
+            for who in order[rnd % len(order) :] + order[: rnd % len(order)]:
+                r = _bench_one(who, file, lines, nbytes, args.bootstrap, work, rnd)
+                if r is not None:
+                    results.append(r)
+                    print(_row(r), flush=True)
+            rounds.append(results)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print()
     print(f"{'shipper':26} {'lines/s':>11} {'MiB/s':>8} {'peak RSS':>9} {'CPU s':>7} {'wall s':>7}  check")
-    for r in results:
-        print(_row(r))
-    ours = next((r for r in results if r.name == "logtide ship"), None)
-    if ours:
+    ratios: dict[str, list[tuple[float, float]]] = {}
+    for n, results in enumerate(rounds, 1):
+        if len(rounds) > 1:
+            print(f"round {n}:")
         for r in results:
-            if r is not ours:
-                print(f"ours / {r.name}: {ours.lines_per_s / r.lines_per_s:.2f}x throughput, "
-                      f"{ours.cpu_s / r.cpu_s:.2f}x CPU seconds, {ours.peak_rss_mib / r.peak_rss_mib:.2f}x peak RSS")  # fmt: skip
+            print(_row(r))
+        ours = next((r for r in results if r.name == "logtide ship"), None)
+        if ours:
+            for r in results:
+                if r is not ours:
+                    ratios.setdefault(r.name, []).append(
+                        (ours.lines_per_s / r.lines_per_s, ours.cpu_s / r.cpu_s)
+                    )
+                    print(f"ours / {r.name}: {ours.lines_per_s / r.lines_per_s:.2f}x throughput, "
+                          f"{ours.cpu_s / r.cpu_s:.2f}x CPU seconds, {ours.peak_rss_mib / r.peak_rss_mib:.2f}x peak RSS")  # fmt: skip
+    if len(rounds) > 1:
+        for name, rs in ratios.items():
+            thr = sorted(x for x, _ in rs)
+            cpu = sorted(y for _, y in rs)
+            print(f"median over {len(rs)} rounds, ours / {name}: {thr[len(thr) // 2]:.2f}x throughput "
+                  f"(range {thr[0]:.2f}-{thr[-1]:.2f}), {cpu[len(cpu) // 2]:.2f}x CPU seconds")  # fmt: skip
+
+
+def _bench_one(  # noqa: PLR0917 - a bench helper
+    who: str, file: Path, lines: int, nbytes: int, bootstrap: str, work: Path, rnd: int
+) -> Result | None:
+    if who == "ours":
+        return bench_ours(file, lines, nbytes, bootstrap, work / f"r{rnd}")
+    if who == "kcat":
+        if shutil.which("kcat"):
+            return bench_kcat(file, lines, nbytes, bootstrap)
+        print("kcat: not installed (apt-get install kcat)")
+        return None
+    if shutil.which("rsyslogd") and Path("/usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so").exists():
+        sub = work / f"r{rnd}"
+        sub.mkdir(exist_ok=True)
+        return bench_rsyslog(file, lines, nbytes, bootstrap, sub)
+    print("rsyslog: not installed (apt-get install rsyslog rsyslog-kafka)")
+    return None
 
 
 def _row(r: Result) -> str:

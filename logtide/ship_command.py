@@ -3,6 +3,8 @@
 The wiring lives here (it may import everything): the config file or flags become a
 `ShipperConfig`, `producer_kwargs` builds the aiokafka producer (TLS, SASL, acks=all, idempotence),
 and `shippers.Shipper` runs until SIGTERM/SIGINT, or until every file is read with `--once`.
+SIGHUP (and `--watch-config`, on a change of the file) reloads the configuration: see
+`Shipper.reload`; an invalid file is refused with its key path and the running configuration kept.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from logtide.log_setup import configure_logging
 )
 @click.option("--metrics-listen", help="Serve the shipper's /metrics on HOST:PORT.")
 @click.option("--compression", type=click.Choice(["lz4", "zstd", "gzip", "snappy", "none"]), help="Override.")
+@click.option(
+    "--watch-config", is_flag=True, help="Reload the configuration file when it changes (as SIGHUP)."
+)
 @click.option("-v", "--verbose", count=True, help="More logging.")
 def ship(  # noqa: PLR0917 - click passes every option
     config_path: str | None,
@@ -52,6 +57,7 @@ def ship(  # noqa: PLR0917 - click passes every option
     once: bool,
     metrics_listen: str | None,
     compression: str | None,
+    watch_config: bool,
     verbose: int,
 ) -> None:
     """Ship log files and metrics to Kafka (at-least-once; the registry resumes after any crash)."""
@@ -64,21 +70,26 @@ def ship(  # noqa: PLR0917 - click passes every option
         raise SystemExit(2) from None
     level = "DEBUG" if verbose > 1 else "INFO" if verbose else cfg.logging.level
     configure_logging(level, cfg.logging.format)
-    sc = cfg.shipper
-    updates: dict[str, object] = {}
-    if paths:
-        inp = LogInputConfig(paths=list(paths), exclude=list(excludes), parser=ParserConfig(type=parser))  # type: ignore[arg-type]
-        updates["inputs"] = [*sc.inputs, inp]
-    if from_beginning:
-        inputs = updates.get("inputs", sc.inputs)
-        updates["inputs"] = [i.model_copy(update={"start_position": "beginning"}) for i in inputs]  # type: ignore[attr-defined]
-    if state_dir:
-        updates["state_dir"] = Path(state_dir)
-    if topic:
-        updates["topic"] = topic
-    if metrics_listen:
-        updates["metrics_listen"] = metrics_listen
-    sc = sc.model_copy(update=updates)
+
+    def shipper_section(cfg):  # type: ignore[no-untyped-def]
+        """The shipper section with the command line's options applied (at start and on reload)."""
+        sc = cfg.shipper
+        updates: dict[str, object] = {}
+        if paths:
+            inp = LogInputConfig(paths=list(paths), exclude=list(excludes), parser=ParserConfig(type=parser))  # type: ignore[arg-type]
+            updates["inputs"] = [*sc.inputs, inp]
+        if from_beginning:
+            inputs = updates.get("inputs", sc.inputs)
+            updates["inputs"] = [i.model_copy(update={"start_position": "beginning"}) for i in inputs]  # type: ignore[attr-defined]
+        if state_dir:
+            updates["state_dir"] = Path(state_dir)
+        if topic:
+            updates["topic"] = topic
+        if metrics_listen:
+            updates["metrics_listen"] = metrics_listen
+        return sc.model_copy(update=updates)
+
+    sc = shipper_section(cfg)
     kafka = cfg.kafka
     if bootstrap:
         kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap.split(",")})
@@ -97,12 +108,59 @@ def ship(  # noqa: PLR0917 - click passes every option
     if sc.host_metrics.enabled or sc.prometheus_scrapes:
         wanted.append(sc.metrics_topic or names.metrics_raw)
     preflight(kafka, wanted, logging.getLogger("logtide.shipper"))
-    raise SystemExit(asyncio.run(_run(cfg, kafka, sc, once)))
+
+    def reread():  # type: ignore[no-untyped-def]
+        return shipper_section(load_config(config_path))
+
+    if watch_config and not config_path:
+        click.echo("--watch-config needs --config FILE", err=True)
+        raise SystemExit(2)
+    raise SystemExit(
+        asyncio.run(
+            _run(
+                cfg,
+                kafka,
+                sc,
+                once,
+                reread=reread if config_path else None,
+                watch=config_path if watch_config else None,
+            )
+        )
+    )
 
 
-async def _run(cfg, kafka, sc, once: bool) -> int:  # type: ignore[no-untyped-def]
+async def _reload(shipper, reread) -> None:  # type: ignore[no-untyped-def]
+    """Validate the file again; an invalid one is refused with the key path and the running one kept."""
+    log = logging.getLogger("logtide.ship")
+    if reread is None:
+        log.warning("SIGHUP: no --config file to reload")
+        return
+    try:
+        new = reread()
+    except ConfigError as exc:
+        log.error("configuration reload refused, the running configuration is kept:\n%s", exc)
+        return
+    await shipper.started.wait()  # valid: applied once the shipper runs (the output may still be starting)
+    try:
+        await shipper.reload(new)
+    except Exception:
+        log.exception("configuration reload failed")
+
+
+async def _watch_file(path: str, on_change) -> None:  # type: ignore[no-untyped-def]
+    from watchfiles import awatch
+
+    target = Path(path).resolve()
+    async for changes in awatch(target.parent, watch_filter=lambda _c, p: Path(p).resolve() == target,
+                                debounce=500, recursive=False):  # fmt: skip
+        if changes:
+            on_change()
+
+
+async def _run(cfg, kafka, sc, once: bool, *, reread=None, watch: str | None = None) -> int:  # type: ignore[no-untyped-def]
     from logtide.kafka_client import producer_kwargs
     from logtide.schemas import Topics
+    from logtide.shippers.checkpoint_store import StateDirError
     from logtide.shippers.kafka_output import KafkaOutput
     from logtide.shippers.shipper import Shipper
 
@@ -112,5 +170,21 @@ async def _run(cfg, kafka, sc, once: bool) -> int:  # type: ignore[no-untyped-de
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shipper.request_stop)
-    await shipper.run()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(_reload(shipper, reread))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    watcher = loop.create_task(_watch_file(watch, reload)) if watch and not once else None
+    try:
+        await shipper.run()
+    except StateDirError as exc:
+        logging.getLogger("logtide.ship").error("%s", exc)
+        return 2
+    finally:
+        if watcher is not None:
+            watcher.cancel()
     return 0

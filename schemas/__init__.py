@@ -12,7 +12,7 @@ from logtide.schemas.codec import (
     to_document,
     validate,
 )
-from logtide.schemas.ids import stable_id
+from logtide.schemas.ids import StableIdPrefix, stable_id
 from logtide.schemas.models import (
     MODELS,
     SCHEMA_VERSION,
@@ -77,6 +77,7 @@ __all__ = [
     "Series",
     "Service",
     "Severity",
+    "StableIdPrefix",
     "Stats",
     "Topics",
     "Trace",

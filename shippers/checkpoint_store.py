@@ -77,6 +77,10 @@ def load_json_or_set_aside(path: Path, what: str, check: Callable[[Any], T]) -> 
         return None
 
 
+class StateDirError(RuntimeError):
+    """The registry's directory cannot be created or written; the message says what to change."""
+
+
 class CheckpointStore:
     """Loads and atomically saves the registry in `state_dir/registry.json`."""
 
@@ -84,6 +88,22 @@ class CheckpointStore:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / "registry.json"
         self.last_write = 0.0
+
+    def check_writable(self) -> None:
+        """One clear error at start rather than a failed checkpoint later (e.g. a non-root user and
+        the default /var/lib/logtide/shipper)."""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            ok = os.access(self.state_dir, os.W_OK | os.X_OK)
+            why = "not writable by this user"
+        except OSError as exc:
+            ok, why = False, exc.strerror or str(exc)
+        if not ok:
+            raise StateDirError(
+                f"state directory {self.state_dir}: {why}. Create it for this user "
+                f"(sudo install -d -o $USER {self.state_dir}) or choose another with shipper.state_dir "
+                "in the configuration or --state-dir"
+            )
 
     def load(self) -> dict[str, FileState]:
         files = load_json_or_set_aside(

@@ -63,13 +63,36 @@ class ParserConfig(_Section):
     )
     timestamp_formats: list[str] = Field(
         default_factory=list,
-        description="strptime formats or iso8601, rfc3164, clf, unix, unix_ms; tried in order, then a lenient parse.",
+        description="strptime formats or iso8601, rfc3164, clf, apache_error, unix, unix_ms, auto; tried in "
+        "order, nothing else (list auto last for a lenient guess). Default per parser: see shippers/README.md.",
     )
     timezone: str = Field(default="UTC", description="Zone of timestamps that carry none (IANA name).")
+    year: int | Literal["now", "file_mtime"] = Field(
+        default="now",
+        description="Year of timestamps that carry none (rfc3164, formats without %Y): the current time's, "
+        "the file's modification time's, or this year. A date over a day after the reference is last year's.",
+    )
     level_field: str | None = None
     message_field: str | None = None
+    host_field: str | None = Field(
+        default=None, description="Parsed field that names the host the line is about (sets host.name)."
+    )
+    service_field: str | None = Field(
+        default=None, description="Parsed field that names the service (sets service.name)."
+    )
 
     _re = field_validator("pattern")(_check_regex)
+
+    @field_validator("timestamp_formats")
+    @classmethod
+    def _formats(cls, value: list[str]) -> list[str]:
+        from logtide.shippers.parsers.timestamps import NAMED, is_known_format
+
+        for fmt in value:
+            if not is_known_format(fmt):
+                raise ValueError(f"unknown timestamp format {fmt!r}: a strptime format (with %) or one of "
+                                 f"{', '.join(sorted(NAMED))}")  # fmt: skip
+        return value
 
     @model_validator(mode="after")
     def _regex_needs_pattern(self) -> ParserConfig:

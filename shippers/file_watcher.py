@@ -10,20 +10,13 @@ import fnmatch
 import glob
 import os
 import stat as stat_mod
-from dataclasses import dataclass
 from pathlib import Path
 
 from logtide.shippers.config import LogInputConfig
 from logtide.shippers.line_reader import is_compressed_name
+from logtide.shippers.reconcile import Seen
 
 _MAGIC = set("*?[")
-
-
-@dataclass(frozen=True)
-class Found:
-    path: str
-    input_index: int
-    st: os.stat_result
 
 
 def _has_magic(s: str) -> bool:
@@ -35,25 +28,15 @@ def excluded(path: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def path_matches(path: str, cfg: LogInputConfig) -> bool:
-    """Does `path` belong to this input (pattern hit, not excluded, not an archive unless asked)?"""
-    if excluded(path, cfg.exclude):
-        return False
-    if not cfg.include_compressed and is_compressed_name(path):
-        return False
-    return any(
-        fnmatch.fnmatch(path, os.path.abspath(p)) if _has_magic(p) else path == os.path.abspath(p)
-        for p in cfg.paths
-    ) or any(path in _glob(p) for p in cfg.paths if "**" in p)
-
-
 def _glob(pattern: str) -> list[str]:
     return [os.path.abspath(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True)]
 
 
-def scan(inputs: list[LogInputConfig]) -> tuple[dict[str, Found], list[tuple[str, int, str]]]:
-    """Every regular file matched by an input (first input wins), and the ones skipped with why."""
-    found: dict[str, Found] = {}
+def scan(inputs: list[LogInputConfig]) -> tuple[list[Seen], list[tuple[str, int, str]]]:
+    """Every regular file matched by an input (first input wins), and the ones skipped with why.
+
+    Blocking (glob and stat): the shipper runs it in a thread."""
+    found: dict[str, Seen] = {}
     skipped: list[tuple[str, int, str]] = []
     for idx, cfg in enumerate(inputs):
         for pattern in cfg.paths:
@@ -71,8 +54,8 @@ def scan(inputs: list[LogInputConfig]) -> tuple[dict[str, Found], list[tuple[str
                     continue  # vanished between glob and stat
                 if not stat_mod.S_ISREG(st.st_mode):
                     continue
-                found[path] = Found(path, idx, st)
-    return found, skipped
+                found[path] = Seen(path, idx, st.st_dev, st.st_ino, st.st_size, st.st_mtime)
+    return list(found.values()), skipped
 
 
 def watch_roots(inputs: list[LogInputConfig]) -> list[tuple[str, bool]]:

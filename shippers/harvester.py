@@ -15,8 +15,9 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
@@ -24,11 +25,11 @@ import orjson
 from logtide.shippers.checkpoint_store import FileState
 from logtide.shippers.config import LogInputConfig, ShipperConfig
 from logtide.shippers.events import IdHasher, LogEventBuilder, now_iso
-from logtide.shippers.fingerprint import head_hash, read_head, same_file
-from logtide.shippers.line_reader import LineReader
+from logtide.shippers.line_reader import LineReader, decode_line
 from logtide.shippers.metrics import ShipperMetrics
 from logtide.shippers.multiline import MultilineAggregator, MultilineEvent
 from logtide.shippers.output import Output, Record
+from logtide.shippers.reconcile import at_end_of_data, check_chunk, head_hash, new_fp_id
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class HarvestContext:
     mark_dirty: Callable[[], None]
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     on_truncate: Callable[[FileState, int], None] | None = None
+    persist: Callable[[], Awaitable[None]] | None = None
 
 
 _TOO_LARGE = {"MessageSizeTooLargeError", "RecordTooLarge", "RecordTooLargeError", "RecordListTooLargeError"}
@@ -151,11 +153,13 @@ class Harvester:
         self.once = once
         self.wake = asyncio.Event()
         self.orphaned = False  # renamed away from every pattern, or deleted
+        self.stop_requested = False  # this harvester only (configuration reload)
         self.done = False
         self.finished_cleanly = False
         self.task: asyncio.Task[None] | None = None
         cfg = ctx.cfg
         self.reader = LineReader(cfg.max_line_bytes, cfg.long_lines)
+        self.reader.reset(state.offset)  # an early flush must not move the checkpoint back to 0
         self.multiline = MultilineAggregator(inp.cfg.multiline) if inp.cfg.multiline else None
         self.pending: deque[list[Any]] = deque()  # [end_offset, acked]
         self.sends: set[asyncio.Task[None]] = set()
@@ -164,6 +168,7 @@ class Harvester:
         self.key = f"{ctx.host_name}/{state.key}".encode()
         self.ids = IdHasher(ctx.host_name, state.fp_id)
         self.last_data = time.monotonic()
+        self.mtime = datetime.now(UTC)  # the file's modification time (year: file_mtime), from fstat
         self.expansion = 2.5  # encoded bytes per raw byte, learnt as lines go by
         self._m_lines = ctx.metrics.lines_read.labels(inp.cfg.name)
         self._m_bytes = ctx.metrics.bytes_read.labels(inp.cfg.name)
@@ -178,6 +183,12 @@ class Harvester:
     def start(self) -> asyncio.Task[None]:
         self.task = asyncio.create_task(self.run(), name=f"harvest:{self.state.path}")
         return self.task
+
+    def stop(self) -> None:
+        """Stop reading; sends under way complete (bounded by shutdown_timeout_s); partial multiline
+        events are not flushed (the checkpoint stays before them, they are read again)."""
+        self.stop_requested = True
+        self.wake.set()
 
     def set_path(self, path: str) -> None:
         if path != self.state.path:
@@ -204,6 +215,7 @@ class Harvester:
             ctx.metrics.open_files.inc()
             try:
                 st = os.fstat(fd)
+                self.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
                 if (st.st_dev, st.st_ino) != (self.state.dev, self.state.ino):
                     log.info("%s was replaced before it could be opened; rescanning", self.state.path)
                     return
@@ -222,7 +234,7 @@ class Harvester:
     async def _loop(self, fd: int) -> None:
         ctx = self.ctx
         cfg = ctx.cfg
-        while not ctx.stopping.is_set():
+        while not ctx.stopping.is_set() and not self.stop_requested:
             # Read as much as, once encoded, fits a third of the budget: a few chunks in flight keep
             # the partition busy; short lines (which expand most) are read in smaller chunks.
             chunk = max(4096, min(cfg.read_chunk_bytes, int(ctx.budget.limit / 3 / self.expansion)))
@@ -233,59 +245,69 @@ class Harvester:
             except BaseException:
                 await ctx.budget.release(reserve)
                 raise
-            if data:
+            head = os.pread(fd, cfg.fingerprint_bytes, 0) if data else b""
+            ok, grown = check_chunk(self.read_offset, data, head, self.state.head_len, self.state.head_hash)
+            if data and ok:
+                if grown:
+                    # the longer head is on disk before lines it covers are sent (see check_chunk)
+                    self.state.head_len, self.state.head_hash = grown, head_hash(head[:grown])
+                    await self._persist()
                 self.last_data = time.monotonic()
                 self._process(data, reserve)
                 await asyncio.sleep(0)
                 continue
             await ctx.budget.release(reserve)
-            # At the end of what is there: truncation? head fingerprint growth?
+            # At the end of what is there, or the file no longer starts as it did (truncated and
+            # rewritten past our offset: what was just read is not the content we were reading).
+            # The decision is reconcile.at_end_of_data (pure).
             st = os.fstat(fd)
-            if st.st_size < self.read_offset:
-                self._truncated(fd, st.st_size)
-                continue
+            self.mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+            if not data:
+                head = os.pread(fd, cfg.fingerprint_bytes, 0)
             self._m_behind.set(max(0, st.st_size - self.read_offset))
-            head = read_head(fd, cfg.fingerprint_bytes)
-            if not same_file(self.state.head_len, self.state.head_hash, head):
-                # truncated and rewritten past our offset before we looked (copytruncate + busy writer):
-                # the size alone cannot tell, the first bytes can
-                self._truncated(fd, st.st_size)
+            ml = self.multiline
+            end = at_end_of_data(
+                read_offset=self.read_offset, size=st.st_size, nlink=st.st_nlink, head=head,
+                stored_head_len=self.state.head_len, stored_head_hash=self.state.head_hash,
+                orphaned=self.orphaned, once=self.once, idle=time.monotonic() - self.last_data,
+                close_inactive_s=cfg.close_inactive_s, close_removed_after_s=cfg.close_removed_after_s,
+                multiline_pending=ml is not None and ml.current is not None,
+                multiline_flush_s=ml.cfg.flush_timeout_s if ml is not None else 0.0,
+            )  # fmt: skip
+            if end.kind == "truncated":
+                self._truncated(head, st.st_size)
+                # the new fingerprint is on disk before a line of the new content is sent:
+                # a crash keeps the ids of what is re-sent
+                await self._persist()
                 continue
-            if self.state.head_len < len(head):
+            if end.grow_head:
                 self.state.head_len, self.state.head_hash = len(head), head_hash(head)
                 ctx.mark_dirty()
-            if st.st_nlink == 0:
-                self.orphaned = True
-            if self.once:
+            self.orphaned = end.orphaned
+            if end.kind in ("finish", "close"):
                 self._flush_multiline()
                 await self._drain_sends()
-                self.finished_cleanly = True
+                self.finished_cleanly = end.kind == "finish"
+                log.info("closed %s at offset %d (%s)", self.state.path, self.read_offset,
+                         "removed" if self.orphaned else "read to the end" if self.once else "inactive")  # fmt: skip
                 return
-            idle = time.monotonic() - self.last_data
-            if self.orphaned and idle >= cfg.close_removed_after_s:
+            if end.kind == "flush_multiline":
                 self._flush_multiline()
-                await self._drain_sends()
-                self.finished_cleanly = True
-                return
-            if idle >= cfg.close_inactive_s:
-                self._flush_multiline()
-                await self._drain_sends()
-                return
-            timeout = cfg.close_inactive_s - idle
-            if self.orphaned:
-                timeout = min(timeout, max(0.05, cfg.close_removed_after_s - idle))
-            ml = self.multiline
-            if ml is not None and ml.current is not None:
-                remaining = ml.cfg.flush_timeout_s - idle
-                if remaining <= 0:
-                    self._flush_multiline()
-                    continue
-                timeout = min(timeout, remaining)
+                continue
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout)
+                await asyncio.wait_for(self.wake.wait(), end.timeout)
         # stopping: do not flush partial multiline events; the checkpoint stays before them
         await self._drain_sends(ctx.cfg.shutdown_timeout_s)
+
+    async def _persist(self) -> None:
+        if self.ctx.persist is not None:
+            try:
+                await self.ctx.persist()
+            except OSError as exc:
+                log.error("checkpoint failed: %s", exc)
+        else:
+            self.ctx.mark_dirty()
 
     # -- the hot path ----------------------------------------------------------------------------
 
@@ -302,7 +324,7 @@ class Harvester:
         else:
             ml = self.multiline
             for start, stop, raw, truncated in lines:
-                text, flags = _decode(raw, truncated)
+                text, flags = decode_line(raw, truncated)
                 done = ml.push(text, start, stop, flags)
                 if done is not None:
                     self._build_event(done, records)
@@ -314,6 +336,8 @@ class Harvester:
 
     def _build_lines(self, lines: list[Any], records: list[Record]) -> None:
         builder = self.inp.builder
+        if builder.year_from_mtime:
+            builder.ts.reference = self.mtime  # builders are shared: set for this file's lines
         if builder.plain:
             self._count_flags(0, builder.encode_plain(lines, self.key, self.ids, self.path_block, records))
             return
@@ -328,12 +352,7 @@ class Harvester:
         for start, _stop, raw, truncated in lines:
             if not raw:
                 continue  # empty lines carry nothing (as in Filebeat); their bytes still count as read
-            try:
-                text = raw.decode()
-                flags = ["truncated"] if truncated else []
-            except UnicodeDecodeError:
-                text = raw.decode("utf-8", "replace")
-                flags = ["invalid_utf8", "truncated"] if truncated else ["invalid_utf8"]
+            text, flags = decode_line(raw, truncated)
             value, failed = build(text, start, flags, path_block, ids(start), ingested)
             if failed:
                 failures += 1
@@ -343,6 +362,8 @@ class Harvester:
         self._count_flags(failures, flagged)
 
     def _build_event(self, ev: MultilineEvent, records: list[Record]) -> None:
+        if self.inp.builder.year_from_mtime:
+            self.inp.builder.ts.reference = self.mtime
         flags = sorted(ev.flags)
         text = ev.text
         if not text and len(ev.lines) <= 1:
@@ -426,41 +447,21 @@ class Harvester:
             for t in still:
                 t.cancel()
 
-    def _truncated(self, fd: int, size: int) -> None:
+    def _truncated(self, head: bytes, size: int) -> None:
         log.info("%s was truncated (%d -> %d bytes): reading it again from the start", self.state.path,
                  self.read_offset, size)  # fmt: skip
         self.ctx.metrics.rotations.labels(self.inp.cfg.name, "truncated").inc()
         if self.ctx.on_truncate is not None:
-            self.ctx.on_truncate(self.state, self.read_offset)
+            # the acknowledged offset: a copy resumed there cannot skip what was still in flight
+            self.ctx.on_truncate(self.state, self.state.offset)
         # Acks still to come belong to the old content: they must not move the new checkpoint.
         self.pending.clear()
         self.read_offset = 0
         self.reader.reset(0)
         if self.multiline is not None:
             self.multiline.reset()
-        head = read_head(fd, self.ctx.cfg.fingerprint_bytes)
         self.state.head_len, self.state.head_hash = len(head), head_hash(head)
-        self.state.fp_id = new_fp_id(self.state.dev, self.state.ino)
+        self.state.fp_id = new_fp_id(self.state.dev, self.state.ino, time.time(), self.state.fp_id)
         self.ids = IdHasher(self.ctx.host_name, self.state.fp_id)
         self.state.offset = 0
         self.ctx.mark_dirty()
-
-
-def new_fp_id(dev: int, ino: int) -> str:
-    """The file part of event ids, fixed when a file (or its content after a truncation) is first seen.
-
-    It is persisted in the registry, so lines re-shipped after a crash keep their ids. It includes
-    the time of first sight: a reused inode or a truncated file rewritten with the same first bytes
-    must not produce ids that collide with the old content's (a sink would drop them as duplicates).
-    """
-    return f"{dev}:{ino}:{time.time_ns()}"
-
-
-def _decode(raw: bytes, truncated: bool) -> tuple[str, tuple[str, ...]]:
-    try:
-        text = raw.decode()
-        flags: tuple[str, ...] = ("truncated",) if truncated else ()
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", "replace")
-        flags = ("invalid_utf8", "truncated") if truncated else ("invalid_utf8",)
-    return text, flags

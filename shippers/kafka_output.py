@@ -4,6 +4,7 @@ Records for one key always go to the partition murmur2(key) picks (as Kafka's Ja
 appended to `BatchBuilder`s and submitted with `send_batch`; a per-partition lock keeps submission
 order equal to call order. `send` returns when every batch is acknowledged (acks=all with the
 idempotent producer), and raises otherwise; retries with backoff belong to the caller.
+aiokafka's internals (codec levels) are touched only in `aiokafka_compat`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
+from logtide.shippers.aiokafka_compat import DEFAULT_LEVELS, append_records, murmur2, set_compression_levels
 from logtide.shippers.output import Record
 
 log = logging.getLogger(__name__)
@@ -28,41 +29,6 @@ _RESTART_ERRORS = ("OutOfOrderSequenceNumber", "UnknownProducerId", "InvalidProd
 
 class RecordTooLarge(ValueError):
     pass
-
-
-DEFAULT_LEVELS = {"lz4": 1, "gzip": 6}
-
-
-def set_compression_levels(levels: dict[str, int]) -> None:
-    """aiokafka compresses lz4 at level 9 (LZ4HC) and gzip at 9, with no option to change it.
-
-    Level 9 costs ~7x the CPU of lz4's fast mode for ~20% better ratio; on the shipper's hot path that
-    is the difference between being CPU-bound in compression or not (librdkafka, Filebeat and Vector
-    use the fast mode). The codec functions are module globals of aiokafka's record builders, so the
-    level is process-wide.
-    """
-    import functools
-
-    from aiokafka import codec
-    from aiokafka.record import default_records as py_records
-
-    try:
-        from aiokafka.record._crecords import default_records as c_records
-    except ImportError:  # pure-Python build
-        c_records = None
-    for name, level in levels.items():
-        fn = getattr(codec, f"{name}_encode", None)
-        if fn is None:
-            continue
-        fn = getattr(fn, "func", fn)  # already patched: wrap the original
-        patched = (
-            functools.partial(fn, level=level)
-            if name == "lz4"
-            else functools.partial(fn, compresslevel=level)
-        )
-        for mod in (codec, py_records, c_records):
-            if mod is not None and hasattr(mod, f"{name}_encode"):
-                setattr(mod, f"{name}_encode", patched)
 
 
 class KafkaOutput:
@@ -148,17 +114,16 @@ class KafkaOutput:
             futures = []
             for partition, recs in groups.items():
                 async with self._locks[(topic, partition)]:
-                    batch = producer.create_batch()
-                    for key, value in recs:
-                        if batch.append(key=key, value=value, timestamp=None) is None:
-                            batch.close()
-                            futures.append(await producer.send_batch(batch, topic, partition=partition))
-                            batch = producer.create_batch()
-                            if batch.append(key=key, value=value, timestamp=None) is None:
-                                raise RecordTooLarge(f"record of {len(value)} bytes does not fit a batch")
-                    # Closed: our caller already batched (one read chunk), so no linger on top of it.
-                    batch.close()
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    done = 0
+                    while done < len(recs):
+                        batch = producer.create_batch()
+                        upto = append_records(batch, recs, done)
+                        if upto == done:
+                            raise RecordTooLarge(f"record of {len(recs[done][1])} bytes does not fit a batch")
+                        done = upto
+                        # Closed: our caller already batched (one read chunk), so no linger on top of it.
+                        batch.close()
+                        futures.append(await producer.send_batch(batch, topic, partition=partition))
             results = await asyncio.gather(*futures, return_exceptions=True)
         except RecordTooLarge:
             raise

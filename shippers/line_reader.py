@@ -17,6 +17,14 @@ _TEXT_CONTROL = {7, 8, 9, 10, 11, 12, 13, 27}
 Line = tuple[int, int, bytes, bool]
 
 
+def decode_line(raw: bytes, truncated: bool) -> tuple[str, list[str]]:
+    """UTF-8 text of a line and its flags: invalid bytes become U+FFFD and flag `invalid_utf8`."""
+    try:
+        return raw.decode(), (["truncated"] if truncated else [])
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), (["invalid_utf8", "truncated"] if truncated else ["invalid_utf8"])
+
+
 def is_compressed_name(path: str) -> bool:
     """Rotated archives are skipped by default: their content was shipped from the live file."""
     return path.lower().endswith(COMPRESSED_SUFFIXES)

@@ -74,6 +74,14 @@ class ShipperMetrics:
         self._last_checkpoint = time.time()
         self.checkpoint_age.set_function(lambda: time.time() - self._last_checkpoint)
 
+    def totals(self) -> dict[str, float]:
+        """Sums over every input of the counters the minute's log line reports."""
+        out = {}
+        for key, counter in (("lines", self.lines_read), ("events", self.events_sent),
+                             ("bytes", self.bytes_sent), ("retries", self.retries)):  # fmt: skip
+            out[key] = sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+        return out
+
     def checkpointed(self) -> None:
         self._last_checkpoint = time.time()
 

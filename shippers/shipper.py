@@ -13,22 +13,38 @@ import logging
 import os
 import socket
 import time
+from dataclasses import replace
 from typing import Any
 
 from logtide.shippers.checkpoint_store import CheckpointStore, FileState
 from logtide.shippers.config import ShipperConfig
 from logtide.shippers.events import LogEventBuilder, host_block
-from logtide.shippers.file_watcher import Found, scan, watch_roots
-from logtide.shippers.fingerprint import file_key, head_hash, same_file
-from logtide.shippers.harvester import HarvestContext, Harvester, InflightBudget, InputRuntime, new_fp_id
-from logtide.shippers.line_reader import looks_binary
+from logtide.shippers.file_watcher import scan, watch_roots
+from logtide.shippers.harvester import HarvestContext, Harvester, InflightBudget, InputRuntime
 from logtide.shippers.metrics import ShipperMetrics
 from logtide.shippers.output import Output
+from logtide.shippers.reconcile import (
+    Action,
+    Follow,
+    Forget,
+    InputRules,
+    Orphan,
+    Persist,
+    Release,
+    Rules,
+    Running,
+    Skip,
+    Start,
+    Store,
+    Truncations,
+    Wake,
+    heads_needed,
+    plan,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_LOG_TOPIC = "logtide.logs.raw"
 DEFAULT_METRICS_TOPIC = "logtide.metrics.raw"
-_TRUNCATION_MEMORY_S = 600.0
 
 
 def local_host(name: str | None = None) -> dict[str, Any]:
@@ -81,8 +97,13 @@ class Shipper:
         self._stop = asyncio.Event()
         self._first_scan = True
         self._warned: set[tuple[str, str]] = set()
-        self._truncations: dict[str, tuple[int, float]] = {}  # old head hash -> (offset, when)
+        self._truncations: Truncations = {}  # head hash of content read, since truncated -> (offset, when)
         self._reconcile_lock = asyncio.Lock()
+        self._persist_lock = asyncio.Lock()
+        self._persist_wanted = 0  # persist requests made / covered by a finished write
+        self._persist_done = 0
+        self._rules = self._make_rules()
+        self._initial_inputs: frozenset[int] = frozenset()  # inputs added by a reload: their first scan
         self.ctx: HarvestContext | None = None
         self.started = asyncio.Event()
 
@@ -97,17 +118,45 @@ class Shipper:
 
     def _on_truncate(self, state: FileState, old_offset: int) -> None:
         if state.head_len >= self.cfg.fingerprint_bytes:
-            self._truncations[state.head_hash] = (old_offset, time.monotonic())
+            self._truncations[state.head_hash] = (old_offset, time.time())
 
     def checkpoint(self) -> None:
-        """Write the registry now (acknowledged offsets only)."""
+        """Write the registry now (acknowledged offsets only), blocking: for the final checkpoint."""
         self._dirty = False
         self.store.save(self.states)
         self.metrics.checkpointed()
 
+    async def persist(self) -> None:
+        """Write the registry now, off the event loop: a copy of the states taken here is written
+        by a thread (temp file, fsync, rename, fsync dir); one write at a time, in order. Callers
+        that arrive while a write is under way share the next one."""
+        self._persist_wanted += 1
+        wanted = self._persist_wanted
+        async with self._persist_lock:
+            if self._persist_done >= wanted:
+                return  # a write that started after our request covered it
+            target = self._persist_wanted
+            self._dirty = False
+            snapshot = {k: replace(s) for k, s in self.states.items()}
+            if isinstance(self.store, CheckpointStore):
+                await asyncio.to_thread(self.store.save, snapshot)
+            else:  # an embedding's store (logtide run) that only takes note
+                self.store.save(snapshot)
+            self._persist_done = target
+            self.metrics.checkpointed()
+
     async def run(self) -> None:
         cfg = self.cfg
+        if isinstance(self.store, CheckpointStore):
+            self.store.check_writable()
         self.states = self.store.load()
+        if self.once:
+            for inp in cfg.inputs:
+                if inp.start_position == "end":
+                    log.warning(
+                        "input %s: --once with start_position: end reads nothing from files without a "
+                        "checkpoint; use --from-beginning or start_position: beginning", inp.name
+                    )  # fmt: skip
         if cfg.metrics_listen:
             addr = self.metrics.serve(cfg.metrics_listen)
             log.info("shipper metrics on http://%s:%d/metrics", *addr)
@@ -121,6 +170,7 @@ class Shipper:
             open_slots=asyncio.Semaphore(cfg.max_open_files),
             mark_dirty=self._mark_dirty,
             on_truncate=self._on_truncate,
+            persist=self.persist,
         )
         await self._start_output()
         if self._stop.is_set():
@@ -137,6 +187,7 @@ class Shipper:
             if self.inputs:
                 background.append(asyncio.create_task(self._watch_supervisor(), name="watch"))
             background.extend(self._metric_tasks())
+            background.append(asyncio.create_task(self._totals_loop(), name="totals"))
             await self._stop.wait()
         finally:
             await self._shutdown(background)
@@ -190,122 +241,151 @@ class Shipper:
 
     # -- discovery -------------------------------------------------------------------------------
 
-    async def reconcile(self) -> None:
-        """Match the files on disk with harvesters and registry states (start-up, events, rescans)."""
+    async def reload(self, cfg: ShipperConfig) -> list[str]:
+        """Apply a new configuration while running (SIGHUP, --watch-config).
+
+        Inputs added start (their `start_position` applies as at start-up); inputs removed or changed
+        stop after their sends are acknowledged and the registry is written; changed ones start again
+        at their checkpoints with the new settings. Settings other than the inputs and the
+        per-file timings keep their running values: returned (and logged) as needing a restart.
+        """
+        live_keys = {"inputs", "close_inactive_s", "close_removed_after_s", "rescan_interval_s", "checkpoint_interval_s",
+                     "shutdown_timeout_s", "retry_initial_s", "retry_max_s", "max_line_bytes", "long_lines",
+                     "read_chunk_bytes", "watch_debounce_ms"}  # fmt: skip
+        old_dump, new_dump = self.cfg.model_dump(), cfg.model_dump()
+        restart = sorted(k for k in new_dump if k not in live_keys and new_dump[k] != old_dump[k])
+        if restart:
+            log.warning(
+                "configuration reload: %s need(s) a restart; keeping the running value(s)", ", ".join(restart)
+            )
+        cfg = cfg.model_copy(update={k: getattr(self.cfg, k) for k in restart})
         async with self._reconcile_lock:
-            self._reconcile()
+            old = {i.cfg.name: i.cfg for i in self.inputs}
+            new = {c.name: c for c in cfg.inputs}
+            stale = {name for name, c in old.items() if new.get(name) != c}
+            added = [name for name in new if name not in old]
+            stopping = [h for h in self.active.values() if h.inp.cfg.name in stale]
+            for h in stopping:
+                h.stop()
+            tasks = [h.task for h in stopping if h.task is not None]
+            if tasks:
+                _done, pending = await asyncio.wait(tasks, timeout=self.cfg.shutdown_timeout_s)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            self.active = {k: h for k, h in self.active.items() if h not in stopping}
+            self.cfg = cfg
+            assert self.ctx is not None
+            self.ctx.cfg = cfg
+            self.inputs = [
+                InputRuntime(i, c, LogEventBuilder(c, self.host), c.topic or self.log_topic)
+                for i, c in enumerate(cfg.inputs)
+            ]
+            self._rules = self._make_rules()
+            self._initial_inputs = frozenset(i for i, c in enumerate(cfg.inputs) if c.name in added)
+            await self.persist()
+        log.info("configuration reloaded: %d input(s) added, %d stopped or restarted, %d unchanged",
+                 len(added), len(stale), len(new) - len(added) - len(stale & set(new)))  # fmt: skip
+        await self.reconcile()
+        return restart
 
-    def _reconcile(self) -> None:
+    def _make_rules(self) -> Rules:
+        return Rules(
+            fingerprint_bytes=self.cfg.fingerprint_bytes,
+            inputs=tuple(InputRules(c.name, c.start_position, c.ignore_older_s) for c in self.cfg.inputs),
+            once=self.once,
+        )
+
+    async def reconcile(self) -> None:
+        """Match the files on disk with harvesters and registry states (start-up, events, rescans).
+
+        The decisions are `reconcile.plan` (pure); here only the I/O: the scan and the reads of
+        file heads run in a thread (never on the event loop), then the actions are applied.
+        """
+        async with self._reconcile_lock:
+            assert self.ctx is not None
+            initial: bool | frozenset[int] = self._first_scan or self._initial_inputs
+            self._first_scan = False
+            self._initial_inputs = frozenset()
+            # running harvesters as they are before the scan: one that finishes during it is
+            # released on the next pass, so its final offset is never compared with a stale size
+            running = {
+                k: Running(h.state.path, h.read_offset, h.done, h.orphaned) for k, h in self.active.items()
+            }
+            seen, skipped = await asyncio.to_thread(scan, [i.cfg for i in self.inputs])
+            if initial:
+                matched = {f.input_index for f in seen} | {idx for _p, idx, _r in skipped}
+                for inp in self.inputs:
+                    if inp.index not in matched and (initial is True or inp.index in initial):
+                        log.warning(
+                            "input %s: no file matches %s (yet): check the paths (absolute, shell globs) and "
+                            "permissions; files that appear later are picked up", inp.cfg.name, inp.cfg.paths
+                        )  # fmt: skip
+            for path, idx, reason in skipped:
+                self._skip_once(path, self.inputs[idx].cfg.name, reason)
+            need = heads_needed(seen, self.states, running)
+            heads = await asyncio.to_thread(self._heads, need) if need else {}
+            result = plan(seen, heads, self.states, running, truncations=self._truncations, rules=self._rules,
+                          initial=initial, now=time.time())  # fmt: skip
+            self._truncations = result.truncations
+            await self._apply(result.actions)
+
+    async def _apply(self, actions: list[Action]) -> None:
         assert self.ctx is not None
-        initial = self._first_scan
-        self._first_scan = False
-        found, skipped = scan([i.cfg for i in self.inputs])
-        for path, idx, reason in skipped:
-            self._skip_once(path, self.inputs[idx].cfg.name, reason)
-        by_key: dict[str, Found] = {}
-        for f in found.values():
-            by_key.setdefault(file_key(f.st.st_dev, f.st.st_ino), f)
-        now = time.monotonic()
-        self._truncations = {h: v for h, v in self._truncations.items() if now - v[1] < _TRUNCATION_MEMORY_S}
-
-        # 1. running harvesters: follow renames, notice files gone from every pattern
-        for key, h in list(self.active.items()):
-            if h.done:
-                del self.active[key]
-                continue
-            f = by_key.get(key)
-            if f is None:
-                if not h.orphaned:
-                    h.orphaned = True
-                    self.metrics.rotations.labels(h.inp.cfg.name, "gone").inc()
+        starts: list[Start] = []
+        persist = False
+        for a in actions:
+            if isinstance(a, Store):
+                self.states[a.state.key] = a.state
+                name = a.state.input
+                if a.reason == "replaced":
+                    log.info(
+                        "%s: content differs from what was read; reading it from the start", a.state.path
+                    )
+                    self.metrics.rotations.labels(name, "truncated").inc()
+                elif a.reason == "copy":
+                    log.info("%s: content of a truncated file (copytruncate): resuming at %d", a.state.path,
+                             a.state.offset)  # fmt: skip
+                    self.metrics.rotations.labels(name, "copytruncate").inc()
+            elif isinstance(a, Start):
+                starts.append(a)
+            elif isinstance(a, Wake):
+                self.active[a.key].wake.set()
+            elif isinstance(a, Follow):
+                h = self.active[a.key]
+                if h.state.path != a.path:
+                    log.info("%s renamed to %s; following it", h.state.path, a.path)
+                    self.metrics.rotations.labels(h.inp.cfg.name, "renamed").inc()
+                h.set_path(a.path)
+            elif isinstance(a, Orphan):
+                h = self.active[a.key]
+                h.orphaned = True
+                self.metrics.rotations.labels(h.inp.cfg.name, "gone").inc()
                 h.wake.set()
-            else:
-                h.set_path(f.path)
-                if f.st.st_size != h.read_offset:
-                    h.wake.set()
-        # 2. files without a harvester
-        new_states = False
-        for f in sorted(by_key.values(), key=lambda x: x.path):
-            key = file_key(f.st.st_dev, f.st.st_ino)
-            if key in self.active:
-                continue
-            inp = self.inputs[f.input_index]
-            state = self.states.get(key)
-            size = f.st.st_size
-            unchanged = state is not None and state.path == f.path and size == state.offset
-            if unchanged and f.st.st_mtime <= state.updated:  # type: ignore[union-attr]
-                continue  # nothing new (the common case on a rescan)
-            head = self._head(f.path)
-            if head is None:
-                continue
-            if state is not None:
-                state.path = f.path
-                if size < state.offset or not same_file(state.head_len, state.head_hash, head):
-                    # Truncated, rewritten, or the inode reused by a new file: in every case the bytes
-                    # there are not the ones we read, so all of them are new (whatever start_position).
-                    log.info("%s: content differs from what was read; reading it from the start", f.path)
-                    self.metrics.rotations.labels(inp.cfg.name, "truncated").inc()
-                    self._on_truncate(state, state.offset)
-                    state.offset, state.head_len, state.head_hash = 0, len(head), head_hash(head)
-                    state.fp_id = new_fp_id(state.dev, state.ino)
-                    new_states = True
-                elif size == state.offset:
-                    state.updated = time.time()  # checked: unchanged, no need to look again
-                    continue
-            else:
-                if looks_binary(head):
-                    self._skip_once(f.path, inp.cfg.name, "binary")
-                    continue
-                older = inp.cfg.ignore_older_s
-                if older is not None and time.time() - f.st.st_mtime > older:
-                    self._skip_once(f.path, inp.cfg.name, "ignore_older")
-                    continue
-                offset = self._copy_offset(head, key, size)
-                if offset is None:
-                    offset = size if (initial and inp.cfg.start_position == "end") else 0
-                state = FileState(
-                    key=key, path=f.path, dev=f.st.st_dev, ino=f.st.st_ino, head_len=len(head),
-                    head_hash=head_hash(head), fp_id=new_fp_id(f.st.st_dev, f.st.st_ino), offset=offset,
-                    input=inp.cfg.name,
-                )  # fmt: skip
-                self.states[key] = state
-                new_states = True
-                if offset == size and self.once:
-                    continue
-            h = Harvester(self.ctx, inp, state, once=self.once)
-            self.active[key] = h
-            h.start()
-        # 3. forget files that are gone (and whose harvester has finished)
-        for key in [k for k in self.states if k not in by_key and k not in self.active]:
-            del self.states[key]
-            new_states = True
-        if new_states:
-            # persist new fingerprints at once: a crash before the first ack keeps their event ids
+            elif isinstance(a, Release):
+                h = self.active.get(a.key)
+                if h is not None and h.done:
+                    del self.active[a.key]
+            elif isinstance(a, Forget):
+                self.states.pop(a.key, None)
+            elif isinstance(a, Skip):
+                self._skip_once(a.path, self.inputs[a.input_index].cfg.name, a.reason)
+            elif isinstance(a, Persist):
+                persist = True
+        if persist:
+            # new fingerprints are on disk before any of their lines is sent: a crash keeps their ids
             try:
-                self.checkpoint()
+                await self.persist()
             except OSError as exc:
                 log.error("checkpoint failed: %s", exc)
+        for a in starts:
+            h = Harvester(self.ctx, self.inputs[a.input_index], self.states[a.key], once=self.once)
+            self.active[a.key] = h
+            h.start()
+            log.info("reading %s from offset %d", h.state.path, h.state.offset)
 
-    def _copy_offset(self, head: bytes, key: str, size: int) -> int | None:
-        """copytruncate: a new file whose first bytes are those of a file we had read, since truncated."""
-        if len(head) < self.cfg.fingerprint_bytes:
-            return None
-        hh = head_hash(head)
-        hit = self._truncations.get(hh)
-        if hit is not None:
-            log.info("new file with the content of a truncated one (copytruncate): resuming at %d", hit[0])
-            return min(hit[0], size)
-        for other in self.states.values():
-            if other.key == key or other.head_hash != hh or other.head_len != len(head):
-                continue
-            try:
-                st = os.stat(other.path)
-                intact = (st.st_dev, st.st_ino) == (other.dev, other.ino) and st.st_size >= other.offset
-            except OSError:
-                intact = False
-            if not intact:
-                return min(other.offset, size)
-        return None
+    def _heads(self, paths: list[str]) -> dict[str, bytes | None]:
+        return {p: self._head(p) for p in paths}
 
     def _head(self, path: str) -> bytes | None:
         try:
@@ -342,9 +422,22 @@ class Shipper:
             await asyncio.sleep(self.cfg.checkpoint_interval_s)
             if self._dirty:
                 try:
-                    self.checkpoint()
+                    await self.persist()
                 except OSError as exc:
                     log.error("checkpoint failed: %s (will retry)", exc)
+
+    async def _totals_loop(self, every_s: float = 60.0) -> None:
+        """One INFO line a minute with what moved (nothing when nothing did)."""
+        last = self.metrics.totals()
+        while True:
+            await asyncio.sleep(every_s)
+            now = self.metrics.totals()
+            delta = {k: now[k] - last.get(k, 0) for k in now}
+            last = now
+            if any(delta.values()):
+                log.info("last %.0fs: %d lines read, %d events sent (%d bytes), %d send retries, %d files open",
+                         every_s, delta["lines"], delta["events"], delta["bytes"], delta["retries"],
+                         len([h for h in self.active.values() if not h.done]))  # fmt: skip
 
     async def _rescan_loop(self) -> None:
         while True:
@@ -375,6 +468,9 @@ class Shipper:
         from watchfiles import Change, awatch
 
         recursive = any(r for _, r in roots)
+        chatter = logging.getLogger("watchfiles")
+        if chatter.level == logging.NOTSET:  # "N changes detected" on every batch: DEBUG, not INFO
+            chatter.setLevel(logging.WARNING)
         paths = [p for p, _ in roots]
         stop = asyncio.Event()
         try:

@@ -70,6 +70,8 @@ def anomaly_row(doc: dict[str, Any]) -> dict[str, Any]:
         "severity": doc["severity"],
         "detector": doc["detector"]["name"],
         "message": doc.get("message", ""),
+        "status": doc.get("status") or "firing",  # records from before episodes carry none
+        "episode_id": (doc.get("episode") or {}).get("id") or "",
     }
 
 

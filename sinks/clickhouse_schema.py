@@ -68,7 +68,9 @@ CREATE TABLE IF NOT EXISTS {db}.anomalies (
     score Float64,
     severity LowCardinality(String),
     detector LowCardinality(String),
-    message String
+    message String,
+    status LowCardinality(String) DEFAULT 'firing',
+    episode_id String DEFAULT ''
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (metric, series, ts, id)
@@ -113,4 +115,14 @@ def ddl(database: str = DATABASE, ttl_days: dict[str, int] | None = None) -> lis
             stmts += [create, f"ALTER TABLE {database}.{table} MODIFY {ttl_clause(table, ttl_days[table])}"]
         else:
             stmts.append(create)
+        stmts += [f"ALTER TABLE {database}.{table} {change}" for change in ADDED_COLUMNS.get(table, ())]
     return stmts
+
+
+# Columns added after a table's first release: tables made by an older logtide gain them in place.
+ADDED_COLUMNS = {
+    "anomalies": (
+        "ADD COLUMN IF NOT EXISTS status LowCardinality(String) DEFAULT 'firing'",
+        "ADD COLUMN IF NOT EXISTS episode_id String DEFAULT ''",
+    ),
+}

@@ -14,23 +14,9 @@ from datetime import UTC
 from typing import Any, Protocol
 
 from logtide.schemas import LogEvent, Service, Severity, Trace
+from logtide.schemas.severity import severity_of as normalise_severity  # the one table
 from logtide.streams.config import StreamsConfig
 
-_SEVERITY = {
-    "emerg": Severity.emergency, "emergency": Severity.emergency, "panic": Severity.emergency,
-    "alert": Severity.alert,
-    "crit": Severity.critical, "critical": Severity.critical, "fatal": Severity.critical,
-    "severe": Severity.critical,
-    "err": Severity.error, "error": Severity.error, "eror": Severity.error,
-    "warn": Severity.warning, "warning": Severity.warning,
-    "notice": Severity.notice,
-    "info": Severity.info, "information": Severity.info, "informational": Severity.info,
-    "debug": Severity.debug, "dbg": Severity.debug, "fine": Severity.debug,
-    "trace": Severity.trace, "finer": Severity.trace, "finest": Severity.trace,
-}
-# syslog numeric levels 0..7
-_SYSLOG = [Severity.emergency, Severity.alert, Severity.critical, Severity.error,
-           Severity.warning, Severity.notice, Severity.info, Severity.debug]
 ERROR_SEVERITIES = frozenset({Severity.emergency, Severity.alert, Severity.critical, Severity.error})
 
 # Fields seen in parsed access/app logs, with the factor that turns them into milliseconds.
@@ -40,16 +26,6 @@ _DURATION_FIELDS: tuple[tuple[str, float], ...] = (
     ("duration_us", 1e-3), ("duration_ns", 1e-6),
 )
 _STATUS_FIELDS = ("status", "status_code", "http_status", "response_code")
-
-
-def normalise_severity(level: Any) -> Severity:
-    """Map the many spellings of a level (names, syslog numbers, upper case) onto `Severity`."""
-    if level is None:
-        return Severity.unknown
-    if isinstance(level, int) or (isinstance(level, str) and level.strip().isdigit()):
-        n = int(level)
-        return _SYSLOG[n] if 0 <= n < len(_SYSLOG) else Severity.unknown
-    return _SEVERITY.get(str(level).strip().lower(), Severity.unknown)
 
 
 def status_class(code: Any) -> str | None:

@@ -12,6 +12,7 @@ class ParseError(ValueError):
 MESSAGE_KEYS = ("message", "msg", "log", "text", "event")
 LEVEL_KEYS = ("level", "lvl", "severity", "loglevel", "log.level", "levelname", "severity_text")
 TS_KEYS = ("@timestamp", "timestamp", "time", "ts", "t", "datetime", "date", "asctime")
+_HAS_FULL_TS = frozenset({"@timestamp", "timestamp", "ts", "datetime"})
 LOGGER_KEYS = ("logger", "logger_name", "name", "log.logger", "module")
 
 
@@ -39,7 +40,11 @@ def split_mapped(
     """Common mapping for key/value formats (JSON, logfmt, regex groups)."""
     _, message = pick(fields, message_key, MESSAGE_KEYS)
     _, level = pick(fields, level_key, LEVEL_KEYS)
-    _, ts = pick(fields, ts_key, TS_KEYS)
+    if ts_key is None and "date" in fields and "time" in fields and not _HAS_FULL_TS.intersection(fields):
+        # split date and time (loghub, many Java layouts): one timestamp, not today's date + time
+        ts: Any = f"{fields.pop('date')} {fields.pop('time')}"
+    else:
+        _, ts = pick(fields, ts_key, TS_KEYS)
     _, logger = pick(fields, None, LOGGER_KEYS)
     out: dict[str, Any] = {"message": original if message is None else _text(message)}
     if ts is not None:

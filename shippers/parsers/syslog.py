@@ -76,7 +76,7 @@ def parse_syslog(line: str) -> dict[str, Any]:
             if _nil(app):
                 proc["name"] = app
             if _nil(procid):
-                if procid.isdigit():
+                if procid.isdigit() and len(procid) <= 10:  # a pid, not 60 digits (JSON wants 64-bit)
                     proc["pid"] = int(procid)
                 else:
                     syslog["procid"] = procid
@@ -97,7 +97,10 @@ def parse_syslog(line: str) -> dict[str, Any]:
     tag = tag.strip()
     proc = {"name": tag}
     if pid is not None:
-        proc["pid"] = int(pid)
+        if len(pid) <= 10:
+            proc["pid"] = int(pid)
+        else:  # not a pid a kernel hands out; kept as text (the encoder refuses integers past 64 bits)
+            syslog["procid"] = pid
     out = {"message": msg, "ts": ts, "attributes": {"syslog": syslog}, "ecs": {"process": proc}}
     if level:
         out["level"] = level

@@ -1,4 +1,12 @@
-"""Event time from text: ISO 8601 fast (ciso8601), named formats, strptime formats, then dateutil.
+"""Event time from text: ISO 8601 fast (ciso8601), named formats, strptime formats, `auto`.
+
+Formats are tried in the configured order; there is no lenient fallback unless `auto` is listed.
+`auto` accepts ISO 8601 / RFC 3339, epoch numbers (s, ms, us or ns by magnitude), then what
+dateutil reads (e.g. `May 1 2024 3pm`, `17/06/09 20:10:40`). A dateutil guess whose numeric date
+reads differently day-first or year-first is flagged `ts_ambiguous` (name the format instead).
+Year-less formats (`rfc3164`, strptime formats without `%Y`/`%y`) take their year from a reference:
+the current time, the file's modification time (`year: file_mtime`) or a fixed `year`; a date more
+than a day after the reference belongs to the year before (the New Year rollover).
 
 Results are cached per raw string: access logs repeat the same second many times, so the hot path
 is a dict lookup. Unparseable input returns None and the caller flags `ts_unparsed`.
@@ -6,6 +14,7 @@ is a dict lookup. Unparseable input returns None and the caller flags `ts_unpars
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -25,11 +34,28 @@ def _iso_out(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def is_known_format(fmt: str) -> bool:
+    """A named format or a strptime format (has a % directive)."""
+    return fmt in NAMED or "%" in fmt
+
+
+def _yearless(fmt: str) -> bool:
+    return fmt == "rfc3164" or (fmt not in NAMED and "%Y" not in fmt and "%y" not in fmt and "%G" not in fmt)
+
+
 class TimestampParser:
-    """Parses one timestamp field to an ISO 8601 UTC string using `formats` in order."""
+    """Parses one timestamp field to an ISO 8601 UTC string using `formats` in order.
+
+    `year`: None (the current time is the reference of year-less formats), an int (that year),
+    or set `reference` (e.g. a file's modification time) before parsing.
+    """
 
     def __init__(
-        self, formats: list[str], timezone: str = "UTC", now: Callable[[], datetime] | None = None
+        self,
+        formats: list[str],
+        timezone: str = "UTC",
+        now: Callable[[], datetime] | None = None,
+        year: int | None = None,
     ) -> None:
         self.formats = list(formats) or ["auto"]
         zone = du_tz.gettz(timezone)
@@ -37,17 +63,32 @@ class TimestampParser:
             raise ValueError(f"unknown time zone {timezone!r}")
         self.zone: tzinfo = zone
         self._now = now or (lambda: datetime.now(UTC))
-        self.parse = lru_cache(maxsize=8192)(self._parse)
+        self.year = year
+        self.reference: datetime | None = None  # set per file by the caller (year: file_mtime)
+        self.uses_year = any(_yearless(f) for f in self.formats)
+        self._cached = lru_cache(maxsize=8192)(self._parse_flagged)
+
+    def parse_flagged(self, raw: object) -> tuple[str | None, bool]:
+        """(ISO 8601 UTC or None, ambiguous guess?)."""
+        if self.uses_year and self.reference is not None:
+            return self._cached(raw, self.reference.toordinal())
+        return self._cached(raw, None)
+
+    def parse(self, raw: object) -> str | None:
+        return self.parse_flagged(raw)[0]
 
     def _aware(self, dt: datetime) -> datetime:
         return dt.replace(tzinfo=self.zone) if dt.tzinfo is None else dt
 
     def _with_year(self, dt: datetime) -> datetime:
-        """RFC 3164 has no year: take the current one, or last year if that lands over a day ahead."""
-        now = self._now()
-        dt = self._aware(dt.replace(year=now.year))
-        if dt - now > timedelta(days=1):
-            dt = dt.replace(year=now.year - 1)
+        """No year in the text: the reference's year, or the year before if that lands over a day
+        after the reference (a December line read in January)."""
+        if self.year is not None:
+            return self._aware(dt.replace(year=self.year))
+        ref = self.reference or self._now()
+        dt = self._aware(dt.replace(year=ref.year))
+        if dt - ref > timedelta(days=1):
+            dt = dt.replace(year=ref.year - 1)
         return dt
 
     def _one(self, fmt: str, raw: str) -> datetime | None:
@@ -66,11 +107,19 @@ class TimestampParser:
                 return datetime.fromtimestamp(float(raw) / 1000.0, UTC)
             if fmt == "auto":
                 return self._auto(raw)
+            if _yearless(fmt):
+                return self._with_year(datetime.strptime(raw, fmt).replace(year=2000))  # Feb 29 parses
             return self._aware(datetime.strptime(raw, fmt))
-        except (ValueError, ArithmeticError, TypeError, OSError):  # decimal errors in dateutil; epochs past the C range
+        except (
+            ValueError,
+            ArithmeticError,
+            TypeError,
+            OSError,
+        ):  # decimal errors in dateutil; epochs past the C range
             return None
 
     def _auto(self, raw: str) -> datetime | None:
+        self._ambiguous = False
         try:
             return self._aware(ciso8601.parse_datetime(raw))
         except ValueError:
@@ -87,25 +136,34 @@ class TimestampParser:
                 num /= 1000.0
             return datetime.fromtimestamp(num, UTC)
         try:
-            return self._aware(du_parser.parse(raw, fuzzy=False))
+            dt = du_parser.parse(raw, fuzzy=False)
         except (ValueError, ArithmeticError, du_parser.ParserError):
             return None
+        # "17/06/09": 2009-06-17? 2017-06-09? "081109": 2009-08-11? 2008-11-09? Flag when the
+        # day-first or year-first reading gives another date.
+        readings = {dt.date()}
+        for kw in ({"dayfirst": True}, {"yearfirst": True}, {"dayfirst": True, "yearfirst": True}):
+            with contextlib.suppress(ValueError, ArithmeticError, du_parser.ParserError):
+                readings.add(du_parser.parse(raw, fuzzy=False, **kw).date())
+        self._ambiguous = len(readings) > 1
+        return self._aware(dt)
 
-    def _parse(self, raw: object) -> str | None:
+    def _parse_flagged(self, raw: object, _ref: int | None) -> tuple[str | None, bool]:
         if isinstance(raw, datetime):
-            return _iso_out(self._aware(raw))
+            return _iso_out(self._aware(raw)), False
         if isinstance(raw, int | float) and not isinstance(raw, bool):
             raw = repr(raw)
         if not isinstance(raw, str) or not raw.strip():
-            return None
+            return None, False
         raw = raw.strip()
         if len(raw) > MAX_TIMESTAMP_CHARS:  # no timestamp is this long; dateutil would take its time
-            return None
+            return None, False
         for fmt in self.formats:
+            self._ambiguous = False
             dt = self._one(fmt, raw)
             if dt is not None:
                 try:
-                    return _iso_out(dt)
+                    return _iso_out(dt), self._ambiguous
                 except (ValueError, OverflowError):
-                    return None
-        return None
+                    return None, False
+        return None, False

@@ -259,8 +259,13 @@ async def test_logtide_matches_prometheus_on_node_exporter(tmp_path: Path) -> No
                 ours = lt.at(e, name.removesuffix("_total") + f":rate{WINDOW}s", "node")
                 k = prom_key(metric)
                 assert k in ours, k  # the same series, every label kept
-                if value > 1e-3:
+                # the kernel counts CPU time in 10 ms ticks: two scrapes a few ms apart may differ by a
+                # tick at each end of the window, which is more than 2 % of a small rate
+                tick_allowance = 2 * 0.01 / WINDOW if name.endswith("_seconds_total") else 0.0
+                if value > 1e-3 and abs(ours[k] - value) > tick_allowance:
                     rate_diffs[f"{e}:{metric['__name__']}{k}"] = rel(ours[k], value)
+                elif value > 1e-3:
+                    rate_diffs[f"{e}:{metric['__name__']}{k}"] = 0.0
         within = sum(d <= 0.02 for d in rate_diffs.values()) / len(rate_diffs)
         print(f"counter rates: {len(rate_diffs)} series-windows, median diff {statistics.median(rate_diffs.values()):.2e},"
               f" within 2 %: {within:.1%}, worst {sorted(rate_diffs.items(), key=lambda kv: -kv[1])[:3]}")

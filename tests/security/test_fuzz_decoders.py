@@ -4,6 +4,7 @@ error, memory stays bounded. The test suite runs a small budget; `bench/fuzz.py`
 from __future__ import annotations
 
 import tracemalloc
+import zlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +28,7 @@ def test_random_bytes_break_no_contract(name: str, data: bytes) -> None:
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_mutated_real_inputs_break_no_contract(name: str) -> None:
-    result = campaign([name], per_target=400, seed=hash(name) & 0xFFFF)
+    result = campaign([name], per_target=400, seed=zlib.crc32(name.encode()))
     assert result["tried"] == 400
     assert result["failures"] == {}, result["failures"]
 

@@ -147,3 +147,31 @@ async def test_oversized_record_is_shipped_truncated_not_retried_forever(tmp_pat
     events = [validate_event(v) for _t, _k, v in out.records]
     assert [e.message[:9] for e in events] == ["small one", "B" * 9, "small two"]
     assert len(events[1].message) == 64 << 10 and "truncated" in events[1].logtide.flags
+
+
+async def test_nothing_read_is_loud(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """An input matching no file and --once with start_position: end each log why and what to change."""
+    import logging
+
+    (tmp_path / "a.log").write_text("a\n")
+    cfg = ShipperConfig(
+        inputs=[LogInputConfig(paths=[str(tmp_path / "*.log")], start_position="end"),
+                LogInputConfig(id="typo", paths=[str(tmp_path / "nginx" / "acces.log")])],
+        state_dir=tmp_path / "state", host_name="h",
+    )  # fmt: skip
+    out = ListOutput()
+    with caplog.at_level(logging.WARNING, logger="logtide.shippers.shipper"):
+        await Shipper(cfg, out, once=True, log_topic="t").run()
+    text = caplog.text
+    assert "--once with start_position: end reads nothing" in text and "--from-beginning" in text
+    assert "input typo: no file matches" in text and out.records == []
+
+
+async def test_unwritable_state_dir_is_one_clear_error(tmp_path: Path) -> None:
+    import pytest
+    from logtide.shippers.checkpoint_store import StateDirError
+
+    (tmp_path / "file").write_text("")
+    cfg = _cfg(tmp_path).model_copy(update={"state_dir": tmp_path / "file" / "state"})
+    with pytest.raises(StateDirError, match=r"state directory .*file/state.*--state-dir"):
+        await Shipper(cfg, ListOutput(), once=True, log_topic="t").run()

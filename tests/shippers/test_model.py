@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from logtide.shippers.fingerprint import same_file
+from logtide.shippers.reconcile import same_file
 
 from tests.shippers.conftest import kafka_output, shipper_config
 from tests.shippers.helpers import consume, wait_for

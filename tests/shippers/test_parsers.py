@@ -236,3 +236,22 @@ def test_plain_fast_path_matches_the_contract() -> None:
         "truncated",
     ]
     assert first.labels == {"env": "prod"} and first.service is not None and first.service.name == "api"
+    # the joined bytes are the document `build` gives (keys in another order)
+    fast = orjson.loads(records[0][1])
+    slow = orjson.loads(b.build("abc", 0, [], {"path": "/x"}, ids(0), fast["@timestamp"])[0])
+    assert fast == slow
+
+
+def test_integers_json_cannot_carry_never_crash_the_builder() -> None:
+    # found by the fuzz campaign (tests/security): a 50-digit pid, a 30-digit body size
+    ev = _event(_builder("syslog"), "Jun 15 14:53:32 combo sshd(pam_unix)[" + "3" * 50 + "]: auth failure")
+    assert ev["attributes"]["syslog"]["procid"] == "3" * 50 and "pid" not in ev.get("process", {})
+    acc = _event(
+        _builder("access_log"), '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 ' + "9" * 30
+    )
+    assert "body" not in acc["http"]["response"]
+    # and whatever a parser returns, an unencodable value makes a parse failure, not an exception
+    b = _builder("json")
+    b.parse = lambda text: {"message": text, "attributes": {"n": 1 << 70}}
+    odd = _event(b, "x")
+    assert "parse_failure" in odd["logtide"]["flags"] and odd["event"]["original"] == "x"
