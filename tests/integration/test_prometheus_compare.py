@@ -190,7 +190,7 @@ async def test_logtide_matches_prometheus_on_node_exporter(tmp_path: Path) -> No
         async def ready() -> bool:
             try:
                 return set(await api.phases()) == {"node", "prom"}
-            except httpx.HTTPError:  # not listening yet
+            except (httpx.HTTPError, ValueError, KeyError):  # not listening yet, or still starting (not JSON)
                 return False
 
         await wait_for(ready, 120, "Prometheus scraping both targets")
