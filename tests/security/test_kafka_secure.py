@@ -68,6 +68,20 @@ def _run(args: list[str], password: str, timeout: float = 120) -> subprocess.Com
                           stdin=subprocess.DEVNULL, check=False)  # fmt: skip
 
 
+def _produce(bootstrap: str, topic: str, value: bytes) -> None:
+    """One record, written over the plaintext listener (as an operator or an upstream stage would)."""
+
+    async def produce() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await p.start()
+        try:
+            await p.send_and_wait(topic, value)
+        finally:
+            await p.stop()
+
+    asyncio.run(produce())
+
+
 def _no_secret(secure: dict, *outputs: str) -> None:
     for pw in secure["passwords"].values():
         for out in outputs:
@@ -110,15 +124,7 @@ def test_sink_reads_derived_topics_as_its_own_user(secure: dict, tmp_path: Path,
     doc = to_document(decode(orjson.dumps(samples()[LogEvent]), LogEvent))
     doc["event"] = dict(doc["event"], id=f"secure-{unique}")
 
-    async def produce() -> None:
-        p = AIOKafkaProducer(bootstrap_servers=secure["plain"], acks="all")
-        await p.start()
-        try:
-            await p.send_and_wait(PREFIX + "logs.enriched", orjson.dumps(doc))
-        finally:
-            await p.stop()
-
-    asyncio.run(produce())
+    _produce(secure["plain"], PREFIX + "logs.enriched", orjson.dumps(doc))
     extra = (f"sinks:\n  group_id: logtide-sinks-{unique}\n  sources: [logs.enriched]\n"
              f"  elasticsearch:\n    hosts: ['{es_url}']\n    index_prefix: lsec{unique}\n")  # fmt: skip
     cfg = _config(tmp_path, secure, "logtide-sink", extra=extra)
@@ -266,15 +272,7 @@ def test_replay_and_tail_read_as_the_reader_user(secure: dict, tmp_path: Path) -
     doc = dict(samples()[Anomaly])
     doc["event"] = dict(doc["event"], id=f"secure-replay-{unique}")
 
-    async def produce() -> None:
-        p = AIOKafkaProducer(bootstrap_servers=secure["plain"], acks="all")
-        await p.start()
-        try:
-            await p.send_and_wait(PREFIX + "anomalies", orjson.dumps(doc))
-        finally:
-            await p.stop()
-
-    asyncio.run(produce())
+    _produce(secure["plain"], PREFIX + "anomalies", orjson.dumps(doc))
     cfg = _config(tmp_path, secure, "logtide-reader")
     out = tmp_path / "replay.ndjson"
     pw = secure["passwords"]["logtide-reader"]
