@@ -110,7 +110,14 @@ def ship(  # noqa: PLR0917 - click passes every option
     preflight(kafka, wanted, logging.getLogger("logtide.shipper"))
 
     def reread():  # type: ignore[no-untyped-def]
-        return shipper_section(load_config(config_path))
+        """The new shipper section; changed connection, topic and logging settings are named as needing
+        a restart (the shipper section's own are sorted out by `Shipper.reload`)."""
+        from logtide.config_reload import log_restart_needed, split_changes
+
+        new = load_config(config_path)
+        _live, restart = split_changes(cfg, new, (), sections=("kafka", "topics", "logging"))
+        log_restart_needed(logging.getLogger("logtide.ship"), restart)
+        return shipper_section(new)
 
     if watch_config and not config_path:
         click.echo("--watch-config needs --config FILE", err=True)
@@ -131,30 +138,17 @@ def ship(  # noqa: PLR0917 - click passes every option
 
 async def _reload(shipper, reread) -> None:  # type: ignore[no-untyped-def]
     """Validate the file again; an invalid one is refused with the key path and the running one kept."""
-    log = logging.getLogger("logtide.ship")
-    if reread is None:
-        log.warning("SIGHUP: no --config file to reload")
-        return
-    try:
-        new = reread()
-    except ConfigError as exc:
-        log.error("configuration reload refused, the running configuration is kept:\n%s", exc)
-        return
-    await shipper.started.wait()  # valid: applied once the shipper runs (the output may still be starting)
-    try:
+    await _reloader(shipper, reread).reload()
+
+
+def _reloader(shipper, reread):  # type: ignore[no-untyped-def]
+    from logtide.config_reload import Reloader
+
+    async def apply(new) -> None:  # type: ignore[no-untyped-def]
+        await shipper.started.wait()  # valid: applied once the shipper runs (the output may still be starting)
         await shipper.reload(new)
-    except Exception:
-        log.exception("configuration reload failed")
 
-
-async def _watch_file(path: str, on_change) -> None:  # type: ignore[no-untyped-def]
-    from watchfiles import awatch
-
-    target = Path(path).resolve()
-    async for changes in awatch(target.parent, watch_filter=lambda _c, p: Path(p).resolve() == target,
-                                debounce=500, recursive=False):  # fmt: skip
-        if changes:
-            on_change()
+    return Reloader(reread, apply, logging.getLogger("logtide.ship"))
 
 
 async def _run(cfg, kafka, sc, once: bool, *, reread=None, watch: str | None = None) -> int:  # type: ignore[no-untyped-def]
@@ -170,15 +164,9 @@ async def _run(cfg, kafka, sc, once: bool, *, reread=None, watch: str | None = N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shipper.request_stop)
-    reloads: set[asyncio.Task[None]] = set()
+    from logtide.config_reload import install
 
-    def reload() -> None:
-        task = loop.create_task(_reload(shipper, reread))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    watcher = loop.create_task(_watch_file(watch, reload)) if watch and not once else None
+    watcher = install(_reloader(shipper, reread), watch if not once else None)
     try:
         await shipper.run()
     except StateDirError as exc:

@@ -57,10 +57,48 @@ def build_app(cfg: Config, *, state_dir: Path | None = None, app_id: str | None 
     )
 
 
-def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | None = None) -> None:
-    """Run one worker until SIGTERM/SIGINT (graceful: commits and flushes before it exits)."""
+def reload_wiring(sapp: Any, cfg: Config, load: Any, *, watch: str | None = None,
+                  loglevel_fixed: bool = False) -> Any:
+    """The `Reloader` of a running worker: live keys (`streams.reload.LIVE_KEYS`) go to the operators
+    of every partition, every other changed key of the worker's sections is named as needing a restart
+    and keeps its running value. `load` reads and validates the file again."""
+    from logtide.config_reload import (
+        Reloader,
+        apply_log_level,
+        keep_running,
+        log_restart_needed,
+        split_changes,
+    )
+    from logtide.streams.reload import LIVE_KEYS, SECTIONS
+
+    log = logging.getLogger("logtide.streams")
+    running = [cfg]
+
+    async def apply(new: Config) -> None:
+        live, restart = split_changes(running[0], new, LIVE_KEYS, SECTIONS)
+        log_restart_needed(log, restart)
+        merged = keep_running(running[0], new, restart)
+        sapp.apply_config(merged.streams)
+        if "logging.level" in live and not loglevel_fixed:
+            apply_log_level(merged)
+        running[0] = merged
+        log.info("configuration reloaded: %s", f"applied live: {', '.join(live)}" if live else "nothing to apply live")
+
+    return Reloader(load, apply, log)
+
+
+def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | None = None,
+               config_path: str | None = None, watch_config: bool = False,
+               prepare: Any = None) -> None:
+    """Run one worker until SIGTERM/SIGINT (graceful: commits and flushes before it exits). SIGHUP, and a
+    change of `config_path` with `watch_config`, reload the configuration (`reload_wiring`); `prepare`
+    applies the command line's overrides to each configuration read again."""
+    import signal
+
     import faust
 
+    from logtide.config import load_config
+    from logtide.config_reload import install
     from logtide.log_setup import configure_logging, logging_dict
     from logtide.streams.faust_app import check_port_free, serve_metrics
 
@@ -82,6 +120,23 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
         "streams worker starting: broker %s, topic prefix %r, state dir %s",
         ",".join(cfg.kafka.bootstrap_servers), cfg.topics.prefix, state_dir or cfg.streams.state_dir,
     )
+    load = None
+    if config_path is not None:
+        def load() -> Config:
+            new = load_config(config_path)
+            return prepare(new) if prepare is not None else new
+
+    reloader = reload_wiring(sapp, cfg, load, loglevel_fixed=loglevel is not None)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop's handler is installed: never a kill
+
+    async def reload_on_signal() -> None:
+        watcher = install(reloader, config_path if watch_config and config_path else None)
+        logging.getLogger("logtide.streams").info(
+            "configuration reload on SIGHUP%s", f" and on changes of {config_path}" if watcher else "")
+        if watcher is not None:
+            await watcher
+
+    sapp.app.task(reload_on_signal)
     sys.argv = sys.argv[:1]  # the worker parses argv; ours was already handled by click
     worker.execute_from_commandline()
 
@@ -93,15 +148,27 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
 @click.option("--metrics-port", type=int, help="Override streams.metrics_port (0 disables).")
 @click.option("--web-port", type=int, help="Override streams.web_port (0 disables).")
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), help="Worker log level.")
+@click.option("--watch-config", is_flag=True, help="Reload the configuration file when it changes (as SIGHUP).")
 def streams(  # noqa: PLR0917 - one parameter per click option
     config_path: str | None, bootstrap: str | None, state_dir: Path | None, metrics_port: int | None,
-    web_port: int | None, loglevel: str | None,
+    web_port: int | None, loglevel: str | None, watch_config: bool,
 ) -> None:
     """Run a streams worker: validate, enrich, window-aggregate and detect, from the raw topics to
-    logs.enriched, metrics.agg, anomalies and deadletter."""
-    cfg = load_for_command(config_path, bootstrap)
-    if metrics_port is not None:
-        cfg.streams.metrics_port = metrics_port
-    if web_port is not None:
-        cfg.streams.web_port = web_port
-    run_worker(cfg, state_dir=state_dir, loglevel=loglevel)
+    logs.enriched, metrics.agg, anomalies and deadletter. SIGHUP (or --watch-config) reloads detection
+    gates and enrichment tables live and names what needs a restart."""
+    if watch_config and not config_path:
+        raise click.UsageError("--watch-config needs --config FILE")
+
+    def prepare(cfg: Config) -> Config:
+        """The command line's overrides, on the file as read at start and at each reload."""
+        if bootstrap:
+            cfg.kafka.bootstrap_servers = bootstrap.split(",")
+        if metrics_port is not None:
+            cfg.streams.metrics_port = metrics_port
+        if web_port is not None:
+            cfg.streams.web_port = web_port
+        return cfg
+
+    cfg = prepare(load_for_command(config_path, bootstrap))
+    run_worker(cfg, state_dir=state_dir, loglevel=loglevel, config_path=config_path, watch_config=watch_config,
+               prepare=prepare)

@@ -73,6 +73,11 @@ class Enricher:
         self._static = dict(cfg.static_labels)
         self._geo = geo if geo is not None else (open_geoip(str(cfg.geoip_db)) if cfg.geoip_db else None)
 
+    @property
+    def geo(self) -> GeoReader | None:
+        """The open GeoIP reader (handed on when the rules are rebuilt on a configuration reload)."""
+        return self._geo
+
     def service_for(self, ev: LogEvent) -> tuple[str, str | None] | None:
         """(service, environment) of the first matching rule, or None."""
         host = ev.host.name if ev.host else None

@@ -149,6 +149,17 @@ class StreamsApp:
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_rebalance_complete.connect(self._on_ready)
 
+    def apply_config(self, cfg: StreamsConfig) -> None:
+        """Take over a reloaded configuration (its restart-only keys already set back to the running
+        values, see `streams.reload`): the operators of every partition held now and of those assigned
+        later. Series and detector states stay; the next batch is judged with the new settings."""
+        from logtide.streams.reload import apply_stateful, apply_stateless
+
+        self.cfg = cfg
+        for f in self.folders.values():
+            apply_stateful(f.sf, cfg)
+        apply_stateless(self.reader.mapper.stateless, cfg)
+
     # --- output helpers ---------------------------------------------------------------------------
     # Outputs go straight to the producer (aiokafka batches them) and every batch waits for its acks
     # before its input is acknowledged.

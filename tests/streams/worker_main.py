@@ -33,4 +33,4 @@ if __name__ == "__main__":
 
     if os.environ.get("LOGTIDE_STREAMS_TRACE"):
         logging.getLogger("logtide.streams").setLevel(logging.DEBUG)
-    run_worker(load_config(cfg_path), state_dir=Path(state_dir), loglevel="info")
+    run_worker(load_config(cfg_path), state_dir=Path(state_dir), loglevel="info", config_path=cfg_path)
