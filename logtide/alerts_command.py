@@ -83,10 +83,12 @@ class AlertProcess:
 
         from logtide.sinks.alerts.engine import AlertEngine
         from logtide.sinks.alerts.kafka_state import behind, load_nflog, load_silences, read_compacted
+        from logtide.sinks.alerts.reconfigure import sync_static_silences
 
         t = self.topics
         nflog = load_nflog(await read_compacted(self.conn, t.alerts_nflog, parts[t.alerts_nflog]))
         silences = load_silences(await read_compacted(self.conn, t.alerts_silences, parts[t.alerts_silences]))
+        sync_static_silences(silences, self.cfg.alerts.silences, time.time())
         self.producer = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
         await self.producer.start()
         engine = self.engine = AlertEngine(
@@ -130,6 +132,9 @@ class AlertProcess:
             sil_tps = [TopicPartition(t.alerts_silences, p) for p in parts[t.alerts_silences]]
             sil_consumer.assign(sil_tps)
             sil_task = asyncio.create_task(self._follow_silences(sil_consumer, silences))
+            if engine.cfg is not self.cfg.alerts:  # reloaded while this instance was getting ready
+                engine.reconfigure(self.cfg.alerts)
+                sync_static_silences(silences, self.cfg.alerts.silences, time.time())
             self.live.set()
             while not self.stopping.is_set():
                 await leader.getmany(timeout_ms=0)  # membership heartbeat; a rebalance may take leadership
@@ -156,6 +161,31 @@ class AlertProcess:
             await consumer.stop()
             await sil_consumer.stop()
             self.live.clear()
+
+    async def apply_config(self, new: Config) -> None:
+        """A reloaded configuration (SIGHUP, --watch-config): routing, receivers, inhibition, timers and
+        the file's silences apply at once (`sinks.alerts.reconfigure`); every other changed key is named
+        as needing a restart and keeps its running value. A standby keeps it for when it leads."""
+        from logtide.config_reload import apply_log_level, keep_running, log_restart_needed, split_changes
+        from logtide.sinks.alerts.reconfigure import LIVE_KEYS, SECTIONS, sync_static_silences
+
+        live, restart = split_changes(self.cfg, new, LIVE_KEYS, SECTIONS)
+        log_restart_needed(log, restart)
+        merged = keep_running(self.cfg, new, restart)
+        self.cfg = merged
+        if "logging.level" in live:
+            apply_log_level(merged)
+        what = f"applied live: {', '.join(live)}" if live else "nothing to apply live"
+        engine = self.engine
+        if engine is not None and self.live.is_set():
+            now = time.time()
+            out = engine.reconfigure(merged.alerts)
+            added, expired = sync_static_silences(engine.dispatcher.silences, merged.alerts.silences, now)
+            engine.tick(now)
+            what += (f"; groups: {out.kept} kept, {out.retired} retired "
+                     f"(they send only the resolves they owe), {out.new_groups} new; silences from the file: "
+                     f"{added} added, {expired} ended")
+        log.info("configuration reloaded: %s", what)
 
     async def _follow_silences(self, consumer: Any, silences: Any) -> None:
         from logtide.sinks.alerts.kafka_state import load_silences
@@ -198,22 +228,43 @@ async def _put_silence(cfg: Config, s: Any) -> None:
 @click.group("alerts", invoke_without_command=True)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Configuration file.")
 @click.option("--bootstrap", help="Override kafka.bootstrap_servers.")
+@click.option("--watch-config", is_flag=True, help="Reload the configuration file when it changes (as SIGHUP).")
 @click.pass_context
-def alerts(ctx: click.Context, config_path: str | None, bootstrap: str | None) -> None:
+def alerts(ctx: click.Context, config_path: str | None, bootstrap: str | None, watch_config: bool) -> None:
     """Route anomalies to people: grouping, inhibition, silences, resolves; webhook, Slack, PagerDuty,
-    Alertmanager. Without a subcommand, runs the alert process."""
+    Alertmanager. Without a subcommand, runs the alert process; SIGHUP (or --watch-config) reloads
+    routing, receivers, inhibition, timers and the file's silences live, and names what needs a restart."""
     ctx.obj = (config_path, bootstrap)
     if ctx.invoked_subcommand is not None:
         return
+    if watch_config and not config_path:
+        raise click.UsageError("--watch-config needs --config FILE")
     cfg = load_for_command(config_path, bootstrap)
     logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    def load() -> Config:
+        from logtide.config import load_config
+
+        new = load_config(config_path)
+        if bootstrap:
+            new.kafka.bootstrap_servers = bootstrap.split(",")
+        return new
+
     async def main() -> None:
+        from logtide.config_reload import Reloader, install
+
         proc = AlertProcess(cfg)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, proc.stop)
-        await proc.run()
+        watcher = install(Reloader(load if config_path else None, proc.apply_config, log),
+                          config_path if watch_config else None)
+        log.info("configuration reload on SIGHUP%s", f" and on changes of {config_path}" if watcher else "")
+        try:
+            await proc.run()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     asyncio.run(main())
 

@@ -8,6 +8,7 @@ Secrets (webhook secrets, routing keys, Slack URLs) are `SecretStr`: masked in e
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from logtide.sinks.alerts.model import Matcher
@@ -142,6 +143,25 @@ class InhibitRule(_Section):
     _t = field_validator("target_matchers")(_matchers)
 
 
+class StaticSilenceConfig(_Section):
+    """A silence written in the configuration file: in force while the file says so (a reload adds,
+    changes or ends it); `logtide alerts silence` manages the others, in their topic."""
+
+    matchers: list[str] = Field(min_length=1)
+    starts_at: datetime | None = Field(default=None, description="Unset: from the start.")
+    ends_at: datetime | None = Field(default=None, description="Unset: until removed from the file.")
+    created_by: str = "config"
+    comment: str = ""
+
+    _m = field_validator("matchers")(_matchers)
+
+    @model_validator(mode="after")
+    def _order(self) -> StaticSilenceConfig:
+        if self.starts_at is not None and self.ends_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
 class FlappingConfig(_Section):
     """An alert that changed state at least `changes` times in its last `window` evaluations is held."""
 
@@ -183,6 +203,7 @@ class AlertsConfig(_Section):
                         equal=["service", "metric"])
         ]
     )
+    silences: list[StaticSilenceConfig] = Field(default_factory=list)
     flapping: FlappingConfig = Field(default_factory=FlappingConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     resolve_timeout: float = Field(

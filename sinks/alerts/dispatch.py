@@ -39,6 +39,7 @@ class Group:
     stamp: tuple[int, int] = (-1, -1)  # silences and inhibitor versions at the last full flush
     deps: set[tuple[int, tuple[str, ...]]] = field(default_factory=set)  # inhibition keys it depends on
     last_t: float = float("-inf")
+    retired: bool = False  # its route left the tree in a reload: it only sends the resolves it owes
 
 
 @dataclass(slots=True)
@@ -166,6 +167,10 @@ class Dispatcher:
             got = self._route_cache[key] = self.route.match(labels)
         return got
 
+    def routing_changed(self) -> None:
+        """Forget cached routing decisions (a reload replaced the tree, see `reconfigure`)."""
+        self._route_cache.clear()
+
     def _close(self, ep: str) -> None:
         self.closed[ep] = None
         if len(self.closed) > 100_000:
@@ -210,6 +215,8 @@ class Dispatcher:
 
     def _flush(self, g: Group, t: float) -> Notification | None:
         g.next_flush = t + g.route.group_interval
+        if g.retired and not any(self.alerts[fp].ends_at is not None and self.alerts[fp].ends_at <= t for fp in g.fps):
+            return None  # retired by a reload: no repeats, only the resolves of what it notified
         if self._unchanged(g, t):
             g.last_t = t
             return None

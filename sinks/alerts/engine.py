@@ -28,6 +28,7 @@ from logtide.sinks.alerts.delivery import Integration, ReceiverWorker, integrati
 from logtide.sinks.alerts.dispatch import SUPPRESS_REASONS, Dispatcher, Notification
 from logtide.sinks.alerts.metrics import AlertMetrics
 from logtide.sinks.alerts.nflog import Entry, NotificationLog
+from logtide.sinks.alerts.reconfigure import Reconfigured, reconfigure
 from logtide.sinks.alerts.silence import Silences
 
 _SEV = ["info", "warning", "critical"]
@@ -84,16 +85,76 @@ class AlertEngine:
         self._seen_suppressed = {r: 0 for r in SUPPRESS_REASONS}
         self.event_now = float("-inf")
         self._last_resend: dict[str, float] = {}
+        self._started = False
+        self._worker_tasks: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: dict[int, Notification] = {}  # handed to a worker, outcome not reported yet
+        self._renamed: dict[int, str] = {}  # in-flight notifications whose group a reload renamed: its new key
+        self._retiring: dict[str, ReceiverWorker] = {}  # receivers removed by a reload, still owed resolves
 
     def now(self) -> float:
         return self.clock() if self.clock is not None else self.event_now
 
     async def start(self) -> None:
-        for name, its in self.items.items():
-            w = ReceiverWorker(name, its, self.cfg.delivery, self.client, self._attempt, self._done,
-                               lambda reason: self.metrics.suppressed.labels(reason).inc())
-            self.workers[name] = w
-            self.tasks.append(asyncio.create_task(w.run(), name=f"alerts-{name}"))
+        self._started = True
+        for name in self.items:
+            self._start_worker(name)
+
+    def _start_worker(self, name: str) -> None:
+        w = ReceiverWorker(name, self.items[name], self.cfg.delivery, self.client, self._attempt, self._done,
+                           lambda reason: self.metrics.suppressed.labels(reason).inc())
+        self.workers[name] = w
+        task = asyncio.create_task(w.run(), name=f"alerts-{name}")
+        self.tasks.append(task)
+        self._worker_tasks[name] = task
+
+    async def _retire_worker(self, w: ReceiverWorker, task: asyncio.Task[None]) -> None:
+        """A replaced receiver's worker delivers what it holds, then stops."""
+        await w.queue.join()
+        task.cancel()
+
+    def reconfigure(self, cfg: AlertsConfig) -> Reconfigured:
+        """Apply a reloaded `alerts` section (see `reconfigure`): receivers whose settings changed get a
+        new worker (the old one finishes its queue), removed ones are kept until no group owes them a
+        resolve; the dispatcher's groups and notification log follow their routes."""
+        old = self.cfg
+        every = old.delivery != cfg.delivery or old.external_url != cfg.external_url
+        before = {r.name: r for r in old.receivers}
+        changed = [r for r in cfg.receivers if every or before.get(r.name) != r]
+        names = {r.name for r in cfg.receivers}
+        self.cfg = cfg
+        for rc in changed:
+            self.items[rc.name] = integrations(rc, cfg)
+        for name in [n for n in self.items if n not in names]:
+            del self.items[name]
+            if name in self.workers:
+                self._retiring[name] = self.workers[name]
+        send_resolved = {name: any(i.send_resolved for i in its) or not its for name, its in self.items.items()}
+        out = reconfigure(self.dispatcher, cfg, send_resolved)
+        for old_key, new_key in out.moved_log.items():
+            self.persist(new_key, self.dispatcher.nflog.entries[new_key])
+            self.persist(old_key, None)
+        for n in self._in_flight.values():  # sent before the reload: their outcome belongs to the renamed group
+            if n.group_key in out.renamed:
+                self._renamed[id(n)] = out.renamed[n.group_key]
+        if self._started:  # workers follow the receivers
+            for rc in changed:
+                w, task = self.workers.get(rc.name), self._worker_tasks.get(rc.name)
+                if w is not None and task is not None:
+                    self.tasks.append(asyncio.create_task(self._retire_worker(w, task)))
+                self._retiring.pop(rc.name, None)
+                self._start_worker(rc.name)
+        self._drop_retired_workers()
+        return out
+
+    def _drop_retired_workers(self) -> None:
+        """Stop the workers of removed receivers once no group owes them anything."""
+        for name in list(self._retiring):
+            if not any(g.route.receiver == name for g in self.dispatcher.groups.values()):
+                w = self._retiring.pop(name)
+                self.workers.pop(name, None)
+                task = self._worker_tasks.pop(name, None)
+                if task is not None:
+                    self.tasks.append(asyncio.create_task(self._retire_worker(w, task)))
 
     async def close(self) -> None:
         for t in self.tasks:
@@ -128,9 +189,12 @@ class AlertEngine:
             if w is None or not w.items:  # a receiver with no integration: done as soon as decided
                 self._done(n, True)
             else:
+                self._in_flight[id(n)] = n
                 w.offer(n)
         self._count_suppressed()
         self.metrics.groups.set(len(self.dispatcher.groups))
+        if self._retiring:
+            self._drop_retired_workers()
         return out
 
     def _resend(self, now: float) -> None:
@@ -161,6 +225,8 @@ class AlertEngine:
     def _done(self, n: Notification, done: bool) -> None:
         if n.only is not None:
             return  # a re-send: the notification log is not involved
+        self._in_flight.pop(id(n), None)
+        n.group_key = self._renamed.pop(id(n), n.group_key)  # sent before a reload renamed its group
         entry = self.dispatcher.delivered(n, done, self.now())
         if entry is not None:
             self.persist(n.log_key, entry)

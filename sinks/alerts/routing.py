@@ -3,6 +3,11 @@
 Depth first: an alert descends into the first child route whose matchers match (all of them, if
 `continue` is set on the earlier ones); a route none of whose children match takes the alert itself.
 Children inherit receiver, group_by and the three timers from their parent.
+
+A route's id (the first part of its groups' keys, so of the notification log's keys and PagerDuty's
+dedup keys) says what it is, as Alertmanager's route key does: its parent's id and its matchers
+(`0/{service="checkout"}`; identical siblings get `#2`, `#3`). Adding, removing or reordering other
+routes, in a reload or before a restart, leaves it and its open groups alone.
 """
 
 from __future__ import annotations
@@ -63,7 +68,11 @@ def build_route(cfg: RouteConfig, parent: Route | None = None, rid: str = "0") -
         repeat_interval=_pick(cfg.repeat_interval, parent.repeat_interval if parent else DEFAULT_REPEAT_INTERVAL),
         continue_=cfg.continue_,
     )
-    r.routes = [build_route(c, r, f"{rid}.{i}") for i, c in enumerate(cfg.routes)]
+    seen: dict[str, int] = {}
+    for c in cfg.routes:
+        cid = f"{rid}/{{{','.join(sorted(str(Matcher.parse(m)) for m in c.matchers))}}}"
+        seen[cid] = seen.get(cid, 0) + 1
+        r.routes.append(build_route(c, r, cid if seen[cid] == 1 else f"{cid}#{seen[cid]}"))
     return r
 
 
