@@ -83,12 +83,9 @@ class AlertProcess:
 
         from logtide.sinks.alerts.engine import AlertEngine
         from logtide.sinks.alerts.kafka_state import behind, load_nflog, load_silences, read_compacted
-        from logtide.sinks.alerts.reconfigure import sync_static_silences
-
         t = self.topics
         nflog = load_nflog(await read_compacted(self.conn, t.alerts_nflog, parts[t.alerts_nflog]))
         silences = load_silences(await read_compacted(self.conn, t.alerts_silences, parts[t.alerts_silences]))
-        sync_static_silences(silences, self.cfg.alerts.silences, time.time())
         self.producer = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
         await self.producer.start()
         engine = self.engine = AlertEngine(
@@ -134,7 +131,6 @@ class AlertProcess:
             sil_task = asyncio.create_task(self._follow_silences(sil_consumer, silences))
             if engine.cfg is not self.cfg.alerts:  # reloaded while this instance was getting ready
                 engine.reconfigure(self.cfg.alerts)
-                sync_static_silences(silences, self.cfg.alerts.silences, time.time())
             self.live.set()
             while not self.stopping.is_set():
                 await leader.getmany(timeout_ms=0)  # membership heartbeat; a rebalance may take leadership
@@ -167,7 +163,7 @@ class AlertProcess:
         the file's silences apply at once (`sinks.alerts.reconfigure`); every other changed key is named
         as needing a restart and keeps its running value. A standby keeps it for when it leads."""
         from logtide.config_reload import apply_log_level, keep_running, log_restart_needed, split_changes
-        from logtide.sinks.alerts.reconfigure import LIVE_KEYS, SECTIONS, sync_static_silences
+        from logtide.sinks.alerts.reconfigure import LIVE_KEYS, SECTIONS
 
         live, restart = split_changes(self.cfg, new, LIVE_KEYS, SECTIONS)
         log_restart_needed(log, restart)
@@ -180,11 +176,10 @@ class AlertProcess:
         if engine is not None and self.live.is_set():
             now = time.time()
             out = engine.reconfigure(merged.alerts)
-            added, expired = sync_static_silences(engine.dispatcher.silences, merged.alerts.silences, now)
             engine.tick(now)
             what += (f"; groups: {out.kept} kept, {out.retired} retired "
                      f"(they send only the resolves they owe), {out.new_groups} new; silences from the file: "
-                     f"{added} added, {expired} ended")
+                     f"{out.silences_added} added, {out.silences_ended} ended")
         log.info("configuration reloaded: %s", what)
 
     async def _follow_silences(self, consumer: Any, silences: Any) -> None:

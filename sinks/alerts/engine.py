@@ -28,7 +28,7 @@ from logtide.sinks.alerts.delivery import Integration, ReceiverWorker, integrati
 from logtide.sinks.alerts.dispatch import SUPPRESS_REASONS, Dispatcher, Notification
 from logtide.sinks.alerts.metrics import AlertMetrics
 from logtide.sinks.alerts.nflog import Entry, NotificationLog
-from logtide.sinks.alerts.reconfigure import Reconfigured, reconfigure
+from logtide.sinks.alerts.reconfigure import Reconfigured, reconfigure, sync_static_silences
 from logtide.sinks.alerts.silence import Silences
 
 _SEV = ["info", "warning", "critical"]
@@ -79,6 +79,7 @@ class AlertEngine:
         self.items = {r.name: integrations(r, cfg) for r in cfg.receivers}
         send_resolved = {name: any(i.send_resolved for i in its) or not its for name, its in self.items.items()}
         self.dispatcher = Dispatcher(cfg, silences, nflog, send_resolved)
+        sync_static_silences(self.dispatcher.silences, cfg.silences, time.time())  # the file's silences
         self.client = httpx.AsyncClient()
         self.workers: dict[str, ReceiverWorker] = {}
         self.tasks: list[asyncio.Task[None]] = []
@@ -115,7 +116,8 @@ class AlertEngine:
     def reconfigure(self, cfg: AlertsConfig) -> Reconfigured:
         """Apply a reloaded `alerts` section (see `reconfigure`): receivers whose settings changed get a
         new worker (the old one finishes its queue), removed ones are kept until no group owes them a
-        resolve; the dispatcher's groups and notification log follow their routes."""
+        resolve; the dispatcher's groups and notification log follow their routes; the file's silences
+        are the ones in force."""
         old = self.cfg
         every = old.delivery != cfg.delivery or old.external_url != cfg.external_url
         before = {r.name: r for r in old.receivers}
@@ -130,6 +132,9 @@ class AlertEngine:
                 self._retiring[name] = self.workers[name]
         send_resolved = {name: any(i.send_resolved for i in its) or not its for name, its in self.items.items()}
         out = reconfigure(self.dispatcher, cfg, send_resolved)
+        now = self.now()  # the engine's time (event time in replays and the demo)
+        out.silences_added, out.silences_ended = sync_static_silences(
+            self.dispatcher.silences, cfg.silences, now if now > float("-inf") else time.time())
         for old_key, new_key in out.moved_log.items():
             self.persist(new_key, self.dispatcher.nflog.entries[new_key])
             self.persist(old_key, None)

@@ -60,6 +60,8 @@ class Reconfigured:
     kept: int = 0
     retired: int = 0
     new_groups: int = 0
+    silences_added: int = 0  # the file's silences
+    silences_ended: int = 0
     renamed: dict[str, str] = field(default_factory=dict)  # group key before -> after
     moved_log: dict[str, str] = field(default_factory=dict)  # notification log key before -> after
 

@@ -98,14 +98,13 @@ def test_inhibition_rules_and_file_silences_apply_at_once() -> None:
     assert [a.labels["severity"] for n in notes for a in n.alerts] == ["critical"]
     assert e.dispatcher.suppressed["inhibited"] >= 1
     silenced = _cfg([], silences=[{"matchers": ['service="search"'], "comment": "maintenance"}])
-    e.reconfigure(silenced)
-    assert sync_static_silences(e.dispatcher.silences, silenced.silences, T + 100) == (1, 0)
+    out = e.reconfigure(silenced)
+    assert (out.silences_added, out.silences_ended) == (1, 0)
     assert sync_static_silences(e.dispatcher.silences, silenced.silences, T + 101) == (0, 0)  # idempotent
     e.ingest(anomaly("search", at=220, episode="s1"), T + 220)
     assert not [n for n in notes if n.group_labels.get("service") == "search"]
     assert e.dispatcher.suppressed["silenced"] >= 1
-    plain = _cfg([])
-    e.reconfigure(plain)
-    assert sync_static_silences(e.dispatcher.silences, plain.silences, T + 230) == (0, 1)
+    out = e.reconfigure(_cfg([]))
+    assert (out.silences_added, out.silences_ended) == (0, 1)
     e.tick(T + 300)
     assert [n.status for n in notes if n.group_labels.get("service") == "search"] == ["firing"]
