@@ -108,3 +108,51 @@ def test_inhibition_rules_and_file_silences_apply_at_once() -> None:
     assert (out.silences_added, out.silences_ended) == (0, 1)
     e.tick(T + 300)
     assert [n.status for n in notes if n.group_labels.get("service") == "search"] == ["firing"]
+
+
+async def test_receivers_follow_a_reload_a_removed_one_is_kept_until_paid() -> None:
+    """Started engine, real loopback receivers: a receiver whose URL changes sends what follows to the
+    new URL; a receiver removed with its route still gets the resolve it is owed, then its worker goes."""
+    from tests.alerts.receiver import Receiver
+
+    pager, pager_new, chat = [await Receiver().start() for _ in range(3)]
+
+    def cfg(pager_url: str, with_pager: bool) -> AlertsConfig:
+        hooks = {"pager": pager_url, "chat": chat.url}
+        names = ("chat", "pager") if with_pager else ("chat",)
+        return AlertsConfig.model_validate({
+            "route": {"receiver": "chat", "group_by": ["service"], "group_wait": 0, "group_interval": 60,
+                      "routes": [CHECKOUT] if with_pager else []},
+            "receivers": [{"name": n, "webhook_configs": [{"url": hooks[n]}]} for n in names],
+            "flapping": {"enabled": False}, "inhibit_rules": [],
+            "delivery": {"rate_per_second": 100, "backoff_initial_seconds": 0.01, "timeout_seconds": 2},
+        })
+
+    e = AlertEngine(cfg(pager.url, True), clock=None)
+    await e.start()
+    try:
+        e.ingest(anomaly("checkout", at=60, episode="e1"), T + 60)
+        await e.drain()
+        assert [r.json["status"] for r in pager.received] == ["firing"]
+        e.reconfigure(cfg(pager_new.url, True))  # new URL: same route, same group, nothing re-sent
+        e.ingest(anomaly("checkout", metric="lat", at=120, episode="e2"), T + 120)
+        e.tick(T + 200)
+        await e.drain()
+        assert len(pager.received) == 1 and [r.json["status"] for r in pager_new.received] == ["firing"]
+        out = e.reconfigure(cfg(pager_new.url, False))  # route and receiver removed while e1, e2 fire
+        assert out.retired == 1 and "pager" in e.workers
+        e.tick(T + 300)
+        await e.drain()
+        assert [r.json["groupLabels"] for r in chat.received] == [{"service": "checkout"}]
+        e.ingest(anomaly("checkout", at=400, episode="e1", resolved=True), T + 400)
+        e.ingest(anomaly("checkout", metric="lat", at=400, episode="e2", resolved=True), T + 400)
+        for t in range(400, 800, 60):
+            e.tick(T + t)
+            await e.drain()
+        assert [r.json["status"] for r in pager_new.received] == ["firing", "resolved"]
+        assert "pager" not in e.workers, "a removed receiver's worker goes once nothing is owed"
+        assert [r.json["status"] for r in chat.received] == ["firing", "resolved"]
+    finally:
+        await e.close()
+        for rx in (pager, pager_new, chat):
+            await rx.stop()
