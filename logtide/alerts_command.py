@@ -88,6 +88,12 @@ class AlertProcess:
         silences = load_silences(await read_compacted(self.conn, t.alerts_silences, parts[t.alerts_silences]))
         self.producer = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
         await self.producer.start()
+        from logtide.sinks.alerts.reconfigure import migrate_legacy_keys
+        from logtide.sinks.alerts.routing import build_route
+
+        for old_key, new_key in migrate_legacy_keys(nflog, build_route(self.cfg.alerts.route)).items():
+            self._send(t.alerts_nflog, orjson.dumps(nflog.entries[new_key].to_plain()), new_key)
+            self._send(t.alerts_nflog, None, old_key)
         engine = self.engine = AlertEngine(
             self.cfg.alerts, silences=silences, nflog=nflog,
             record=lambda r: self._send(t.alerts, encode(r), r.delivery.group_key if r.delivery else None),

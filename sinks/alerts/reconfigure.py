@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from logtide.sinks.alerts.config import AlertsConfig, StaticSilenceConfig
 from logtide.sinks.alerts.dispatch import Dispatcher, Group, group_key
 from logtide.sinks.alerts.inhibit import Inhibitor, Rule
-from logtide.sinks.alerts.nflog import log_key
+from logtide.sinks.alerts.nflog import NotificationLog, log_key
 from logtide.sinks.alerts.routing import Route, build_route
 from logtide.sinks.alerts.silence import Silence, Silences
 
@@ -169,3 +170,27 @@ def sync_static_silences(silences: Silences, wanted: list[StaticSilenceConfig], 
             silences.expire(sid, now)
             expired += 1
     return added, expired
+
+
+_LEGACY_ID = re.compile(r"^0((?:\.\d+)+):\{")
+
+
+def migrate_legacy_keys(nflog: NotificationLog, root: Route) -> dict[str, str]:
+    """Notification log entries written when route ids were positions (`0.1.2:{...}`) renamed to the
+    route ids of today (`0/{matchers}...`), so the first start after the upgrade pages nobody again.
+    Returns {old key: new key} (to be written back)."""
+    moved: dict[str, str] = {}
+    for key in list(nflog.entries):
+        m = _LEGACY_ID.match(key)
+        if m is None:
+            continue
+        r: Route | None = root
+        for i in (int(x) for x in m.group(1)[1:].split(".")):
+            r = r.routes[i] if r is not None and i < len(r.routes) else None
+        if r is None:
+            continue
+        new = r.id + key[m.end(1):]
+        if new not in nflog.entries:
+            nflog.entries[new] = nflog.entries.pop(key)
+            moved[key] = new
+    return moved

@@ -156,3 +156,27 @@ async def test_receivers_follow_a_reload_a_removed_one_is_kept_until_paid() -> N
         await e.close()
         for rx in (pager, pager_new, chat):
             await rx.stop()
+
+
+def test_log_entries_of_positional_route_ids_are_carried_over() -> None:
+    """Before route ids named the matcher path they were positions: a log written then pages nobody
+    again after the upgrade."""
+    from logtide.sinks.alerts.nflog import Entry
+    from logtide.sinks.alerts.reconfigure import migrate_legacy_keys
+    from logtide.sinks.alerts.routing import build_route
+
+    cfg = _cfg([CHECKOUT])
+    first, notes, _ = _engine(cfg)
+    first.ingest(anomaly("checkout", at=60, episode="e1"), T + 60)
+    fp = notes[0].alerts[0].fp
+    legacy = {'0.0:{service="checkout"}/pager': Entry(frozenset({fp}), frozenset(), T + 60, "h"),
+              '0:{service="x"}/default': Entry(frozenset({"a"}), frozenset(), T, "h"),
+              '0.7:{a="b"}/gone': Entry(frozenset({"b"}), frozenset(), T, "h")}
+    for migrate in (False, True):
+        e, notes, _ = _engine(cfg)
+        e.dispatcher.nflog.entries = dict(legacy)
+        moved = migrate_legacy_keys(e.dispatcher.nflog, build_route(cfg.route)) if migrate else {}
+        e.ingest(anomaly("checkout", at=120, episode="e1"), T + 120)  # after a restart: replayed
+        assert len(notes) == (0 if migrate else 1), "without the migration the open incident pages again"
+    assert moved == {'0.0:{service="checkout"}/pager': '0/{service="checkout"}:{service="checkout"}/pager'}
+    assert set(e.dispatcher.nflog.entries) >= {'0:{service="x"}/default', '0.7:{a="b"}/gone'}
