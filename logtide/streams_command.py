@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,7 @@ def build_app(cfg: Config, *, state_dir: Path | None = None, app_id: str | None 
     )
 
 
-def reload_wiring(sapp: Any, cfg: Config, load: Any, *, watch: str | None = None,
-                  loglevel_fixed: bool = False) -> Any:
+def reload_wiring(sapp: Any, cfg: Config, load: Callable[[], Config] | None, *, loglevel_fixed: bool = False) -> Any:
     """The `Reloader` of a running worker: live keys (`streams.reload.LIVE_KEYS`) go to the operators
     of every partition, every other changed key of the worker's sections is named as needing a restart
     and keeps its running value. `load` reads and validates the file again."""
@@ -89,7 +89,7 @@ def reload_wiring(sapp: Any, cfg: Config, load: Any, *, watch: str | None = None
 
 def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | None = None,
                config_path: str | None = None, watch_config: bool = False,
-               prepare: Any = None) -> None:
+               prepare: Callable[[Config], Config] | None = None) -> None:
     """Run one worker until SIGTERM/SIGINT (graceful: commits and flushes before it exits). SIGHUP, and a
     change of `config_path` with `watch_config`, reload the configuration (`reload_wiring`); `prepare`
     applies the command line's overrides to each configuration read again."""
@@ -120,13 +120,11 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
         "streams worker starting: broker %s, topic prefix %r, state dir %s",
         ",".join(cfg.kafka.bootstrap_servers), cfg.topics.prefix, state_dir or cfg.streams.state_dir,
     )
-    load = None
-    if config_path is not None:
-        def load() -> Config:
-            new = load_config(config_path)
-            return prepare(new) if prepare is not None else new
+    def load() -> Config:
+        new = load_config(config_path)
+        return prepare(new) if prepare is not None else new
 
-    reloader = reload_wiring(sapp, cfg, load, loglevel_fixed=loglevel is not None)
+    reloader = reload_wiring(sapp, cfg, load if config_path is not None else None, loglevel_fixed=loglevel is not None)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop's handler is installed: never a kill
 
     async def reload_on_signal() -> None:

@@ -254,10 +254,8 @@ class Shipper:
                      "read_chunk_bytes", "watch_debounce_ms"}  # fmt: skip
         old_dump, new_dump = self.cfg.model_dump(), cfg.model_dump()
         restart = sorted(k for k in new_dump if k not in live_keys and new_dump[k] != old_dump[k])
-        if restart:
-            log.warning(
-                "configuration reload: %s need(s) a restart; keeping the running value(s)", ", ".join(restart)
-            )
+        for key in restart:  # the wording of logtide.config_reload, which the other processes use
+            log.warning("configuration reload: shipper.%s changed and needs a restart; keeping the running value", key)
         cfg = cfg.model_copy(update={k: getattr(self.cfg, k) for k in restart})
         async with self._reconcile_lock:
             old = {i.cfg.name: i.cfg for i in self.inputs}
