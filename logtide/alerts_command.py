@@ -240,6 +240,9 @@ def alerts(ctx: click.Context, config_path: str | None, bootstrap: str | None, w
         return
     if watch_config and not config_path:
         raise click.UsageError("--watch-config needs --config FILE")
+    from logtide.config_reload import file_state
+
+    since = file_state(config_path) if config_path else None  # a change during start-up is a reload too
     cfg = load_for_command(config_path, bootstrap)
     logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -259,7 +262,7 @@ def alerts(ctx: click.Context, config_path: str | None, bootstrap: str | None, w
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, proc.stop)
         watcher = install(Reloader(load if config_path else None, proc.apply_config, log),
-                          config_path if watch_config else None)
+                          config_path if watch_config else None, since)
         log.info("configuration reload on SIGHUP%s", f" and on changes of {config_path}" if watcher else "")
         try:
             await proc.run()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -141,16 +142,33 @@ class Reloader:
             self.done += 1
 
 
-async def watch_file(path: str | Path, on_change: Callable[[], None]) -> None:
-    """Call `on_change` when the file changes (its directory is watched, so an editor's replace-by-rename
-    counts too)."""
-    from watchfiles import awatch
+def file_state(path: str | Path) -> tuple[int, int, int, int] | None:
+    """What tells one version of a file from the next (following symlinks, so a Kubernetes ConfigMap's
+    swapped `..data` link counts): inode, device, size, modification time; None when it is missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns
 
-    target = Path(path).resolve()
-    async for changes in awatch(target.parent, watch_filter=lambda _c, p: Path(p).resolve() == target,
-                                debounce=500, recursive=False):  # fmt: skip
-        if changes:
-            on_change()
+
+async def watch_file(path: str | Path, on_change: Callable[[], None], *, since: tuple[int, int, int, int] | None = None,
+                     interval: float = 1.0, settle: float = 0.3) -> None:
+    """Call `on_change` when the file differs from `since` (its state when the configuration was read),
+    then from the version last reported; a change is reported once it has held still for `settle`
+    seconds (an editor's write in several steps is one change). One `stat` a second: no race with a
+    watcher that is not set up yet, and no file-system event API to depend on."""
+    last = since if since is not None else file_state(path)
+    while True:
+        await asyncio.sleep(interval)
+        now = file_state(path)
+        if now == last or now is None:
+            continue
+        await asyncio.sleep(settle)
+        if file_state(path) != now:
+            continue  # still being written: look again at the next round
+        last = now
+        on_change()
 
 
 def file_loader(path: str | Path | None) -> Callable[[], Config] | None:
@@ -160,11 +178,13 @@ def file_loader(path: str | Path | None) -> Callable[[], Config] | None:
     return lambda: load_config(path)
 
 
-def install(reloader: Reloader, watch: str | Path | None = None) -> asyncio.Task[None] | None:
-    """SIGHUP triggers a reload; with `watch`, so does a change of that file. Returns the watcher task
-    (cancel it at shutdown), if any. Call from the running loop."""
+def install(reloader: Reloader, watch: str | Path | None = None,
+            since: tuple[int, int, int, int] | None = None) -> asyncio.Task[None] | None:
+    """SIGHUP triggers a reload; with `watch`, so does a change of that file (after `since`, its state
+    when it was read at start; default: now). Returns the watcher task (cancel it at shutdown), if any.
+    Call from the running loop."""
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, reloader.trigger)
     if watch is None:
         return None
-    return loop.create_task(watch_file(watch, reloader.trigger))
+    return loop.create_task(watch_file(watch, reloader.trigger, since=since if since is not None else file_state(watch)))

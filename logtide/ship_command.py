@@ -61,8 +61,10 @@ def ship(  # noqa: PLR0917 - click passes every option
     verbose: int,
 ) -> None:
     """Ship log files and metrics to Kafka (at-least-once; the registry resumes after any crash)."""
+    from logtide.config_reload import file_state
     from logtide.shippers.config import LogInputConfig, ParserConfig
 
+    since = file_state(config_path) if config_path else None  # a change during start-up is a reload too
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
@@ -131,6 +133,7 @@ def ship(  # noqa: PLR0917 - click passes every option
                 once,
                 reread=reread if config_path else None,
                 watch=config_path if watch_config else None,
+                since=since,
             )
         )
     )
@@ -151,7 +154,7 @@ def _reloader(shipper, reread):  # type: ignore[no-untyped-def]
     return Reloader(reread, apply, logging.getLogger("logtide.ship"))
 
 
-async def _run(cfg, kafka, sc, once: bool, *, reread=None, watch: str | None = None) -> int:  # type: ignore[no-untyped-def]
+async def _run(cfg, kafka, sc, once: bool, *, reread=None, watch: str | None = None, since=None) -> int:  # type: ignore[no-untyped-def]
     from logtide.kafka_client import producer_kwargs
     from logtide.schemas import Topics
     from logtide.shippers.checkpoint_store import StateDirError
@@ -166,7 +169,7 @@ async def _run(cfg, kafka, sc, once: bool, *, reread=None, watch: str | None = N
         loop.add_signal_handler(sig, shipper.request_stop)
     from logtide.config_reload import install
 
-    watcher = install(_reloader(shipper, reread), watch if not once else None)
+    watcher = install(_reloader(shipper, reread), watch if not once else None, since)
     try:
         await shipper.run()
     except StateDirError as exc:

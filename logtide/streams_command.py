@@ -89,10 +89,11 @@ def reload_wiring(sapp: Any, cfg: Config, load: Callable[[], Config] | None, *, 
 
 def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | None = None,
                config_path: str | None = None, watch_config: bool = False,
-               prepare: Callable[[Config], Config] | None = None) -> None:
+               prepare: Callable[[Config], Config] | None = None, since: Any = None) -> None:
     """Run one worker until SIGTERM/SIGINT (graceful: commits and flushes before it exits). SIGHUP, and a
     change of `config_path` with `watch_config`, reload the configuration (`reload_wiring`); `prepare`
-    applies the command line's overrides to each configuration read again."""
+    applies the command line's overrides to each configuration read again; `since` is the file's state
+    before it was read (`config_reload.file_state`), so a change made during start-up is not missed."""
     import signal
 
     import faust
@@ -128,7 +129,7 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop's handler is installed: never a kill
 
     async def reload_on_signal() -> None:
-        watcher = install(reloader, config_path if watch_config and config_path else None)
+        watcher = install(reloader, config_path if watch_config and config_path else None, since)
         logging.getLogger("logtide.streams").info(
             "configuration reload on SIGHUP%s", f" and on changes of {config_path}" if watcher else "")
         if watcher is not None:
@@ -167,6 +168,9 @@ def streams(  # noqa: PLR0917 - one parameter per click option
             cfg.streams.web_port = web_port
         return cfg
 
+    from logtide.config_reload import file_state
+
+    since = file_state(config_path) if config_path else None
     cfg = prepare(load_for_command(config_path, bootstrap))
     run_worker(cfg, state_dir=state_dir, loglevel=loglevel, config_path=config_path, watch_config=watch_config,
-               prepare=prepare)
+               prepare=prepare, since=since)

@@ -54,3 +54,34 @@ async def test_a_broken_file_is_refused_with_its_key_path_and_nothing_applied(tm
     assert REFUSED in caplog.text and "streams.detect.threshold" in caplog.text and not applied
     f.write_text("streams: {detect: {threshold: 0.2}}\n")
     assert await r.reload() is True and applied[0].streams.detect.threshold == 0.2  # type: ignore[attr-defined]
+
+
+async def test_watch_file_sees_a_change_made_before_it_started_and_reports_each_version_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from logtide.config_reload import file_state, watch_file
+
+    f = tmp_path / "c.yaml"
+    f.write_text("a: 1\n")
+    since = file_state(f)  # when the configuration was read
+    f.write_text("a: 2\n")  # changed during start-up, before the watcher runs
+    seen: list[str] = []
+    task = asyncio.create_task(watch_file(f, lambda: seen.append(f.read_text()), since=since, interval=0.05,
+                                          settle=0.05))
+    try:
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        assert seen == ["a: 2\n"]
+        tmp = tmp_path / "c.yaml.new"  # an editor's save: write aside, rename over
+        tmp.write_text("a: 3\n")
+        tmp.replace(f)
+        for _ in range(100):
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert seen == ["a: 2\n", "a: 3\n"]
+    finally:
+        task.cancel()

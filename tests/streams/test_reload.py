@@ -144,3 +144,37 @@ async def test_sighup_moves_the_threshold_keeps_state_refuses_a_broken_file(kafk
         assert w.alive(), w.tail()
     finally:
         w.stop()
+
+
+@pytest.mark.integration
+async def test_watch_config_reloads_the_command_on_a_change_of_the_file(kafka: str, unique: str,
+                                                                         tmp_path: Path) -> None:
+    """`logtide streams --watch-config` as users start it: a change of the file is a reload."""
+    import subprocess
+    import sys
+
+    prefix, app_id = f"t{unique}.", f"t{unique}"
+    d = {**streams_cfg(app_id), "detect": {"threshold": 0.5}}
+    conf = write_config(tmp_path / "logtide.yaml", kafka, prefix, d)
+    await create_topics(kafka, Topics(prefix), 2)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "logtide.cli", "streams", "--config", str(conf),
+                                 "--watch-config", "--state-dir", str(tmp_path / "state")],
+                                stdout=fh, stderr=subprocess.STDOUT)
+
+        def check() -> None:
+            if proc.poll() is not None:
+                raise AssertionError(f"the worker exited:\n{log.read_text()[-3000:]}")
+
+        try:
+            await wait_for(lambda: "configuration reload on SIGHUP and on changes of" in log.read_text(),
+                           "the worker to start", check=check)
+            write_config(conf, kafka, prefix, {**d, "detect": {"threshold": 0.7}, "partitions": 2})
+            await wait_for(lambda: "configuration reloaded" in log.read_text(), "the reload", check=check)
+            text = log.read_text()
+            assert "applied live: streams.detect.threshold" in text
+            assert "streams.partitions changed and needs a restart" in text
+        finally:
+            proc.terminate()
+            proc.wait(60)
