@@ -54,6 +54,7 @@ def test_systemd_unit_runs_unprivileged() -> None:
     assert svc["User"] == "logtide" and svc["NoNewPrivileges"] == "yes"
     assert svc["ExecStart"].split()[1:3] == ["ship", "--config"]
     assert svc["KillSignal"] == "SIGTERM" and svc["StateDirectory"] == "logtide/shipper"
+    assert svc["ExecReload"] == "/bin/kill -HUP $MAINPID"  # `systemctl reload`: the configuration reload
 
 
 def test_dockerfile_has_base_and_shipper_stages() -> None:
