@@ -83,14 +83,15 @@ class AlertProcess:
 
         from logtide.sinks.alerts.engine import AlertEngine
         from logtide.sinks.alerts.kafka_state import behind, load_nflog, load_silences, read_compacted
+        from logtide.sinks.alerts.reconfigure import migrate_legacy_keys
+        from logtide.sinks.alerts.routing import build_route
+
         t = self.topics
         nflog = load_nflog(await read_compacted(self.conn, t.alerts_nflog, parts[t.alerts_nflog]))
         silences = load_silences(await read_compacted(self.conn, t.alerts_silences, parts[t.alerts_silences]))
         self.producer = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
         await self.producer.start()
-        from logtide.sinks.alerts.reconfigure import migrate_legacy_keys
-        from logtide.sinks.alerts.routing import build_route
-
+        # log entries written when route ids were positions: under today's ids (no second page after an upgrade)
         for old_key, new_key in migrate_legacy_keys(nflog, build_route(self.cfg.alerts.route)).items():
             self._send(t.alerts_nflog, orjson.dumps(nflog.entries[new_key].to_plain()), new_key)
             self._send(t.alerts_nflog, None, old_key)
