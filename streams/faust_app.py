@@ -183,7 +183,7 @@ class StreamsApp:
         """This partition's state, read back from the table on first use after an assignment."""
         f = self.folders.get(partition)
         if f is None:
-            f = self.folders[partition] = BatchFolder(Stateful(self.cfg))
+            f = self.folders[partition] = BatchFolder(Stateful(self.cfg, reader_progress=True))
             prefix = f"{partition}|".encode()
             n = 0
             now_ms = int(time.time() * 1000)

@@ -239,12 +239,19 @@ class Sourced:
 
 @dataclass(slots=True)
 class Mark:
-    """A source's watermark, sent to every partition of the points topic after the points before it."""
+    """A source's watermark, sent to every partition of the points topic after the points before it.
+
+    `read_to_end` (raw reader progress, on a mark without a source): the raw partitions the reader had
+    read to their end, and as of when (wall clock, ms); the window stage judges idleness by it. A
+    worker that predates it reads such a mark as a plain tick."""
 
     src: str
     watermark_ms: int
+    read_to_end: dict[str, int] | None = None
 
     def to_bytes(self) -> bytes:
+        if self.read_to_end:
+            return orjson.dumps({"wm": self.watermark_ms, "s": self.src, "rt": self.read_to_end})
         return orjson.dumps({"wm": self.watermark_ms, "s": self.src})
 
 
@@ -257,7 +264,8 @@ def decode_message(data: bytes) -> Partial | Sourced | Mark | Point:
     if data[:1] == b"{":
         d = orjson.loads(data)
         if "wm" in d:
-            return Mark(d["s"], int(d["wm"]))
+            rt = d.get("rt")
+            return Mark(d["s"], int(d["wm"]), {str(k): int(v) for k, v in rt.items()} if isinstance(rt, dict) else None)
         if "pt" in d:
             k, m, lab, ts, v, kind, ident = d["pt"]
             return Sourced(Point(k, m, lab, ts, v, kind, ident), d.get("s"))
@@ -319,15 +327,18 @@ class Stateful:
     series (one partition of the points topic under Faust; everything in the embedded runner).
 
     Event time advances through source watermarks (`mark`, from `Stateless.take_marks`); idleness is
-    judged by the wall clock the caller passes as `now_ms` (processing time), never by event times.
+    judged by the wall clock the caller passes as `now_ms` (processing time), never by event times;
+    with `reader_progress` (under Faust) only the time the raw reader had the source's partition read
+    to its end counts (see `WindowAggregator`).
     """
 
-    def __init__(self, cfg: StreamsConfig) -> None:
+    def __init__(self, cfg: StreamsConfig, *, reader_progress: bool = False) -> None:
         self.cfg = cfg
         w = cfg.window
         self.spec = WindowSpec(w.size_ms, w.step_ms, w.lateness_ms, w.relative_accuracy)
         self.detection = Detection(cfg.detect, self.spec.step_ms / 1000)
-        self.windows = WindowAggregator(self.spec, w.idle_ms, self._zero_fill, w.zero_fill_windows, w.discovery_ms)
+        self.windows = WindowAggregator(self.spec, w.idle_ms, self._zero_fill, w.zero_fill_windows, w.discovery_ms,
+                                        reader_progress=reader_progress)
         self.guard = CardinalityGuard(cfg.max_series_per_metric)
         self.series: dict[str, SeriesState] = {}
         self.late = 0
@@ -471,6 +482,8 @@ class Stateful:
         """Fold one points-topic message in; the number of late events it held (0 when none)."""
         m = decode_message(data)
         if isinstance(m, Mark):
+            if m.read_to_end:
+                self.windows.progress(m.read_to_end, now_ms)
             self.mark(m.src, m.watermark_ms, now_ms)
             return 0
         if isinstance(m, Partial):

@@ -36,6 +36,7 @@ from logtide.schemas import DeadLetter, Topics, encode
 from logtide.streams.batch import BatchMapper, MappedBatch
 from logtide.streams.metrics import StreamsMetrics
 from logtide.streams.pipeline import Mark
+from logtide.streams.windowing import NO_TIME
 
 log = logging.getLogger("logtide.streams.raw")
 
@@ -50,6 +51,16 @@ def parse_intent(metadata: str | None) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def read_to_end(position: int | None, highwater: int | None, polled_ms: int | None) -> int | None:
+    """When (wall clock, ms) a partition was last known read to its end: the time of the last fetch
+    that answered its high watermark, if the reader's position has reached it; None otherwise (records
+    still to read, or nothing fetched yet). A broker that does not answer leaves the time where it was,
+    so a source never looks idle for lack of a reader."""
+    if position is None or highwater is None or polled_ms is None or position < highwater:
+        return None
+    return polled_ms
 
 
 def cut(buffer: list[Any], intent: int | None, limit: int) -> tuple[list[Any], list[Any]] | None:
@@ -96,6 +107,9 @@ class RawReader:
         self.intents: dict[TopicPartition, int] = {}
         # the produced batch whose acknowledgements are still awaited: (ack futures, next offset per partition)
         self.inflight: tuple[list[Any], dict[TopicPartition, int]] | None = None
+        self.progress_interval_s = 1.0  # how often the window stage hears which partitions are read to their end
+        self._progress_at = 0.0
+        self._unsent: set[TopicPartition] = set()  # a batch of these was dropped unsent: never say "read"
         self._partition_memo: dict[str, tuple[list[int], dict[bytes, int]]] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -118,6 +132,7 @@ class RawReader:
                         await self._process(batches)
                     elif self.inflight is not None:
                         await self._finish()
+                    await self._report_progress()
                 if 0 < n < self.max_records:
                     # a trickle: let records gather for up to poll_ms per cycle, so that a batch still
                     # combines many events per series (the aggregator's load is per message, not per event)
@@ -179,6 +194,7 @@ class RawReader:
         from logtide.streams.faust_app import describe_assignment
 
         log.info("assigned (raw group %s): %s", self.group_id, describe_assignment(assigned))
+        self._unsent -= assigned  # read again from the committed offset
         if not assigned:
             return
         offs = await self.admin.list_consumer_group_offsets(self.group_id, partitions=list(assigned))
@@ -247,6 +263,7 @@ class RawReader:
             await self.consumer.commit(commit)
         except (CommitFailedError, IllegalStateError) as exc:  # the partitions moved: the new owner reads them
             log.warning("batch dropped before producing, partitions moved: %s", exc)
+            self._unsent |= set(batches)
             return
         futs = []
         send = self.producer.send
@@ -288,6 +305,36 @@ class RawReader:
         if last:
             m.event_lag.labels("raw").observe(max(0.0, time.time() - last / 1000))
 
+    async def _report_progress(self) -> None:
+        """Every `progress_interval_s`, tell every points partition which raw partitions are read to
+        their end and as of when (`read_to_end`), after the points and marks of what was read: the
+        window stage judges a source idle only by that time, never because nobody is reading it."""
+        now = time.monotonic()
+        if now - self._progress_at < self.progress_interval_s:
+            return
+        self._progress_at = now
+        c = self.consumer
+        done: dict[str, int] = {}
+        for tp in c.assignment():
+            if self.buffers.get(tp) or tp in self.intents or tp in self._unsent:
+                continue  # records read but not handed on yet
+            try:
+                pos = await asyncio.wait_for(c.position(tp), 0.5)
+            except (TimeoutError, IllegalStateError, KafkaError):
+                continue
+            t = read_to_end(pos, c.highwater(tp), c.last_poll_timestamp(tp))
+            if t is not None:
+                done[f"{tp.topic}:{tp.partition}"] = t
+        if not done:
+            return
+        data = Mark("", NO_TIME, done).to_bytes()
+        try:
+            for part in await self.producer.partitions_for(self.points):
+                fut = await self.producer.send(self.points, data, None, partition=part)
+                fut.add_done_callback(_progress_sent)
+        except KafkaError as exc:  # best effort: the next report comes in a second
+            log.debug("progress report not sent: %s", exc)
+
     async def _partitioner(self, topic: str) -> Callable[[bytes | None], int | None]:
         """The producer's own default partitioning (murmur2 of the key), remembered per key: log keys
         (file, service) and series keys repeat, so each is hashed once instead of once per record."""
@@ -312,6 +359,12 @@ class RawReader:
 
     def _count_dead(self, dl: DeadLetter) -> None:
         self.metrics.dead_letters.labels(dl.error.type).inc()
+
+
+def _progress_sent(fut: asyncio.Future[Any]) -> None:
+    """A progress report that failed is only replaced by the next one (read the error so asyncio does not warn)."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.debug("progress report failed: %s", fut.exception())
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -371,6 +371,14 @@ class SourceState:
     seen_ms: int = 0  # wall clock of its last event or watermark mark
     active: bool = True
     series: set[str] = field(default_factory=set)
+    partition: str | None = None  # the raw partition its id names (reader progress gates its idleness)
+
+
+def source_partition(src: str) -> str | None:
+    """The raw partition number a source id (`pipeline.source_id`: "partition|host|file") starts with;
+    None for a source without one (a series that is its own source, a record read without Kafka)."""
+    head, sep, _ = src.partition("|")
+    return head if sep and head.isdigit() else None
 
 
 @dataclass(slots=True)
@@ -395,13 +403,24 @@ class WindowAggregator:
     for `idle_ms` of wall clock (`now_ms`, processing time, given by the caller) stops holding
     series back; when all of a series' sources are idle, the largest of their watermarks closes it.
     Idleness is never judged by comparing one series' event time with another's.
+
+    With `reader_progress` (the Kafka path, where the window stage runs apart from the readers), the
+    wall clock alone does not make a source idle: a source on raw partition P is idle once the raw
+    reader reported P read to its end (`progress`: the wall-clock time of the fetch that found no
+    more records) `idle_ms` after the source last spoke. A source whose partition is not being read
+    (its worker restarting, a rebalance, the broker away) therefore never looks idle, and its events
+    are never made late by that; a source that truly wrote nothing (a rotated-away file) still is.
+    Flink decides idleness at the source reader for the same reason.
     """
 
     def __init__(self, spec: WindowSpec, idle_ms: int | None = None,
                  zero_fill: Callable[[str], bool] | None = None, zero_fill_max: int = 60,
-                 discovery_ms: int = 0) -> None:
+                 discovery_ms: int = 0, *, reader_progress: bool = False) -> None:
         self.spec = spec
         self.idle_ms = idle_ms
+        self.reader_progress = reader_progress
+        # raw partition number -> raw topic -> wall clock (ms) as of which the reader had read it all
+        self.read_to_end: dict[str, dict[str, int]] = {}
         self.discovery_ms = discovery_ms
         self.hold_until_ms = 0  # no window closes before this (wall clock): sources are being discovered
         self._clocked = False  # a wall clock was given
@@ -419,7 +438,7 @@ class WindowAggregator:
     def _source(self, src: str) -> SourceState:
         st = self.sources.get(src)
         if st is None:
-            st = self.sources[src] = SourceState(seen_ms=self.now_ms)
+            st = self.sources[src] = SourceState(seen_ms=self.now_ms, partition=source_partition(src))
             # a source never seen: the others reading alongside it (files of one backfill) get a moment
             # of wall clock to speak too before windows close, so a series they share waits for them
             if self._clocked:  # (callers that give no wall clock get no discovery time)
@@ -427,7 +446,26 @@ class WindowAggregator:
         return st
 
     def _active(self, st: SourceState) -> bool:
-        return self.idle_ms is None or self.now_ms - st.seen_ms < self.idle_ms
+        if self.idle_ms is None:
+            return True
+        if self.reader_progress and st.partition is not None:
+            # the slowest of the raw topics' reports for its partition number (a topic whose reader
+            # stopped reporting holds it: idleness waits rather than guesses)
+            read = self.read_to_end.get(st.partition)
+            return not read or min(read.values()) - st.seen_ms < self.idle_ms
+        return self.now_ms - st.seen_ms < self.idle_ms
+
+    def progress(self, read_to_end: dict[str, int], now_ms: int | None = None) -> None:
+        """The raw reader's report: `{"topic:partition": wall-clock ms}`, each partition read to its
+        end as of that time (every record before it was handed on ahead of this report)."""
+        self._tick(now_ms)
+        for tp, t in read_to_end.items():
+            topic, _, part = tp.rpartition(":")
+            if not part.isdigit():
+                continue
+            by_topic = self.read_to_end.setdefault(part, {})
+            if t > by_topic.get(topic, NO_TIME):
+                by_topic[topic] = int(t)
 
     def _tick(self, now_ms: int | None) -> None:
         if now_ms is not None:

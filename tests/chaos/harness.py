@@ -11,9 +11,11 @@ Used by tests/chaos (a short schedule) and bench/chaos.py (--minutes).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -203,6 +205,7 @@ class Report:
     faults: list[Fault] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     died: list[str] = field(default_factory=list)  # processes found dead at the end (nobody restarted them)
+    late: Counter[str] = field(default_factory=Counter)  # late-event dead letters of log.events, by reason
 
     def text(self) -> str:
         kinds = Counter(f.kind for f in self.faults)
@@ -212,7 +215,7 @@ class Report:
         )
         return (f"lines written {self.lines_written}, expected in Elasticsearch {self.lines_expected_in_es}, "
                 f"lost {self.lost}, duplicated {self.duplicates}; windows checked {self.windows_checked}, "
-                f"wrong {len(self.windows_wrong)}; faults {dict(kinds)}; died by themselves: {self.died or 'none'}; "
+                f"wrong {len(self.windows_wrong)}; late log.events dead letters {dict(self.late) or 0}; faults {dict(kinds)}; died by themselves: {self.died or 'none'}; "
                 f"time to recover: {rec}")  # fmt: skip
 
 
@@ -444,6 +447,17 @@ class ChaosRun:
                 rep.windows_wrong.append(f"{start}: counted {n}, written {want.get(start)}")
         if not got:
             rep.notes.append("no closed log.events window was read from metrics.agg")
+        for d in asyncio.run(self._read_topic(self.prefix + "deadletter")):
+            err = d.get("error", {})
+            if err.get("type") != "late_event":
+                continue
+            original = base64.b64decode(d["dead_letter"]["original_base64"])
+            if b'"m":"log.events"' not in original:
+                continue
+            msg = err.get("message", "")
+            n = re.search(r"(\d+) event\(s\)", msg)
+            rep.late[msg.split(":", 1)[0]] += int(n.group(1)) if n else 1
+            rep.notes.append("late: " + msg[:400])
 
     async def _read_topic(self, topic: str, idle_s: float = 5.0) -> list[dict[str, Any]]:
         from aiokafka import AIOKafkaConsumer
