@@ -7,6 +7,7 @@ Secrets (webhook secrets, routing keys, Slack URLs) are `SecretStr`: masked in e
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -31,12 +32,19 @@ def parse_duration(v: Any) -> float:
     if isinstance(v, int | float) and not isinstance(v, bool):
         if v < 0:
             raise ValueError("a duration cannot be negative")
-        return float(v)
-    m = _DURATION.match(str(v).strip()) if isinstance(v, str) and v.strip() else None
-    if m is None:
-        raise ValueError(f"not a duration (like 30s, 5m, 4h, 1h30m): {v!r}")
-    h, mi, s, ms = (float(x) if x else 0.0 for x in m.groups())
-    return h * 3600 + mi * 60 + s + ms / 1000
+        try:
+            out = float(v)
+        except OverflowError:  # an integer of hundreds of digits (found by fuzzing)
+            raise ValueError("a duration too large") from None
+    else:
+        m = _DURATION.match(str(v).strip()) if isinstance(v, str) and v.strip() else None
+        if m is None:
+            raise ValueError(f"not a duration (like 30s, 5m, 4h, 1h30m): {str(v)[:80]!r}")
+        h, mi, s, ms = (float(x) if x else 0.0 for x in m.groups())
+        out = h * 3600 + mi * 60 + s + ms / 1000
+    if not math.isfinite(out):
+        raise ValueError("a duration too large")
+    return out
 
 
 class _Section(BaseModel):

@@ -48,6 +48,8 @@ class Matcher:
                 rx = re.compile(value)
             except re.error as exc:
                 raise ValueError(f"bad regex {value!r}: {exc}") from None
+            except (RecursionError, OverflowError) as exc:  # nested or repeated past what `re` can compile (fuzzing)
+                raise ValueError(f"bad regex {value[:80]!r}...: too complex ({type(exc).__name__})") from None
         return cls(name, op, value, rx)
 
     @classmethod

@@ -36,3 +36,5 @@ def test_every_line_once_and_no_process_needs_a_human_under_faults(tmp_path: Pat
     # the figures are printed for the benchmark's report, and asserted exact by tests/streams'
     # kill -9 and event-time tests, which isolate one fault at a time.
     print("windows:", report.windows_checked, "checked,", len(report.windows_wrong), "wrong:", report.windows_wrong[:5])
+    for n in report.notes[:30]:
+        print("note:", n)

@@ -141,6 +141,38 @@ def config_text(data: bytes) -> None:
             raise ContractViolation("ConfigError without a problem") from exc
 
 
+_ALERT_LABELS = [{}, {"severity": "critical", "service": "pay", "metric": "log.events"},
+                 {"severity": "warning", "service": "search", "team": "a\u00e9\x00"}]
+
+
+def alerts_config(data: bytes) -> None:
+    """The webhook/alert configuration (the `alerts:` section: routing tree, receivers, webhook secrets,
+    inhibit rules, durations): a ConfigError that names where, or a section from which the routing
+    tree and the inhibit rules build and route alerts without an exception."""
+    from logtide.sinks.alerts.inhibit import Rule
+    from logtide.sinks.alerts.routing import build_route
+
+    try:
+        cfg = parse_config_text(data.decode("utf-8", "replace"), "fuzz.yaml", env={"WHSEC": "whsec_" + "A" * 32})
+    except ConfigError as exc:
+        if not exc.problems:
+            raise ContractViolation("ConfigError without a problem") from exc
+        return
+    alerts = cfg.alerts
+    root = build_route(alerts.route)
+    rules = [Rule.from_config(r) for r in alerts.inhibit_rules]
+    receivers = {r.name for r in alerts.receivers}
+    for labels in _ALERT_LABELS:
+        for route in root.match(labels):
+            if route.receiver not in receivers:
+                raise ContractViolation(f"route {route.id} sends to unknown receiver {route.receiver!r}")
+            route.group_labels(labels)
+    for rule in rules:
+        for m in (*rule.source, *rule.target):
+            for labels in _ALERT_LABELS:
+                m.matches(labels)
+
+
 def prometheus_text(data: bytes) -> None:
     """A scrape body: samples, or ValueError for a malformed document."""
     from logtide.shippers.prometheus_scrape import encode, samples_from_text
@@ -161,6 +193,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "schemas.decode": schema_decode,
     "streams.validate": streams_validate,
     "config": config_text,
+    "alerts.config": alerts_config,
     "prometheus": prometheus_text,
 }
 
@@ -182,12 +215,23 @@ def seeds() -> dict[str, list[bytes]]:
               b"Mon Dec 05 13:55:36 2005", b"17/06/09 20:10:40"]  # fmt: skip
     config = [b"kafka:\n  bootstrap_servers: ['127.0.0.1:9092']\ntopics:\n  prefix: 'x.'\n"
               b"shipper:\n  inputs:\n    - paths: ['/var/log/*.log']\n      parser: {type: json}\n"]  # fmt: skip
+    alerts = [b"alerts:\n  route:\n    receiver: ops\n    group_by: [service, metric]\n    group_wait: 30s\n"
+              b"    routes:\n      - matchers: ['severity=\"critical\"', 'service=~\"pay.*\"']\n        receiver: pager\n"
+              b"        continue: true\n        repeat_interval: 1h30m\n      - matchers: ['team!=\"\"']\n"
+              b"        group_by: ['...']\n        routes: [{receiver: ops, matchers: ['metric!~\"log\\\\..*\"']}]\n"
+              b"  receivers:\n    - name: ops\n      webhook_configs:\n        - url: http://127.0.0.1:9/hook\n"
+              b"          secrets: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', '${WHSEC}']\n          max_alerts: 5\n"
+              b"    - name: pager\n      alertmanager_configs: [{url: 'http://127.0.0.1:9093', resend_interval: 1m}]\n"
+              b"  inhibit_rules:\n    - source_matchers: ['severity=\"critical\"']\n"
+              b"      target_matchers: ['severity=~\"warning|info\"']\n      equal: [service]\n"
+              b"  flapping: {window: 10, changes: 3}\n  delivery: {rate_per_second: 2, burst: 3}\n"
+              b"  resolve_timeout: 5m\n"]  # fmt: skip
     prom = [b"# HELP up x\n# TYPE up gauge\nup{job=\"a\"} 1\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\n"
             b"h_bucket{le=\"+Inf\"} 3\nh_sum 4.5\nh_count 3\n"]  # fmt: skip
     lines = access + syslog + json_lines + logfmt + regex
     out = {name: lines for name in TARGETS if name.startswith("shipper.")}
     out |= {"multiline": [b"\n".join(syslog[:10]), b"Exception\n  at a\n  at b\n"], "timestamps": stamps,
-            "schemas.decode": records, "streams.validate": records, "config": config, "prometheus": prom}  # fmt: skip
+            "schemas.decode": records, "streams.validate": records, "config": config, "alerts.config": alerts, "prometheus": prom}  # fmt: skip
     return out
 
 

@@ -102,3 +102,18 @@ def test_found_by_fuzzing_scrape_bodies_are_malformed_not_crashes(body: str) -> 
 
     with pytest.raises(ValueError, match=r"malformed|could not|Invalid|invalid"):  # reported and counted by the scrape
         samples_from_text(body, 1_700_000_000_000, {"job": "fuzz"})
+
+
+@pytest.mark.parametrize(("section", "where"), [
+    ("route:\n    receiver: default\n    group_wait: " + "9" * 400, "group_wait"),
+    ("route:\n    receiver: default\n    routes:\n      - matchers: ['a=~\"" + "(" * 3000 + ")" * 3000 + "\"']",
+     "matchers"),
+])
+def test_found_by_fuzzing_alert_config_that_escaped_as_other_exceptions(section: str, where: str) -> None:
+    """An integer duration of 400 digits escaped as OverflowError, a regex matcher nested 3000 deep as
+    RecursionError; both are now configuration errors that name the key."""
+    from logtide.config import ConfigError, parse_config_text
+
+    with pytest.raises(ConfigError) as exc:
+        parse_config_text("alerts:\n  " + section + "\n", "alerts.yaml", env={})
+    assert any(where in p for p in exc.value.problems), exc.value.problems
