@@ -34,6 +34,7 @@ from logtide.schemas import DeadLetter, DeadLetterSource, DecodeError, dead_lett
 from logtide.streams.cardinality import OVERFLOW_LABEL, CardinalityGuard
 from logtide.streams.derive import GAUGE, Point, series_key
 from logtide.streams.pipeline import Partial, Stateful, Stateless
+from logtide.streams.resend import RecentIds, record_id
 from logtide.streams.windowing import NO_TIME, Agg, Late, WindowSpec
 
 BATCH_TAG = b'{"b":'  # how a SeriesBatch message starts (older points messages start otherwise)
@@ -90,6 +91,7 @@ class MappedBatch:
     skew: dict[str, int] = field(default_factory=dict)
     untimed: int = 0
     errors: int = 0  # records an operator raised on (dead-lettered with stage and reason)
+    resent: int = 0  # records a shipper sent again (an id among the partition's recent ones): out of windows
 
 
 class _Acc:
@@ -117,6 +119,20 @@ class BatchMapper:
         self.stateless = stateless or Stateless(cfg)
         w = cfg.window
         self.spec = WindowSpec(w.size_ms, w.step_ms, w.lateness_ms, w.relative_accuracy)
+        self.recent: dict[tuple[str, int], RecentIds] = {}  # raw partition -> ids of its recent records
+
+    def learn(self, records: Sequence[RawRecord], topic: str, partition: int) -> None:
+        """Remember the ids of records read back before a partition's committed offset (they were
+        counted by whoever read them first): a shipper's resend of them stays out of the windows."""
+        recent = self.recent.setdefault((topic, partition), RecentIds())
+        for rec in records:
+            i = record_id(rec.value)
+            if i is not None:
+                recent.seen(i)
+
+    def forget(self, topic: str, partition: int) -> None:
+        """The partition went to another reader (or is read back again)."""
+        self.recent.pop((topic, partition), None)
 
     def logs(self, records: Sequence[RawRecord], topic: str, partition: int, now: datetime) -> MappedBatch:
         return self._map(records, topic, partition, now, True)
@@ -132,6 +148,10 @@ class BatchMapper:
         spec, sl = self.spec, self.stateless
         accs: dict[str, _Acc] = {}
         step, inf = spec.step_ms, math.inf
+        recent = self.recent.get((topic, partition))
+        if recent is None:
+            recent = self.recent[topic, partition] = RecentIds()
+        resent = recent.seen
         for rec in records:
             raw = rec.value
 
@@ -157,6 +177,9 @@ class BatchMapper:
                 continue
             if r.dead is not None:
                 out.dead.append(r.dead)
+                continue
+            if resent((r.event if is_log else r.sample).event.id):  # type: ignore[union-attr]
+                out.resent += 1  # forwarded all the same (sinks write by id), counted once
                 continue
             if r.skew:
                 out.skew[r.skew] = out.skew.get(r.skew, 0) + 1

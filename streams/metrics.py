@@ -47,6 +47,10 @@ class StreamsMetrics:
         self.duplicates = Counter(
             "logtide_streams_replayed_points", "Replayed points skipped (already in state).", registry=r
         )
+        self.resent = Counter(
+            "logtide_streams_resent_events", "Raw records a shipper sent again (an id among its partition's "
+            "recent records): forwarded, kept out of windows.", ["topic"], registry=r,
+        )
         self.processing = Histogram(
             "logtide_streams_processing_seconds", "Time to process one batch, per agent.", ["agent"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r,

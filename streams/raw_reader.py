@@ -36,6 +36,7 @@ from logtide.schemas import DeadLetter, Topics, encode
 from logtide.streams.batch import BatchMapper, MappedBatch
 from logtide.streams.metrics import StreamsMetrics
 from logtide.streams.pipeline import Mark
+from logtide.streams.resend import LOOKBACK, split_lookback
 from logtide.streams.windowing import NO_TIME
 
 log = logging.getLogger("logtide.streams.raw")
@@ -110,6 +111,7 @@ class RawReader:
         self.progress_interval_s = 1.0  # how often the window stage hears which partitions are read to their end
         self._progress_at = 0.0
         self._unsent: set[TopicPartition] = set()  # a batch of these was dropped unsent: never say "read"
+        self.lookback: dict[TopicPartition, int] = {}  # read back up to this offset only to learn record ids
         self._partition_memo: dict[str, tuple[list[int], dict[bytes, int]]] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -124,9 +126,11 @@ class RawReader:
                 n = sum(len(v) for v in data.values())
                 async with self.lock:
                     assigned = self.consumer.assignment()
-                    for tp, recs in data.items():
-                        if tp in assigned and recs:
-                            self.buffers.setdefault(tp, []).extend(recs)
+                    for tp, fetched in data.items():
+                        if tp in assigned and fetched:
+                            recs = self._past_lookback(tp, fetched)
+                            if recs:
+                                self.buffers.setdefault(tp, []).extend(recs)
                     batches = self._cut()
                     if batches:
                         await self._process(batches)
@@ -189,6 +193,8 @@ class RawReader:
             for tp in revoked:
                 self.buffers.pop(tp, None)
                 self.intents.pop(tp, None)
+                self.lookback.pop(tp, None)
+                self.mapper.forget(tp.topic, tp.partition)
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         from logtide.streams.faust_app import describe_assignment
@@ -203,6 +209,11 @@ class RawReader:
             await self._resume_from_legacy(fresh)
         for tp in assigned:
             om = offs.get(tp)
+            self.mapper.forget(tp.topic, tp.partition)
+            if om is not None and om.offset > 0:
+                # read back what was just before (only its ids): a shipper's resend of it is not new
+                self.lookback[tp] = om.offset
+                self.consumer.seek(tp, max(0, om.offset - LOOKBACK))
             hi = parse_intent(om.metadata if om is not None else None)
             if hi is not None:
                 self.intents[tp] = hi
@@ -219,6 +230,18 @@ class RawReader:
                 self.consumer.seek(tp, om.offset)
                 log.info("%s:%d starts at %d, where group %s stopped", tp.topic, tp.partition, om.offset,
                          self.legacy_group)
+
+    def _past_lookback(self, tp: TopicPartition, recs: list[Any]) -> list[Any]:
+        """The records to process; those read back before the committed offset only teach the mapper
+        their ids."""
+        until = self.lookback.get(tp)
+        if until is None:
+            return recs
+        old, recs = split_lookback(recs, until)
+        self.mapper.learn(old, tp.topic, tp.partition)
+        if recs:
+            del self.lookback[tp]
+        return recs
 
     # --- one cycle ------------------------------------------------------------------------------
     def _cut(self) -> dict[TopicPartition, list[Any]]:
@@ -287,6 +310,8 @@ class RawReader:
                 m.clock_skew.labels(direction).inc(n)
             if mb.untimed:
                 m.untimed.labels(tp.topic).inc(mb.untimed)
+            if mb.resent:
+                m.resent.labels(tp.topic).inc(mb.resent)
             m.events_in.labels(tp.topic).inc(len(batches[tp]))
         # then the watermarks the batch's sources reached, to every points partition: after the points
         # they cover (one producer, so in order per partition); a replay sends them again (harmless:
