@@ -66,7 +66,8 @@ class WindowConfig(_Section):
         description=(
             "Wall-clock seconds after which a source (a Kafka partition's host + file) that has sent "
             "nothing stops holding the watermark back (null: never; a gone source then holds its "
-            "series' windows open)."
+            "series' windows open). Under `logtide streams` only time during which its raw partition "
+            "was read to the end counts, so a source is never idle for want of a reader."
         ),
     )
     max_source_jump_seconds: float = Field(

@@ -202,6 +202,7 @@ class Report:
     lost: int = 0
     duplicates: int = 0
     windows_checked: int = 0
+    windows_open: int = 0  # windows of the run still open at the end (the last ones: lateness)
     windows_wrong: list[str] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -216,7 +217,7 @@ class Report:
         )
         return (f"lines written {self.lines_written}, expected in Elasticsearch {self.lines_expected_in_es}, "
                 f"lost {self.lost}, duplicated {self.duplicates}; windows checked {self.windows_checked}, "
-                f"wrong {len(self.windows_wrong)}; late log.events dead letters {dict(self.late) or 0}; faults {dict(kinds)}; died by themselves: {self.died or 'none'}; "
+                f"wrong {len(self.windows_wrong)}, still open {self.windows_open}; late log.events dead letters {dict(self.late) or 0}; faults {dict(kinds)}; died by themselves: {self.died or 'none'}; "
                 f"time to recover: {rec}")  # fmt: skip
 
 
@@ -260,6 +261,7 @@ class ChaosRun:
             d.mkdir(parents=True, exist_ok=True)
         self.mounted = False
         self.procs: dict[str, Proc] = {}
+        self.idle_s = 30.0  # streams.window.idle_timeout_seconds: the rotated file's source stops holding windows
 
     # -- set-up -------------------------------------------------------------------------------
     def _services(self, action: str) -> None:
@@ -274,7 +276,7 @@ class ChaosRun:
             "shipper": {"inputs": [{"paths": [str(self.data / "*.log")], "parser": {"type": "json"},
                                     "start_position": "beginning", "labels": {"source": "chaos"}}]},
             "streams": {"app_id": f"logtide-streams-chaos{self.unique}", "metrics_port": 0, "web_port": 0,
-                        "window": {"size_seconds": 10, "idle_timeout_seconds": 30}},
+                        "window": {"size_seconds": 10, "idle_timeout_seconds": self.idle_s}},
             "sinks": {"group_id": f"chaos-sink-{self.unique}", "batch_wait_ms": 200,
                       "sources": ["logs.enriched", "metrics.agg", "deadletter"],
                       "elasticsearch": {"hosts": [f"http://127.0.0.1:{self.es_proxy.port}"], "index_prefix": self.index}},
@@ -423,12 +425,26 @@ class ChaosRun:
         return rep
 
     def _check_windows(self, gen: Generator, rep: Report) -> None:
-        """Closed `log.events` windows (summed over series) against a recount of the lines written.
+        """Closed `log.events` windows (summed over series) against a recount of the lines written,
+        each line once (a line the shipper sent twice counts once), the lines stamped a day ahead
+        excluded (beyond `max_future_skew_seconds`: forwarded flagged, kept out of windows by design).
 
         The rotated file stops speaking, and its source holds windows back until it is idle
-        (`idle_timeout_seconds`, 30 s here); the wait lets every window of the run close."""
-        time.sleep(35)
-        aggs = asyncio.run(self._read_topic(self.prefix + "metrics.agg"))
+        (`idle_timeout_seconds`, 30 s here, counted while its partition is read to the end); the wait
+        lets every window of the run close but the last two (their lateness has not passed)."""
+        want: Counter[str] = Counter()
+        for w in gen.written:
+            if not w["skewed"]:
+                ts: datetime = w["ts"]
+                start = ts.replace(second=ts.second - ts.second % 10, microsecond=0)
+                want[start.isoformat()[:19]] += 1
+        deadline = time.time() + self.idle_s + 90
+        while True:
+            aggs = asyncio.run(self._read_topic(self.prefix + "metrics.agg"))
+            closed = {a["window"]["start"][:19] for a in aggs if a.get("series", {}).get("metric") == "log.events"}
+            if sum(1 for s in want if s > max(closed, default="")) <= 2 or time.time() > deadline:
+                break
+            time.sleep(5)
         latest: dict[str, dict[str, Any]] = {}
         versions: dict[str, list[int]] = {}
         for a in aggs:
@@ -443,16 +459,13 @@ class ChaosRun:
         got: Counter[str] = Counter()
         for a in latest.values():
             got[a["window"]["start"][:19]] += int(a["stats"]["count"])
-        want: Counter[str] = Counter()
-        for w in gen.written:
-            if not w["skewed"]:
-                ts: datetime = w["ts"]
-                start = ts.replace(second=ts.second - ts.second % 10, microsecond=0)
-                want[start.isoformat()[:19]] += 1
-        for start, n in got.items():
+        # every window up to the newest closed one, a missing one included (its events all late)
+        last = max(got, default="")
+        for start in sorted(set(got) | {s for s in want if s <= last}):
             rep.windows_checked += 1
-            if want.get(start, 0) != n:  # zero-filled windows of a quiet series count 0
-                rep.windows_wrong.append(f"{start}: counted {n}, written {want.get(start)}")
+            if want.get(start, 0) != got.get(start, 0):  # zero-filled windows of a quiet series count 0
+                rep.windows_wrong.append(f"{start}: counted {got.get(start, 0)}, written {want.get(start, 0)}")
+        rep.windows_open = sum(1 for s in want if s > last)
         if not got:
             rep.notes.append("no closed log.events window was read from metrics.agg")
         for d in asyncio.run(self._read_topic(self.prefix + "deadletter")):

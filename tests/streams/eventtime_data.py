@@ -29,13 +29,15 @@ def source_lines(service: str, per_s: float, start: datetime, end: datetime, *, 
                  error_rate: float = 0.008, incident: tuple[datetime, datetime, float] | None = None,
                  host: str | None = None) -> list[Record]:
     """One file's lines, in order, `per_s` a second from `start` to `end`; 5xx at `error_rate`, or at
-    the incident's rate inside it."""
+    the incident's rate inside it. Line numbers (so ids) count from `start` on the file's timeline, so
+    the lines of consecutive spans of one file never share an id (an id names one record: the streams
+    count a record sent again once)."""
     rnd = random.Random(seed)
     host = host or f"{service}-1"
     path = f"/var/log/{service}.log"
     out = []
     step = timedelta(seconds=1 / per_s)
-    ts, i = start, 0
+    ts, i = start, round(start.timestamp() * per_s)
     while ts < end:
         rate = incident[2] if incident and incident[0] <= ts < incident[1] else error_rate
         out.append(log_event(ts, service, host, path, i=i, status=503 if rnd.random() < rate else 200))
