@@ -39,6 +39,7 @@ from logtide.schemas import (
     AnomalySeverity,
     AnomalyStatus,
     Band,
+    DeadLetter,
     Detector,
     Episode,
     EventInfo,
@@ -48,6 +49,7 @@ from logtide.schemas import (
 )
 from logtide.sinks.alerts.config import AlertsConfig
 from logtide.sinks.alerts.dispatch import Dispatcher
+from logtide.sinks.alerts.facts import decode_facts, facts_from_model
 from logtide.sinks.alerts.model import alert_labels, iso
 from logtide.sinks.alerts.silence import Silence, Silences
 
@@ -116,8 +118,9 @@ def bench_logtide(raw: list[bytes], n_routes: int, n_sil: int) -> dict:
     t0 = time.perf_counter()
     c0 = time.process_time()
     for b in raw:
-        a = decode_strict(b, Anomaly)
-        now = a.timestamp.timestamp()
+        a = decode_facts(b)
+        assert not isinstance(a, DeadLetter)
+        now = a.ts
         d.ingest(a, now)
         for n in d.advance(now):
             d.delivered(n, True, now)
@@ -169,10 +172,10 @@ async def bench_alertmanager(raw: list[bytes], n_routes: int, n_sil: int, batch:
                 assert r.status_code == 200, r.text
             posts = []
             for b in raw:
-                a = decode_strict(b, Anomaly)
+                a = facts_from_model(decode_strict(b, Anomaly))
                 lab = alert_labels(a)
                 d = {"labels": lab, "annotations": {"summary": a.message}, "startsAt": iso(now - 60)}
-                if a.status == AnomalyStatus.resolved:
+                if a.resolved:
                     d["endsAt"] = iso(now - 1)
                 posts.append(d)
             chunks = [posts[i:i + batch] for i in range(0, len(posts), batch)]

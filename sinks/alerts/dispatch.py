@@ -12,19 +12,34 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
 
 from logtide.schemas import Anomaly
 from logtide.sinks.alerts.config import AlertsConfig
+from logtide.sinks.alerts.facts import AnomalyFacts, facts_from_model
 from logtide.sinks.alerts.flapping import Flapping
 from logtide.sinks.alerts.inhibit import Inhibitor, Rule
-from logtide.sinks.alerts.model import Alert, alert_annotations, alert_labels, fingerprint, is_resolve
+from logtide.sinks.alerts.model import ALERTNAME, Alert, fingerprint
 from logtide.sinks.alerts.nflog import Entry, NotificationLog, log_key
 from logtide.sinks.alerts.routing import Route, build_route
 from logtide.sinks.alerts.silence import Silences
 
 SUPPRESS_REASONS = ("silenced", "inhibited", "flapping", "grouped")
+LABEL_CACHE_SIZE = 65_536  # distinct label sets whose fingerprint and routes are kept
+
+
+class Resolved(NamedTuple):
+    """What a label set resolves to: the labels, their fingerprint, and every (route, group key,
+    group labels) the routing tree sends the alert to. Labels never change under a fingerprint, so
+    this is computed once per label set."""
+
+    labels: dict[str, str]
+    fp: str
+    targets: tuple[tuple[Route, str, dict[str, str]], ...]
 
 
 @dataclass(slots=True)
@@ -40,6 +55,7 @@ class Group:
     deps: set[tuple[int, tuple[str, ...]]] = field(default_factory=set)  # inhibition keys it depends on
     last_t: float = float("-inf")
     retired: bool = False  # its route left the tree in a reload: it only sends the resolves it owes
+    sleeping: bool = False  # next_flush pushed past the next interval: nothing can change before it
 
 
 @dataclass(slots=True)
@@ -84,8 +100,9 @@ def _content_hash(gk: str, alerts: list[Alert]) -> str:
 
 class Dispatcher:
     def __init__(self, cfg: AlertsConfig, silences: Silences | None = None, nflog: NotificationLog | None = None,
-                 send_resolved: dict[str, bool] | None = None) -> None:
+                 send_resolved: dict[str, bool] | None = None, *, skip_quiet_flushes: bool = True) -> None:
         self.cfg = cfg
+        self.skip_quiet_flushes = skip_quiet_flushes
         self.route = build_route(cfg.route)
         self.silences = silences if silences is not None else Silences()
         self.nflog = nflog if nflog is not None else NotificationLog()
@@ -101,15 +118,20 @@ class Dispatcher:
         self.now = float("-inf")
         self.suppressed: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
-        self._route_cache: dict[tuple[tuple[str, str], ...], list[Route]] = {}
+        self._url = cfg.external_url.rstrip("/")
+        self._resolve = lru_cache(maxsize=LABEL_CACHE_SIZE)(self._resolve_uncached)
+        self._advanced = float("-inf")  # every timer due at or before this has been processed
+        self._sleepers: dict[tuple[int, tuple[str, ...]], set[str]] = {}  # inhibition dep -> sleeping groups
+        self._silences_seen = self.silences.version
 
     # --- input ------------------------------------------------------------------------------------
-    def ingest(self, a: Anomaly, now: float) -> None:
-        """One anomaly record (firing or resolved) at time `now`."""
+    def ingest(self, a: Anomaly | AnomalyFacts, now: float) -> None:
+        """One anomaly record (firing or resolved) at time `now`; a model or its decoded facts."""
+        f = a if isinstance(a, AnomalyFacts) else facts_from_model(a)
         self.now = max(self.now, now)
-        ep = a.episode_id
-        ts = a.timestamp.timestamp()
-        if is_resolve(a):
+        ep = f.episode_id
+        ts = f.ts
+        if f.resolved:
             fps = self.episodes.pop(ep, None)
             self._close(ep)
             if not fps:
@@ -121,55 +143,76 @@ class Dispatcher:
                     # resolved as of when it became known (a flush for an earlier time still sees it firing)
                     al.ends_at = max(al.starts_at, self.now)
                     al.updated_at = max(al.updated_at, ts)
-                    self.flapping.evaluate(fp, False)
+                    self.flapping.evaluate(fp, False, ts, f.window_step)
                     self.inhibitor.stopped(al)
                     for gk in self.alert_groups.get(fp, ()):
-                        self.groups[gk].dirty = True
+                        g = self.groups[gk]
+                        g.dirty = True
+                        if g.sleeping:
+                            self._wake(g, self._advanced, inclusive=False)
+            self._wake_inhibited(self._advanced, inclusive=False)
             return
         if ep in self.closed:
             self.ignored["firing_after_resolve"] += 1
             return
-        labels = alert_labels(a, self.cfg.static_labels)
-        fp = fingerprint(labels)
-        start = a.episode.start.timestamp() if a.episode else (a.window.start.timestamp() if a.window else ts)
+        r = self._resolve((tuple(f.series_labels.items()), f.metric, f.severity, f.stat))
+        fp = r.fp
         al = self.alerts.get(fp)
         if al is None or al.resolved():
-            al = Alert(labels, alert_annotations(a), min(start, self.now), None, ts,
-                       f"{self.cfg.external_url.rstrip('/')}/anomalies/{ep}", ep, fp)
+            start = f.episode_start if f.episode_start is not None else (
+                f.window_start if f.window_start is not None else ts)
+            al = Alert(r.labels, {}, min(start, self.now), None, ts, f"{self._url}/anomalies/{ep}", ep, fp, f)
             self.alerts[fp] = al
             self.inhibitor.firing(al)
         else:
-            al.annotations = alert_annotations(a)
+            al.source = f
             al.updated_at = max(al.updated_at, ts)
-        if a.episode is None:
+        if not f.has_episode:
             al.episode = ep
-        self.episodes.setdefault(ep, set()).add(fp)
-        self.flapping.evaluate(fp, True)
-        for r in self._routes(labels):
-            gl = r.group_labels(labels)
-            gk = group_key(r, gl)
-            g = self.groups.get(gk)
+        eps = self.episodes.get(ep)
+        if eps is None:
+            self.episodes[ep] = {fp}
+        else:
+            eps.add(fp)
+        self.flapping.evaluate(fp, True, ts, f.window_step)
+        groups = self.groups
+        for route, gk, gl in r.targets:
+            g = groups.get(gk)
             if g is None:
-                g = self.groups[gk] = Group(r, gk, gl, next_flush=self.now + r.group_wait)
+                g = groups[gk] = Group(route, gk, dict(gl), next_flush=self.now + route.group_wait)
                 heapq.heappush(self._timers, (g.next_flush, gk))
             elif fp in g.fps:
                 self.suppressed["grouped"] += 1
             g.fps.add(fp)
             g.dirty = True
-            self.alert_groups.setdefault(fp, set()).add(gk)
+            if g.sleeping:
+                self._wake(g, self._advanced, inclusive=False)
+        if self.inhibitor.changed:
+            self._wake_inhibited(self._advanced, inclusive=False)
+        ag = self.alert_groups.get(fp)
+        if ag is None:
+            self.alert_groups[fp] = {gk for _, gk, _ in r.targets}
+        else:
+            ag.update(gk for _, gk, _ in r.targets)
 
-    def _routes(self, labels: dict[str, str]) -> list[Route]:
-        key = tuple(sorted(labels.items()))
-        got = self._route_cache.get(key)
-        if got is None:
-            if len(self._route_cache) > 100_000:
-                self._route_cache.clear()
-            got = self._route_cache[key] = self.route.match(labels)
-        return got
+    def _resolve_uncached(self, key: tuple[tuple[tuple[str, str], ...], str, str, str | None]) -> Resolved:
+        """An alert's labels, fingerprint and (route, group key, group labels) targets from the parts
+        of a record that make its labels; cached per label set (`_resolve`, a bounded LRU)."""
+        series_labels, metric, severity, stat = key
+        labels = dict(self.cfg.static_labels)
+        labels.update(series_labels)
+        labels.update({"alertname": ALERTNAME, "metric": metric, "severity": severity})
+        if stat is not None:
+            labels["stat"] = stat
+        targets = []
+        for route in self.route.match(labels):
+            gl = route.group_labels(labels)
+            targets.append((route, group_key(route, gl), gl))
+        return Resolved(labels, fingerprint(labels), tuple(targets))
 
     def routing_changed(self) -> None:
         """Forget cached routing decisions (a reload replaced the tree, see `reconfigure`)."""
-        self._route_cache.clear()
+        self._resolve.cache_clear()
 
     def _close(self, ep: str) -> None:
         self.closed[ep] = None
@@ -186,6 +229,12 @@ class Dispatcher:
         self.now = max(self.now, now)
         out: list[Notification] = []
         waiting: list[tuple[float, str]] = []
+        if self.silences.version != self._silences_seen:  # a silence was added, changed or expired
+            self._silences_seen = self.silences.version
+            for g in list(self.groups.values()):
+                if g.sleeping:
+                    self._wake(g, self._advanced, inclusive=False)
+        self._wake_inhibited(self._advanced, inclusive=False)
         while self._timers and self._timers[0][0] <= self.now:
             due, gk = heapq.heappop(self._timers)
             g = self.groups.get(gk)
@@ -194,14 +243,72 @@ class Dispatcher:
             if g.in_flight:
                 waiting.append((due, gk))  # flushes again once its delivery is reported
                 continue
+            if g.sleeping:
+                self._unsleep(g)
             n = self._flush(g, due)
-            if gk in self.groups:
+            if gk in self.groups and g.next_flush != float("inf"):
                 heapq.heappush(self._timers, (g.next_flush, gk))
             if n is not None:
                 out.append(n)
+            if self.inhibitor.changed:
+                self._wake_inhibited(due, inclusive=True)
         for item in waiting:
             heapq.heappush(self._timers, item)
+        self._advanced = max(self._advanced, self.now)
         return out
+
+    # --- sleeping groups: a quiet group's timer jumps to when its decision can next change --------
+    def _sleep(self, g: Group, t: float) -> None:
+        """After a flush that decided as the last one (nothing changed), skip the flushes that would
+        decide the same: the next one that matters is at the first interval point at or after a
+        repeat falling due or a silence starting or ending; an event in between wakes the group."""
+        interval = g.route.group_interval
+        wake = float("inf")
+        e = self.nflog.entries.get(log_key(g.key, g.route.receiver))
+        if e is not None and e.firing:
+            wake = e.sent_at + g.route.repeat_interval
+        b = self.silences.next_change_after(t)
+        if b is not None and b < wake:
+            wake = b
+        if not self.skip_quiet_flushes or wake <= t + interval or interval <= 0:
+            return  # due at the next point anyway
+        g.sleeping = True
+        g.next_flush = float("inf") if wake == float("inf") else t + math.ceil((wake - t) / interval) * interval
+        for d in g.deps:
+            self._sleepers.setdefault(d, set()).add(g.key)
+
+    def _wake(self, g: Group, after: float, *, inclusive: bool) -> None:
+        """Back on its interval: the first point of its schedule not yet processed (after `after`,
+        or at it when `inclusive`), as if it had never skipped a flush."""
+        self._unsleep(g)
+        interval = g.route.group_interval
+        base = g.last_t
+        k = max(1, math.floor((after - base) / interval) + 1) if after > base else 1
+        nxt = base + k * interval
+        if inclusive and nxt - interval > base and nxt - interval >= after:
+            nxt -= interval
+        if nxt < g.next_flush:
+            g.next_flush = nxt
+            if not g.in_flight:
+                heapq.heappush(self._timers, (nxt, g.key))
+
+    def _unsleep(self, g: Group) -> None:
+        g.sleeping = False
+        for d in g.deps:
+            sl = self._sleepers.get(d)
+            if sl is not None:
+                sl.discard(g.key)
+                if not sl:
+                    del self._sleepers[d]
+
+    def _wake_inhibited(self, after: float, *, inclusive: bool) -> None:
+        """Wake the sleeping groups whose inhibition sources changed."""
+        changed = self.inhibitor.take_changed()
+        for d in changed:
+            for gk in list(self._sleepers.get(d, ())):
+                g = self.groups.get(gk)
+                if g is not None and g.sleeping:
+                    self._wake(g, after, inclusive=inclusive)
 
     def _unchanged(self, g: Group, t: float) -> bool:
         """True when this flush must decide as the last one did: nothing in the group changed, no
@@ -219,6 +326,7 @@ class Dispatcher:
             return None  # retired by a reload: no repeats, only the resolves of what it notified
         if self._unchanged(g, t):
             g.last_t = t
+            self._sleep(g, t)
             return None
         g.deps = {d for fp in g.fps for d in self.inhibitor.deps(self.alerts[fp])}
         g.dirty, g.stamp, g.last_t = False, (self.silences.version, self.inhibitor.stamp(g.deps)), t
@@ -293,6 +401,8 @@ class Dispatcher:
         if g is not None:
             g.in_flight = False
             g.dirty = True
+            if g.sleeping:
+                self._wake(g, self._advanced, inclusive=False)
         if not done:
             return None
         for fp in n.released:

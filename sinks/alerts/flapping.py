@@ -1,28 +1,61 @@
 """Flapping (Kibana's rule): an alert that changed state at least `changes` times in its last
-`window` evaluations is held (not notified) until it is stable again; its release says so."""
+`window` evaluations is held (not notified) until it is stable again; its release says so.
+
+An evaluation is one window of the alert's series, as a Kibana evaluation is one rule run - not one
+record: the windows between two records (the series back inside its band while the episode is still
+open, or quiet after a resolve) count too, in the state the alert kept, so an incident that recurs
+once an hour is not flapping, however many times it has recurred. A record for a window already
+evaluated (a redelivery, a replay) does not count again.
+"""
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class _History:
+    states: deque[bool]
+    changes: int = 0  # state changes between consecutive entries of `states`
+    last_at: float = field(default=float("-inf"))
 
 
 class Flapping:
     def __init__(self, window: int = 20, changes: int = 4, enabled: bool = True) -> None:
         self.window, self.changes, self.enabled = window, changes, enabled
-        self._hist: dict[str, deque[bool]] = {}
+        self._hist: dict[str, _History] = {}
         self._held: set[str] = set()
         self.released: set[str] = set()
 
-    def evaluate(self, fp: str, firing: bool) -> None:
-        """Record one evaluation of an alert (firing or not)."""
+    def _push(self, h: _History, firing: bool) -> None:
+        s = h.states
+        if len(s) == self.window:
+            first = s.popleft()
+            if s and s[0] != first:
+                h.changes -= 1
+        if s and s[-1] != firing:
+            h.changes += 1
+        s.append(firing)
+
+    def evaluate(self, fp: str, firing: bool, at: float | None = None, step: float | None = None) -> None:
+        """Record the alert's state at the window ending `at` (windows `step` seconds apart). Without
+        them (records that carry no window) every call is one evaluation."""
         h = self._hist.get(fp)
         if h is None:
-            h = self._hist[fp] = deque(maxlen=self.window)
-        h.append(firing)
+            h = self._hist[fp] = _History(deque(maxlen=self.window))
+        if at is not None:
+            if at < h.last_at or (at == h.last_at and h.states and h.states[-1] == firing):
+                return  # an older window, or this window again: already evaluated
+            if step and h.states and h.last_at != float("-inf"):
+                quiet = min(int((at - h.last_at) / step + 0.5) - 1, self.window)
+                for _ in range(quiet):  # windows without a record: the alert kept its state
+                    self._push(h, h.states[-1])
+            h.last_at = at
+        self._push(h, firing)
         if not self.enabled:
             return
-        n = sum(1 for a, b in zip(h, list(h)[1:], strict=False) if a != b)
-        if n >= self.changes:
+        if h.changes >= self.changes:
             self._held.add(fp)
             self.released.discard(fp)
         elif fp in self._held:

@@ -34,6 +34,7 @@ class Inhibitor:
         self._sources: list[dict[tuple[str, ...], set[str]]] = [{} for _ in rules]
         self._match: dict[str, tuple[tuple[bool, bool], ...]] = {}
         self.key_version: dict[tuple[int, tuple[str, ...]], int] = {}  # bumped when its sources change
+        self.changed: set[tuple[int, tuple[str, ...]]] = set()  # keys bumped since the last take_changed
 
     def _matches(self, a: Alert) -> tuple[tuple[bool, bool], ...]:
         m = self._match.get(a.fp)
@@ -54,6 +55,7 @@ class Inhibitor:
                 if a.fp not in bucket:
                     bucket.add(a.fp)
                     self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
+                    self.changed.add((i, key))
 
     def stopped(self, a: Alert) -> None:
         """This alert resolved or went away (idempotent)."""
@@ -64,8 +66,14 @@ class Inhibitor:
                 if bucket is not None and a.fp in bucket:
                     bucket.discard(a.fp)
                     self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
+                    self.changed.add((i, key))
                     if not bucket:
                         del self._sources[i][key]
+
+    def take_changed(self) -> set[tuple[int, tuple[str, ...]]]:
+        """The keys whose sources changed since the last call."""
+        out, self.changed = self.changed, set()
+        return out
 
     def deps(self, a: Alert) -> list[tuple[int, tuple[str, ...]]]:
         """The (rule, equal values) whose sources decide whether this alert is inhibited."""

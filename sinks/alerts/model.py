@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from logtide.schemas import Anomaly, AnomalyStatus
+from logtide.sinks.alerts.facts import AnomalyFacts
 
 ALERTNAME = "LogtideAnomaly"
 
@@ -85,7 +86,10 @@ def matches_all(matchers: tuple[Matcher, ...] | list[Matcher], labels: dict[str,
 
 @dataclass(slots=True)
 class Alert:
-    """One alert's current state; times are epoch seconds (event or wall time, as injected)."""
+    """One alert's current state; times are epoch seconds (event or wall time, as injected).
+
+    `source` is the latest record's facts: the annotations are formatted from it only when a
+    notification is built (`copy`), not for every record."""
 
     labels: dict[str, str]
     annotations: dict[str, str]
@@ -95,6 +99,7 @@ class Alert:
     generator_url: str = ""
     episode: str = ""
     fp: str = ""
+    source: AnomalyFacts | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.fp:
@@ -108,7 +113,8 @@ class Alert:
         return "resolved" if self.resolved() else "firing"
 
     def copy(self) -> Alert:
-        return Alert(dict(self.labels), dict(self.annotations), self.starts_at, self.ends_at,
+        ann = alert_annotations(self.source) if self.source is not None else dict(self.annotations)
+        return Alert(dict(self.labels), ann, self.starts_at, self.ends_at,
                      self.updated_at, self.generator_url, self.episode, self.fp)
 
 
@@ -119,31 +125,31 @@ def iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def alert_labels(a: Anomaly, static: dict[str, str] | None = None) -> dict[str, str]:
+def alert_labels(a: AnomalyFacts, static: dict[str, str] | None = None) -> dict[str, str]:
     """Labels of the alert an anomaly raises: static labels, series labels, metric, stat, severity."""
     labels = dict(static or {})
-    labels.update(a.series.labels)
-    labels.update({"alertname": ALERTNAME, "metric": a.series.metric, "severity": a.severity.value})
-    if "stat" in a.labels:
-        labels["stat"] = a.labels["stat"]
+    labels.update(a.series_labels)
+    labels.update({"alertname": ALERTNAME, "metric": a.metric, "severity": a.severity})
+    if a.stat is not None:
+        labels["stat"] = a.stat
     return labels
 
 
-def alert_annotations(a: Anomaly) -> dict[str, str]:
+def alert_annotations(a: AnomalyFacts) -> dict[str, str]:
     """logtide's own facts in the annotations: value, expected, band, score, window, context."""
     ann = {
         "summary": a.message[:1024],
         "value": f"{a.value:.6g}",
         "expected": f"{a.expected:.6g}",
-        "band": f"[{a.band.lower:.6g}, {a.band.upper:.6g}]",
+        "band": f"[{a.band_lower:.6g}, {a.band_upper:.6g}]",
         "score": f"{a.score:.3f}",
-        "series": a.series.key,
+        "series": a.series_key,
         "episode": a.episode_id,
     }
-    if a.window is not None:
-        ann["window"] = f"{iso(a.window.start.timestamp())}/{iso(a.window.end.timestamp())}"
+    if a.window_start is not None and a.window_end is not None:
+        ann["window"] = f"{iso(a.window_start)}/{iso(a.window_end)}"
     if a.context:
-        ann["context"] = " ".join(f"{p.value:.4g}" for p in a.context)
+        ann["context"] = " ".join(f"{v:.4g}" for v in a.context)
     return ann
 
 

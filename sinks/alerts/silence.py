@@ -122,6 +122,11 @@ class Silences:
         i = bisect.bisect_right(self._bounds, a)
         return i < len(self._bounds) and self._bounds[i] <= b
 
+    def next_change_after(self, t: float) -> float | None:
+        """The first start or end of a silence after `t`, if any."""
+        i = bisect.bisect_right(self._bounds, t)
+        return self._bounds[i] if i < len(self._bounds) else None
+
     def matching(self, labels: dict[str, str]) -> tuple[Silence, ...]:
         """Every silence whose matchers match these labels, whatever its time range."""
         out: list[Silence] = []
