@@ -3,9 +3,15 @@
 At start it reads the notification log and the silences back from their compacted topics, then
 replays the last `alerts.replay_lookback` of `anomalies` (event time) to rebuild the open alerts, and
 goes live on the wall clock. So a restart neither pages twice (the log says what was sent) nor
-forgets a resolve (the replay brings the alert back; the resolve record then ends it). Several
-instances may run: they join one consumer group on the notification log's single partition, and only
-its owner alerts; the others stand by and take over (reading the log back) when it goes away.
+forgets a resolve (the replay brings the alert back; the resolve record then ends it).
+
+Several instances share the work: the notification log's topic has `alerts.shards` partitions, the
+instances join one consumer group on it, and each alerts for the shards (partitions) the group
+assigns it - an alert's shard is a hash of its `shard_by` labels, which every group and inhibition
+rule contains (`config check` enforces it). Each instance reads every anomaly but decides, delivers
+and logs only its shards' alerts; when the assignment changes (an instance joins, stops or dies),
+each rebuilds its state for its new shards from the log and the replay. With one shard, one instance
+alerts and the others stand by.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import orjson
 from logtide.config import Config
 from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs, producer_kwargs
-from logtide.schemas import Anomaly, DeadLetter, DeadLetterSource, Topics, decode, encode
+from logtide.schemas import DeadLetter, DeadLetterSource, Topics, encode
+from logtide.sinks.alerts.facts import AnomalyFacts, decode_facts
 
 log = logging.getLogger("logtide.alerts")
 
@@ -38,27 +45,31 @@ class AlertProcess:
         self.stopping = asyncio.Event()
         self.live = asyncio.Event()
         self.engine: Any = None
+        self.owned: frozenset[int] = frozenset()  # the shards this instance alerts for
+        self.sharding: Any = None
         self._pending: set[asyncio.Future[Any]] = set()
 
     def stop(self) -> None:
         self.stopping.set()
 
-    def _send(self, topic: str, value: bytes | None, key: str | None = None) -> None:
-        fut = asyncio.ensure_future(self.producer.send(topic, value, key=key.encode() if key else None))
+    def _send(self, topic: str, value: bytes | None, key: str | None = None, partition: int | None = None) -> None:
+        fut = asyncio.ensure_future(self.producer.send(topic, value, key=key.encode() if key else None,
+                                                       partition=partition))
         self._pending.add(fut)
         fut.add_done_callback(self._pending.discard)
 
     async def run(self) -> None:
-        """Wait to be the leader (the one member of the alert group that owns the notification log's
-        single partition), alert while leader, stand by again if leadership moves."""
+        """Wait for shards (partitions of the notification log the alert group assigns us), alert for
+        them, rebuild when the assignment changes, stand by while we have none."""
         from aiokafka import AIOKafkaConsumer
 
         from logtide.sinks.alerts.kafka_state import ensure_topics
 
         t = self.topics
+        shards = self.cfg.alerts.shards
         parts = await ensure_topics(self.conn, [t.alerts, t.anomalies, t.deadletter],
                                     [t.alerts_nflog, t.alerts_silences], self.cfg.topics.partitions,
-                                    self.cfg.topics.replication_factor)
+                                    self.cfg.topics.replication_factor, compacted_partitions={t.alerts_nflog: shards})
         leader = AIOKafkaConsumer(
             **self.conn, group_id=self.cfg.alerts.group_id, enable_auto_commit=False, auto_offset_reset="latest",
             session_timeout_ms=int(self.cfg.alerts.leader_session_timeout * 1000),
@@ -68,37 +79,48 @@ class AlertProcess:
         leader.subscribe([t.alerts_nflog])
         try:
             while not self.stopping.is_set():
-                if not leader.assignment():
+                owned = frozenset(tp.partition for tp in leader.assignment())
+                if not owned:
                     await leader.getmany(timeout_ms=300)  # stand by: keeps our membership alive
                     continue
-                log.info("leader of %s: alerting", self.cfg.alerts.group_id)
-                await self._lead(parts, leader)
+                log.info("owning shards %s of %d in %s: alerting", ",".join(map(str, sorted(owned))), shards,
+                         self.cfg.alerts.group_id)
+                self.owned = owned
+                await self._lead(parts, leader, owned)
+                self.owned = frozenset()
                 if not self.stopping.is_set():
-                    log.warning("leadership moved to another instance: standing by")
+                    log.warning("shard assignment changed: rebuilding for the new shards")
         finally:
             await leader.stop()
 
-    async def _lead(self, parts: dict[str, list[int]], leader: Any) -> None:
+    def _owned_now(self, leader: Any) -> frozenset[int]:
+        return frozenset(tp.partition for tp in leader.assignment())
+
+    async def _lead(self, parts: dict[str, list[int]], leader: Any, owned: frozenset[int]) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
         from logtide.sinks.alerts.engine import AlertEngine
         from logtide.sinks.alerts.kafka_state import behind, load_nflog, load_silences, read_compacted
         from logtide.sinks.alerts.reconfigure import migrate_legacy_keys
         from logtide.sinks.alerts.routing import build_route
+        from logtide.sinks.alerts.shard import Sharding
 
         t = self.topics
-        nflog = load_nflog(await read_compacted(self.conn, t.alerts_nflog, parts[t.alerts_nflog]))
+        sharding = self.sharding = Sharding.from_config(self.cfg.alerts)
+        nflog = load_nflog(await read_compacted(self.conn, t.alerts_nflog, sorted(owned)))
         silences = load_silences(await read_compacted(self.conn, t.alerts_silences, parts[t.alerts_silences]))
         self.producer = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
         await self.producer.start()
-        # log entries written when route ids were positions: under today's ids (no second page after an upgrade)
+        # log entries written when route ids were positions: under today's ids (no second page after an upgrade;
+        # such logs predate sharding, so their topic has one partition)
         for old_key, new_key in migrate_legacy_keys(nflog, build_route(self.cfg.alerts.route)).items():
             self._send(t.alerts_nflog, orjson.dumps(nflog.entries[new_key].to_plain()), new_key)
             self._send(t.alerts_nflog, None, old_key)
         engine = self.engine = AlertEngine(
             self.cfg.alerts, silences=silences, nflog=nflog,
             record=lambda r: self._send(t.alerts, encode(r), r.delivery.group_key if r.delivery else None),
-            persist=lambda k, e: self._send(t.alerts_nflog, None if e is None else orjson.dumps(e.to_plain()), k),
+            persist=lambda n, e: self._send(t.alerts_nflog, None if e is None else orjson.dumps(e.to_plain()),
+                                            n.log_key, sharding.of_labels(n.group_labels)),
             clock=time.time,
         )
         metrics_server = None
@@ -125,13 +147,13 @@ class AlertProcess:
             for tp in tps:
                 o = offs.get(tp)
                 consumer.seek(tp, o.offset if o is not None else ends[tp])
-            # replay: rebuild the open alerts in event time; nothing is flushed until live
+            # replay: rebuild the open alerts of our shards in event time; nothing is flushed until live
             while await behind(consumer, ends):
                 for msgs in (await consumer.getmany(timeout_ms=500)).values():
                     for m in msgs:
-                        a = self._decode(m)
+                        a = self._decode(m, owned, replay=True)
                         if a is not None:
-                            engine.dispatcher.ingest(a, a.timestamp.timestamp())
+                            engine.dispatcher.ingest(a, a.ts)
             log.info("replayed %d open alerts; live", len(engine.dispatcher.alerts))
             sil_tps = [TopicPartition(t.alerts_silences, p) for p in parts[t.alerts_silences]]
             sil_consumer.assign(sil_tps)
@@ -140,17 +162,13 @@ class AlertProcess:
                 engine.reconfigure(self.cfg.alerts)
             self.live.set()
             while not self.stopping.is_set():
-                await leader.getmany(timeout_ms=0)  # membership heartbeat; a rebalance may take leadership
-                if not leader.assignment():
+                await leader.getmany(timeout_ms=0)  # membership heartbeat; a rebalance may move shards
+                if self._owned_now(leader) != owned:
                     break
-                batch = await consumer.getmany(timeout_ms=int(self.cfg.alerts.tick_seconds * 1000))
-                now = time.time()
-                for msgs in batch.values():
-                    for m in msgs:
-                        a = self._decode(m)
-                        if a is not None:
-                            engine.ingest(a, now)
-                engine.tick(now)
+                batch = await consumer.getmany(timeout_ms=int(self.cfg.alerts.tick_seconds * 1000),
+                                               max_records=5000)
+                got = [a for msgs in batch.values() for m in msgs if (a := self._decode(m, owned)) is not None]
+                engine.ingest_batch(got, time.time())
         finally:
             if metrics_server is not None:
                 metrics_server.shutdown()
@@ -196,14 +214,17 @@ class AlertProcess:
             for msgs in (await consumer.getmany(timeout_ms=1000)).values():
                 load_silences([(m.key.decode() if m.key else "", m.value) for m in msgs], silences)
 
-    def _decode(self, m: Any) -> Anomaly | None:
+    def _decode(self, m: Any, owned: frozenset[int], replay: bool = False) -> AnomalyFacts | None:
+        """The record's facts when its alert is in our shards; a malformed record is dead-lettered by
+        the owner of shard 0 only (once, not by every instance; not again when replayed)."""
         src = DeadLetterSource(stage="alerts", topic=m.topic, partition=m.partition, offset=m.offset)
-        a = decode(m.value or b"", Anomaly, source=src)
+        a = decode_facts(m.value or b"", src)
         if isinstance(a, DeadLetter):
-            self.engine.metrics.dead_letters.inc()
-            self._send(self.topics.deadletter, encode(a))
+            if 0 in owned and not replay:
+                self.engine.metrics.dead_letters.inc()
+                self._send(self.topics.deadletter, encode(a))
             return None
-        return a
+        return a if self.sharding.of_facts(a) in owned else None
 
 
 async def _silence_io(cfg: Config) -> tuple[Any, Any]:

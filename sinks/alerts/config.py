@@ -225,6 +225,15 @@ class AlertsConfig(_Section):
     replay_lookback: float = Field(
         default=6 * 3600.0, description="On start, anomalies this far back rebuild the open alerts."
     )
+    shards: PositiveInt = Field(
+        default=1, description="Partitions of the notification-log topic: instances of `logtide alerts` share "
+        "them (Kafka group assignment); each owns the groups of its shards. 1: one leader, the others stand by.",
+    )
+    shard_by: list[str] = Field(
+        default_factory=lambda: ["service"], min_length=1,
+        description="Labels that pick an alert's shard; with shards > 1 every route groups by them and every "
+        "inhibition rule's equal includes them.",
+    )
 
     @field_validator("resolve_timeout", "replay_lookback", "leader_session_timeout", mode="before")
     @classmethod
@@ -249,6 +258,9 @@ class AlertsConfig(_Section):
                 walk(c, f"{path}.routes[{i}]")
 
         walk(self.route, "route")
+        from logtide.sinks.alerts.shard import check
+
+        check(self)
         return self
 
 

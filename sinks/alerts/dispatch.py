@@ -158,7 +158,8 @@ class Dispatcher:
         r = self._resolve((tuple(f.series_labels.items()), f.metric, f.severity, f.stat))
         fp = r.fp
         al = self.alerts.get(fp)
-        if al is None or al.resolved():
+        renewed = al is None or al.resolved()
+        if renewed:
             start = f.episode_start if f.episode_start is not None else (
                 f.window_start if f.window_start is not None else ts)
             al = Alert(r.labels, {}, min(start, self.now), None, ts, f"{self._url}/anomalies/{ep}", ep, fp, f)
@@ -174,7 +175,7 @@ class Dispatcher:
             self.episodes[ep] = {fp}
         else:
             eps.add(fp)
-        self.flapping.evaluate(fp, True, ts, f.window_step)
+        flapped = self.flapping.evaluate(fp, True, ts, f.window_step)
         groups = self.groups
         for route, gk, gl in r.targets:
             g = groups.get(gk)
@@ -183,6 +184,8 @@ class Dispatcher:
                 heapq.heappush(self._timers, (g.next_flush, gk))
             elif fp in g.fps:
                 self.suppressed["grouped"] += 1
+                if not (renewed or flapped) and self.skip_quiet_flushes:
+                    continue  # one more record of an alert this group already holds: nothing to decide
             g.fps.add(fp)
             g.dirty = True
             if g.sleeping:
@@ -328,35 +331,40 @@ class Dispatcher:
             g.last_t = t
             self._sleep(g, t)
             return None
-        g.deps = {d for fp in g.fps for d in self.inhibitor.deps(self.alerts[fp])}
-        g.dirty, g.stamp, g.last_t = False, (self.silences.version, self.inhibitor.stamp(g.deps)), t
+        alerts_by_fp, inhibitor, episodes = self.alerts, self.inhibitor, self.episodes
+        deps: set[tuple[int, tuple[str, ...]]] = set()
+        for fp in g.fps:
+            deps.update(inhibitor.deps(alerts_by_fp[fp]))
+        g.deps = deps
+        g.dirty, g.stamp, g.last_t = False, (self.silences.version, inhibitor.stamp(deps)), t
         timeout = self.cfg.resolve_timeout
+        silenced_for, held = self.silences.silenced_for, self.flapping.held
         firing: set[str] = set()
         resolved: set[str] = set()
         shown: list[Alert] = []
         for fp in sorted(g.fps):
-            al = self.alerts[fp]
-            if not al.resolved() and al.episode not in self.episodes:
+            al = alerts_by_fp[fp]
+            ends = al.ends_at
+            if ends is None and al.episode not in episodes:
                 if al.updated_at + timeout <= t:
-                    al.ends_at = al.updated_at + timeout  # a record without episode that went quiet
-                    self.inhibitor.stopped(al)
+                    ends = al.ends_at = al.updated_at + timeout  # a record without episode that went quiet
+                    inhibitor.stopped(al)
                 else:
                     g.dirty = True  # it may time out by the next flush
-            is_resolved = al.ends_at is not None and al.ends_at <= t
-            if al.ends_at is not None and al.ends_at > t:
-                g.dirty = True  # resolved after this flush's time: the next flush sees it change
-            if not is_resolved:
+            if ends is None or ends > t:
+                if ends is not None:
+                    g.dirty = True  # resolved after this flush's time: the next flush sees it change
                 reason = (
-                    "silenced" if self.silences.silenced_for(fp, al.labels, t) else
-                    "inhibited" if self.inhibitor.inhibited_by(al) else
-                    "flapping" if self.flapping.held(fp) else None
+                    "silenced" if silenced_for(fp, al.labels, t) else
+                    "inhibited" if inhibitor.inhibited_by(al) else
+                    "flapping" if held(fp) else None
                 )  # fmt: skip
                 if reason is not None:
                     self.suppressed[reason] += 1
                     continue
                 firing.add(fp)
             else:
-                if self.flapping.held(fp):
+                if held(fp):
                     self.suppressed["flapping"] += 1
                     continue
                 resolved.add(fp)

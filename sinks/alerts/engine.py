@@ -26,6 +26,7 @@ from logtide.schemas import (
 from logtide.sinks.alerts.config import AlertsConfig
 from logtide.sinks.alerts.delivery import Integration, ReceiverWorker, integrations
 from logtide.sinks.alerts.dispatch import SUPPRESS_REASONS, Dispatcher, Notification
+from logtide.sinks.alerts.facts import AnomalyFacts, facts_from_model
 from logtide.sinks.alerts.metrics import AlertMetrics
 from logtide.sinks.alerts.nflog import Entry, NotificationLog
 from logtide.sinks.alerts.reconfigure import Reconfigured, reconfigure, sync_static_silences
@@ -68,7 +69,7 @@ class AlertEngine:
         silences: Silences | None = None,
         nflog: NotificationLog | None = None,
         record: Callable[[AlertNotification], None] = lambda r: None,
-        persist: Callable[[str, Entry | None], None] = lambda k, e: None,
+        persist: Callable[[Notification, Entry | None], None] = lambda n, e: None,
         on_notification: Callable[[Notification], None] = lambda n: None,
         metrics: AlertMetrics | None = None,
         clock: Callable[[], float] | None = time.time,
@@ -173,14 +174,30 @@ class AlertEngine:
             await w.queue.join()
 
     # --- input and timers -------------------------------------------------------------------------
-    def ingest(self, a: Anomaly, now: float | None = None) -> None:
+    def ingest(self, a: Anomaly | AnomalyFacts, now: float | None = None) -> None:
         """One anomaly record; `now` defaults to the clock, or to the record's time in event time."""
+        f = a if isinstance(a, AnomalyFacts) else facts_from_model(a)
         if now is None:
-            now = self.clock() if self.clock is not None else a.timestamp.timestamp()
+            now = self.clock() if self.clock is not None else f.ts
         self.tick(now)  # timers due before this record fire first (event time may jump forward)
-        self.metrics.anomalies.labels(a.status.value).inc()
-        self.dispatcher.ingest(a, now)
+        self.metrics.anomalies.labels("resolved" if f.resolved else "firing").inc()
+        self.dispatcher.ingest(f, now)
         self.tick(now)
+
+    def ingest_batch(self, batch: list[AnomalyFacts], now: float) -> None:
+        """Records that arrived together, all at `now` (live): the timers run once before and once
+        after, which is what ticking around each record would do when the time does not move."""
+        self.tick(now)
+        if batch:
+            resolved = 0
+            for f in batch:
+                resolved += f.resolved
+                self.dispatcher.ingest(f, now)
+            if resolved:
+                self.metrics.anomalies.labels("resolved").inc(resolved)
+            if len(batch) > resolved:
+                self.metrics.anomalies.labels("firing").inc(len(batch) - resolved)
+            self.tick(now)
 
     def tick(self, now: float | None = None) -> list[Notification]:
         """Flush due groups and hand their notifications to the workers."""
@@ -234,6 +251,6 @@ class AlertEngine:
         n.group_key = self._renamed.pop(id(n), n.group_key)  # sent before a reload renamed its group
         entry = self.dispatcher.delivered(n, done, self.now())
         if entry is not None:
-            self.persist(n.log_key, entry)
+            self.persist(n, entry)
             if n.log_key not in self.dispatcher.nflog.entries:
-                self.persist(n.log_key, None)
+                self.persist(n, None)

@@ -86,13 +86,23 @@ class _Slow(Exception):
     """The fast path cannot vouch for this record: let the model decide."""
 
 
+_ts_seen: dict[str, float] = {}  # window bounds repeat across series: parse each string once
+
+
 def _ts(v: Any) -> float:
+    got = _ts_seen.get(v) if type(v) is str else None
+    if got is not None:
+        return got
     if type(v) is not str or _TS.fullmatch(v) is None:
         raise _Slow
     try:
-        return datetime.fromisoformat(v).timestamp()
+        got = datetime.fromisoformat(v).timestamp()
     except ValueError:
         raise _Slow from None
+    if len(_ts_seen) >= 4096:
+        _ts_seen.clear()
+    _ts_seen[v] = got
+    return got
 
 
 def _num(v: Any) -> float:

@@ -38,15 +38,16 @@ class Flapping:
             h.changes += 1
         s.append(firing)
 
-    def evaluate(self, fp: str, firing: bool, at: float | None = None, step: float | None = None) -> None:
+    def evaluate(self, fp: str, firing: bool, at: float | None = None, step: float | None = None) -> bool:
         """Record the alert's state at the window ending `at` (windows `step` seconds apart). Without
-        them (records that carry no window) every call is one evaluation."""
+        them (records that carry no window) every call is one evaluation. True when this held or
+        released the alert (its notifications change)."""
         h = self._hist.get(fp)
         if h is None:
             h = self._hist[fp] = _History(deque(maxlen=self.window))
         if at is not None:
             if at < h.last_at or (at == h.last_at and h.states and h.states[-1] == firing):
-                return  # an older window, or this window again: already evaluated
+                return False  # an older window, or this window again: already evaluated
             if step and h.states and h.last_at != float("-inf"):
                 quiet = min(int((at - h.last_at) / step + 0.5) - 1, self.window)
                 for _ in range(quiet):  # windows without a record: the alert kept its state
@@ -54,13 +55,18 @@ class Flapping:
             h.last_at = at
         self._push(h, firing)
         if not self.enabled:
-            return
+            return False
         if h.changes >= self.changes:
+            if fp in self._held:
+                return False
             self._held.add(fp)
             self.released.discard(fp)
-        elif fp in self._held:
+            return True
+        if fp in self._held:
             self._held.discard(fp)
             self.released.add(fp)
+            return True
+        return False
 
     def held(self, fp: str) -> bool:
         return fp in self._held

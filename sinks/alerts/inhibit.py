@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from logtide.sinks.alerts.config import InhibitRule
 from logtide.sinks.alerts.model import Alert, Matcher, matches_all
 
+Key = tuple[int, tuple[str, ...]]  # (rule index, values of its `equal` labels)
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -32,65 +34,65 @@ class Inhibitor:
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
         self._sources: list[dict[tuple[str, ...], set[str]]] = [{} for _ in rules]
-        self._match: dict[str, tuple[tuple[bool, bool], ...]] = {}
-        self.key_version: dict[tuple[int, tuple[str, ...]], int] = {}  # bumped when its sources change
-        self.changed: set[tuple[int, tuple[str, ...]]] = set()  # keys bumped since the last take_changed
+        # per fingerprint: the (rule, equal values) it is a source under, and those it is a target under
+        self._keys: dict[str, tuple[tuple[Key, ...], tuple[Key, ...]]] = {}
+        self.key_version: dict[Key, int] = {}  # bumped when its sources change
+        self.changed: set[Key] = set()  # keys bumped since the last take_changed
 
-    def _matches(self, a: Alert) -> tuple[tuple[bool, bool], ...]:
-        m = self._match.get(a.fp)
-        if m is None:
-            if len(self._match) > 200_000:
-                self._match.clear()
-            m = self._match[a.fp] = tuple(
-                (matches_all(r.source, a.labels), matches_all(r.target, a.labels)) for r in self.rules
-            )
-        return m
+    def _keys_of(self, a: Alert) -> tuple[tuple[Key, ...], tuple[Key, ...]]:
+        k = self._keys.get(a.fp)
+        if k is None:
+            if len(self._keys) > 200_000:
+                self._keys.clear()
+            src: list[Key] = []
+            tgt: list[Key] = []
+            for i, r in enumerate(self.rules):
+                key = (i, tuple(a.labels.get(e, "") for e in r.equal))
+                if matches_all(r.source, a.labels):
+                    src.append(key)
+                if matches_all(r.target, a.labels):
+                    tgt.append(key)
+            k = self._keys[a.fp] = (tuple(src), tuple(tgt))
+        return k
 
     def firing(self, a: Alert) -> None:
         """This alert fires now (idempotent)."""
-        for i, (src, _) in enumerate(self._matches(a)):
-            if src:
-                key = tuple(a.labels.get(e, "") for e in self.rules[i].equal)
-                bucket = self._sources[i].setdefault(key, set())
-                if a.fp not in bucket:
-                    bucket.add(a.fp)
-                    self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
-                    self.changed.add((i, key))
+        for i, key in self._keys_of(a)[0]:
+            bucket = self._sources[i].setdefault(key, set())
+            if a.fp not in bucket:
+                bucket.add(a.fp)
+                self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
+                self.changed.add((i, key))
 
     def stopped(self, a: Alert) -> None:
         """This alert resolved or went away (idempotent)."""
-        for i, (src, _) in enumerate(self._matches(a)):
-            if src:
-                key = tuple(a.labels.get(e, "") for e in self.rules[i].equal)
-                bucket = self._sources[i].get(key)
-                if bucket is not None and a.fp in bucket:
-                    bucket.discard(a.fp)
-                    self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
-                    self.changed.add((i, key))
-                    if not bucket:
-                        del self._sources[i][key]
+        for i, key in self._keys_of(a)[0]:
+            bucket = self._sources[i].get(key)
+            if bucket is not None and a.fp in bucket:
+                bucket.discard(a.fp)
+                self.key_version[(i, key)] = self.key_version.get((i, key), 0) + 1
+                self.changed.add((i, key))
+                if not bucket:
+                    del self._sources[i][key]
 
-    def take_changed(self) -> set[tuple[int, tuple[str, ...]]]:
+    def take_changed(self) -> set[Key]:
         """The keys whose sources changed since the last call."""
         out, self.changed = self.changed, set()
         return out
 
-    def deps(self, a: Alert) -> list[tuple[int, tuple[str, ...]]]:
+    def deps(self, a: Alert) -> tuple[Key, ...]:
         """The (rule, equal values) whose sources decide whether this alert is inhibited."""
-        return [(i, tuple(a.labels.get(e, "") for e in self.rules[i].equal))
-                for i, (_, tgt) in enumerate(self._matches(a)) if tgt]
+        return self._keys_of(a)[1]
 
-    def stamp(self, deps: set[tuple[int, tuple[str, ...]]]) -> int:
+    def stamp(self, deps: set[Key]) -> int:
         """Changes whenever the sources behind any of these deps change (versions only grow)."""
         kv = self.key_version
         return sum(kv.get(d, 0) for d in deps)
 
     def inhibited_by(self, alert: Alert) -> str | None:
         """The fingerprint of a firing alert that inhibits this one, or None."""
-        for i, (_, tgt) in enumerate(self._matches(alert)):
-            if not tgt or not self._sources[i]:
-                continue
-            srcs = self._sources[i].get(tuple(alert.labels.get(e, "") for e in self.rules[i].equal))
+        for i, key in self._keys_of(alert)[1]:
+            srcs = self._sources[i].get(key)
             if srcs:
                 for fp in srcs:
                     if fp != alert.fp:

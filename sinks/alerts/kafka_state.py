@@ -22,19 +22,29 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_topics(conn: dict[str, Any], plain: list[str], compacted: list[str], partitions: int = 1,
-                        replication: int = 1) -> dict[str, list[int]]:
-    """Create the alert topics if missing (idempotent); the partitions of each, as the cluster says."""
+                        replication: int = 1, *, compacted_partitions: dict[str, int] | None = None,
+                        ) -> dict[str, list[int]]:
+    """Create the alert topics if missing (idempotent); the partitions of each, as the cluster says.
+    Compacted topics get one partition unless `compacted_partitions` says more (the sharded
+    notification log); an existing one with another count is an error (shards would move)."""
+    cp = compacted_partitions or {}
     admin = AIOKafkaAdminClient(**conn)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         new = [NewTopic(t, partitions, replication) for t in plain if t not in existing]
-        new += [NewTopic(t, 1, replication, topic_configs={"cleanup.policy": "compact"})
+        new += [NewTopic(t, cp.get(t, 1), replication, topic_configs={"cleanup.policy": "compact"})
                 for t in compacted if t not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-        return await topic_partitions(admin, [*plain, *compacted])
+        parts = await topic_partitions(admin, [*plain, *compacted])
+        for t, n in cp.items():
+            if len(parts.get(t, [])) != n:
+                raise RuntimeError(f"topic {t} has {len(parts.get(t, []))} partitions but alerts.shards is {n}: "
+                                   "the shards of the notification log would not line up (use a new topic prefix "
+                                   "or the topic's partition count)")
+        return parts
     finally:
         await admin.close()
 

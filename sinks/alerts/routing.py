@@ -13,6 +13,7 @@ routes, in a reload or before a restart, leaves it and its open groups alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from logtide.sinks.alerts.config import RouteConfig
 from logtide.sinks.alerts.model import Matcher, matches_all
@@ -34,6 +35,9 @@ class Route:
     repeat_interval: float
     continue_: bool
     routes: list[Route] = field(default_factory=list)
+    # children indexed by one equality matcher each, so a wide tree is not walked child by child:
+    # (label names, (name, value) -> child positions, positions of children without one)
+    _index: tuple[tuple[str, ...], dict[tuple[str, str], list[int]], list[int]] | None = None
 
     def group_labels(self, labels: dict[str, str]) -> dict[str, str]:
         if self.group_all:
@@ -45,12 +49,39 @@ class Route:
         if not matches_all(self.matchers, labels):
             return []
         out: list[Route] = []
-        for child in self.routes:
+        children = self.routes
+        if self._index is None:
+            order: Any = children
+        else:
+            names, by_eq, always = self._index
+            pos = list(always)
+            for n in names:
+                hit = by_eq.get((n, labels.get(n, "")))
+                if hit:
+                    pos.extend(hit)
+            pos.sort()
+            order = [children[i] for i in pos]
+        for child in order:
             got = child.match(labels)
             out.extend(got)
             if got and not child.continue_:
                 break
         return out or [self]
+
+    def index_children(self) -> None:
+        """Index the children by one equality matcher each (only worth it for many children); a
+        child is still checked against all its matchers, in its place in the order."""
+        if len(self.routes) < 8:
+            return
+        by_eq: dict[tuple[str, str], list[int]] = {}
+        always: list[int] = []
+        for i, c in enumerate(self.routes):
+            eq = next((m for m in c.matchers if m.op == "="), None)
+            if eq is None:
+                always.append(i)
+            else:
+                by_eq.setdefault((eq.name, eq.value), []).append(i)
+        self._index = (tuple(sorted({n for n, _ in by_eq})), by_eq, always)
 
 
 def build_route(cfg: RouteConfig, parent: Route | None = None, rid: str = "0") -> Route:
@@ -73,6 +104,7 @@ def build_route(cfg: RouteConfig, parent: Route | None = None, rid: str = "0") -
         cid = f"{rid}/{{{','.join(sorted(str(Matcher.parse(m)) for m in c.matchers))}}}"
         seen[cid] = seen.get(cid, 0) + 1
         r.routes.append(build_route(c, r, cid if seen[cid] == 1 else f"{cid}#{seen[cid]}"))
+    r.index_children()
     return r
 
 

@@ -142,3 +142,27 @@ def test_flapping_alert_is_held_then_released_with_a_note() -> None:
             d.delivered(n, True, n.at)
     assert [n.status for n in sent] == ["firing"]
     assert "flapping" in sent[0].alerts[0].annotations
+
+
+def test_wide_routing_tree_index_matches_the_plain_walk() -> None:
+    # 40 children, equality and regex matchers mixed, some with continue: indexing the children by
+    # one equality matcher each must pick exactly the routes the child-by-child walk picks
+    import itertools
+    import random
+
+    rnd = random.Random(7)
+    children = []
+    for i in range(40):
+        ms = rnd.choice([[f'service="s{i % 7}"'], [f'service="s{i % 7}"', 'severity="critical"'],
+                         [f'metric=~"m{i % 3}.*"'], ['severity!="info"', f'service="s{i % 5}"'], ['env=""']])
+        children.append({"matchers": ms, "receiver": "r", "continue": rnd.random() < 0.4})
+    r = build_route(RouteConfig.model_validate({"receiver": "r", "routes": children}))
+    assert r._index is not None
+    for svc, sev, metric, env in itertools.product([f"s{i}" for i in range(8)], ["info", "warning", "critical"],
+                                                   ["m0", "m1x", "m2", "zz"], [None, "prod"]):
+        labels = {"service": svc, "severity": sev, "metric": metric} | ({"env": env} if env else {})
+        indexed = [x.id for x in r.match(labels)]
+        r._index = None
+        plain = [x.id for x in r.match(labels)]
+        r.index_children()
+        assert indexed == plain, labels

@@ -1,7 +1,7 @@
 """Skipping quiet flushes changes nothing: a dispatcher whose quiet groups sleep until a repeat, a
 silence bound or an event must send exactly what one that flushes every group at every interval
 sends. Hypothesis drives both with incidents (with and without episodes), silences added while
-running, critical alerts inhibiting warnings, short repeat intervals and failed deliveries."""
+running, critical alerts inhibiting warnings, flapping alerts held and released, short repeat intervals and failed deliveries."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def run(events: list[tuple], timers: tuple[int, int, int], fail_every: int, skip
         "receivers": [{"name": "hook"}, {"name": "pager"}],
         "inhibit_rules": [{"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
                            "equal": ["service"]}],
-        "flapping": {"enabled": False}, "resolve_timeout": 700,
+        "flapping": {"window": 6, "changes": 2}, "resolve_timeout": 700,
     })
     sil = Silences()
     d = Dispatcher(cfg, sil, skip_quiet_flushes=skip)
