@@ -17,6 +17,7 @@ alerts and the others stand by.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -175,6 +176,9 @@ class AlertProcess:
                 metrics_server.server_close()
             if sil_task is not None:
                 sil_task.cancel()
+            if not self.stopping.is_set():  # shards move: finish what is being delivered, so it is logged
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(engine.drain(), 5)
             await engine.close()
             if self._pending:
                 await asyncio.gather(*list(self._pending), return_exceptions=True)
