@@ -5,8 +5,11 @@ records' own timestamps), so hours of history replayed in seconds still wait, gr
 they would have live. The runner emits a file's windows as it reads it, so records of different
 series come out of event-time order; with `--once` (and in the demo) they are held and fed in
 event-time order at `finish`. A live `logtide run` alerts on the wall clock as anomalies come, with
-a ticker for the group timers. Every decided notification and every delivery attempt goes to
-`alerts.ndjson`.
+a ticker for the group timers, and survives a restart as `logtide alerts` does: its notification log
+is kept in `state/alerts-nflog.ndjson`, and at start the last `alerts.replay_lookback` of
+`anomalies.ndjson` is replayed (event time, nothing sent) to rebuild the open alerts - so a restarted
+run neither pages again nor forgets a resolve. Every decided notification and every delivery attempt
+goes to `alerts.ndjson`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from logtide.sinks.alerts.config import AlertsConfig
 from logtide.sinks.alerts.delivery import Integration
 from logtide.sinks.alerts.dispatch import Notification
 from logtide.sinks.alerts.engine import AlertEngine, attempt_record
+from logtide.sinks.alerts.facts import AnomalyFacts, decode_facts
+from logtide.sinks.alerts.nflog_file import NotificationLogFile
 
 
 def demo_alerts_config(webhook: str | None, secret: str | None, alertmanager: str | None) -> AlertsConfig:
@@ -55,16 +60,22 @@ class EmbeddedAlerts:
     """An AlertEngine on event time, writing its notifications and attempts to `alerts.ndjson`."""
 
     def __init__(self, cfg: AlertsConfig, out: Path, on_line: Callable[[str], None] | None = None,
-                 live: bool = False) -> None:
+                 live: bool = False, state_dir: Path | None = None) -> None:
         self.out = out
         self.fh = out.open("ab")
         self.on_line = on_line
         self.live = live
         self.notifications: list[Notification] = []
         self.pending: list[Anomaly] = []
-        self.engine = AlertEngine(cfg, clock=time.time if live else None, record=self._record,
-                                  on_notification=self._notified)
+        self.nflog_file = NotificationLogFile((state_dir or out.parent / "state") / "alerts-nflog.ndjson") if live \
+            else None
+        self.engine = AlertEngine(
+            cfg, clock=time.time if live else None, record=self._record, on_notification=self._notified,
+            nflog=self.nflog_file.nflog if self.nflog_file else None,
+            persist=(lambda n, e: self.nflog_file.write(n.log_key, e)) if self.nflog_file else (lambda n, e: None),
+        )
         self._ticker: asyncio.Task[None] | None = None
+        self.replayed = 0
 
     def _record(self, r: AlertNotification) -> None:
         self.fh.write(encode(r) + b"\n")
@@ -78,9 +89,26 @@ class EmbeddedAlerts:
             self.on_line(notification_line(n))
 
     async def start(self) -> None:
+        if self.live:
+            self.replayed = self._replay(self.out.parent / "anomalies.ndjson")
         await self.engine.start()
         if self.live:
             self._ticker = asyncio.create_task(self._tick())
+
+    def _replay(self, path: Path) -> int:
+        """Rebuild the open alerts from the anomalies of the last `replay_lookback` (nothing is sent:
+        the group timers run when live, and the notification log says what was sent already)."""
+        if not path.exists():
+            return 0
+        since = time.time() - self.engine.cfg.replay_lookback
+        n = 0
+        with path.open("rb") as f:
+            for line in f:
+                a = decode_facts(line.rstrip(b"\n")) if line.strip() else None
+                if isinstance(a, AnomalyFacts) and a.ts >= since:
+                    self.engine.dispatcher.ingest(a, a.ts)
+                    n += 1
+        return n
 
     async def _tick(self) -> None:
         while True:
@@ -96,7 +124,7 @@ class EmbeddedAlerts:
 
     async def finish(self, horizon_seconds: float | None = None) -> None:
         """Run the timers past the last record (so the last groups flush and resolve), deliver, close.
-        Live: deliver what is queued and close (the notification log is not kept across runs)."""
+        Live: deliver what is queued and close (the notification log file keeps what was sent)."""
         if self._ticker is not None:
             self._ticker.cancel()
         for a in sorted(self.pending, key=lambda a: (a.timestamp, a.status != "firing", a.series.key)):
@@ -116,6 +144,8 @@ class EmbeddedAlerts:
             await self.engine.drain()
         await self.engine.close()
         self.fh.close()
+        if self.nflog_file is not None:
+            self.nflog_file.close()
 
     def summary(self) -> dict[str, Any]:
         return {"notifications": len(self.notifications),

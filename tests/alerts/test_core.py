@@ -166,3 +166,32 @@ def test_wide_routing_tree_index_matches_the_plain_walk() -> None:
         plain = [x.id for x in r.match(labels)]
         r.index_children()
         assert indexed == plain, labels
+
+
+def test_flapping_counts_windows_not_records() -> None:
+    # an incident that recurs once an hour (one flagged minute, resolved 3 windows later) changes
+    # state twice an hour: with evaluations = 60-second windows, 20 evaluations hold no more than one
+    # recurrence, so it is never flapping, however many records it made
+    f = Flapping(window=20, changes=4)
+    for hour in range(6):
+        t = T + hour * 3600
+        f.evaluate("a", True, t, 60)
+        f.evaluate("a", False, t + 240, 60)
+    assert not f.held("a")
+    # the same records counted one evaluation each would have held it (the old behaviour)
+    g = Flapping(window=20, changes=4)
+    for _ in range(6):
+        g.evaluate("b", True)
+        g.evaluate("b", False)
+    assert g.held("b")
+    # a real flap (state changing every other window) is held; redelivered records do not count again
+    h = Flapping(window=20, changes=4)
+    for k in range(5):
+        for _ in range(2):  # each record twice, as a redelivery would
+            h.evaluate("c", k % 2 == 0, T + 60 * k, 60)
+    assert h.held("c")
+    i = Flapping(window=20, changes=4)
+    for k in range(4):
+        i.evaluate("d", k % 2 == 0, T + 60 * k, 60)
+        i.evaluate("d", k % 2 == 0, T + 60 * k, 60)
+    assert not i.held("d")  # 3 changes: the duplicates added none
