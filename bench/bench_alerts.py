@@ -39,11 +39,15 @@ from logtide.schemas import (
     AnomalySeverity,
     AnomalyStatus,
     Band,
+    ContextPoint,
     DeadLetter,
     Detector,
     Episode,
     EventInfo,
+    Host,
     Series,
+    Service,
+    Window,
     decode_strict,
     encode,
 )
@@ -60,7 +64,8 @@ METRICS = ["log.error_ratio", "http.request.duration_ms", "log.events", "system.
 
 
 def records(n: int, services: int, seed: int = 1) -> list[bytes]:
-    """n anomaly records: episodes that fire for a few windows and then resolve, time moving forward."""
+    """n anomaly records: episodes that fire for a few windows and then resolve, time moving forward.
+    Shaped as `logtide streams` writes them: a 60-second window, ten context points, ECS service and host."""
     rnd = random.Random(seed)
     out: list[bytes] = []
     open_eps: dict[tuple[int, str], tuple[str, datetime, str]] = {}
@@ -79,9 +84,13 @@ def records(n: int, services: int, seed: int = 1) -> list[bytes]:
             ep, start, sev = open_eps[key]
             status, end = AnomalyStatus.firing, None
         a = Anomaly(
-            timestamp=t, event=EventInfo(id=f"a{len(out)}", kind="alert"), logtide=Anomaly.meta(),
-            labels={**labels, "stat": "mean"}, message=f"{metric} of svc{svc} is above its band",
+            timestamp=t, event=EventInfo(id=f"a{len(out)}", kind="alert", dataset="logtide.anomalies"),
+            logtide=Anomaly.meta(), labels={**labels, "stat": "mean"},
+            message=f"{metric} of svc{svc} is above its band", service=Service(name=f"svc{svc}"),
+            host=Host(name=labels["host"]),
             series=Series(metric=metric, key=f"{metric}{{service=svc{svc}}}", labels=labels),
+            window=Window(start=t - timedelta(seconds=60), end=t, size_seconds=60, step_seconds=60),
+            context=[ContextPoint(timestamp=t - timedelta(seconds=60 * k), value=0.1 + k / 100) for k in range(10, 0, -1)],
             value=1.0, expected=0.1, band=Band(lower=0, upper=0.2), score=0.9,
             severity=AnomalySeverity(sev), detector=Detector(name="default", threshold=0.5),
             status=status, episode=Episode(id=ep, start=start, end=end),

@@ -150,7 +150,8 @@ class Dispatcher:
                         g.dirty = True
                         if g.sleeping:
                             self._wake(g, self._advanced, inclusive=False)
-            self._wake_inhibited(self._advanced, inclusive=False)
+            if self.inhibitor.changed:
+                self._wake_inhibited(self._advanced, inclusive=False)
             return
         if ep in self.closed:
             self.ignored["firing_after_resolve"] += 1
@@ -237,7 +238,8 @@ class Dispatcher:
             for g in list(self.groups.values()):
                 if g.sleeping:
                     self._wake(g, self._advanced, inclusive=False)
-        self._wake_inhibited(self._advanced, inclusive=False)
+        if self.inhibitor.changed:
+            self._wake_inhibited(self._advanced, inclusive=False)
         while self._timers and self._timers[0][0] <= self.now:
             due, gk = heapq.heappop(self._timers)
             g = self.groups.get(gk)

@@ -49,9 +49,13 @@ class Flapping:
             if at < h.last_at or (at == h.last_at and h.states and h.states[-1] == firing):
                 return False  # an older window, or this window again: already evaluated
             if step and h.states and h.last_at != float("-inf"):
-                quiet = min(int((at - h.last_at) / step + 0.5) - 1, self.window)
-                for _ in range(quiet):  # windows without a record: the alert kept its state
-                    self._push(h, h.states[-1])
+                quiet = int((at - h.last_at) / step + 0.5) - 1  # windows without a record: same state
+                if quiet >= self.window:
+                    h.states = deque([h.states[-1]] * self.window, maxlen=self.window)
+                    h.changes = 0
+                else:
+                    for _ in range(quiet):
+                        self._push(h, h.states[-1])
             h.last_at = at
         self._push(h, firing)
         if not self.enabled:

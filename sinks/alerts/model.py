@@ -100,6 +100,7 @@ class Alert:
     episode: str = ""
     fp: str = ""
     source: AnomalyFacts | None = field(default=None, repr=False, compare=False)
+    _formatted: tuple[AnomalyFacts | None, dict[str, str]] = field(default=(None, {}), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.fp:
@@ -113,7 +114,13 @@ class Alert:
         return "resolved" if self.resolved() else "firing"
 
     def copy(self) -> Alert:
-        ann = alert_annotations(self.source) if self.source is not None else dict(self.annotations)
+        src = self.source
+        if src is None:
+            ann = dict(self.annotations)
+        else:
+            if self._formatted[0] is not src:  # formatted once per record, however many notifications show it
+                self._formatted = (src, alert_annotations(src))
+            ann = dict(self._formatted[1])
         return Alert(dict(self.labels), ann, self.starts_at, self.ends_at,
                      self.updated_at, self.generator_url, self.episode, self.fp)
 
