@@ -207,6 +207,79 @@ async def bench_alertmanager(raw: list[bytes], n_routes: int, n_sil: int, batch:
         shutil.rmtree(work, ignore_errors=True)
 
 
+async def bench_process(raw: list[bytes], n_routes: int, n_sil: int, bootstrap: str) -> dict:
+    """The same records through a real `logtide alerts` process (Kafka in, live wall clock): the process
+    is started and goes live, is paused (SIGSTOP) while the records are produced, then resumed; the
+    figure is records consumed, decoded and decided per second from the resume until its
+    logtide_alerts_anomalies_total reaches them all, and per second of the process's CPU."""
+    import os
+    import signal
+    import subprocess
+    import uuid
+
+    import orjson
+    import yaml
+    from aiokafka import AIOKafkaProducer
+    from logtide.schemas import Topics
+    from logtide.sinks.alerts.kafka_state import ensure_topics
+
+    from tests.alerts.alertmanager import free_port
+
+    prefix, port = f"bench{uuid.uuid4().hex[:8]}.", free_port()
+    work = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
+    cfg = {"kafka": {"bootstrap_servers": [bootstrap]}, "topics": {"prefix": prefix, "partitions": 2},
+           "logging": {"level": "WARNING"},
+           "alerts": {"group_id": f"bench-{prefix}", "metrics_port": port, "leader_session_timeout": "120s",
+                      "replay_lookback": "1m",
+                      "route": {"receiver": "hook", "group_by": ["service"], "group_wait": "30s",
+                                "group_interval": "5m", "routes": routes(n_routes)},
+                      "receivers": [{"name": "hook"}, {"name": "pager"}, {"name": "chat"}]}}
+    (work / "alerts.yaml").write_text(yaml.safe_dump(cfg))
+    t = Topics(prefix)
+    await ensure_topics({"bootstrap_servers": bootstrap}, [t.anomalies, t.alerts, t.deadletter],
+                        [t.alerts_nflog, t.alerts_silences])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    for s in silences(n_sil, time.time()):
+        await producer.send(t.alerts_silences, orjson.dumps(s.to_plain()), key=s.id.encode())
+    await producer.flush()
+    proc = subprocess.Popen([sys.executable, "-m", "logtide.cli", "alerts", "--config", str(work / "alerts.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=open(work / "alerts.log", "wb"))  # noqa: SIM115
+    try:
+        async with httpx.AsyncClient(timeout=5) as c:
+            async def seen() -> float:
+                try:
+                    text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
+                except httpx.HTTPError:
+                    return -1.0
+                return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith("logtide_alerts_anomalies_total"))
+
+            while await seen() < 0:
+                assert proc.poll() is None, (work / "alerts.log").read_text()[-2000:]
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(3)  # live
+            os.kill(proc.pid, signal.SIGSTOP)
+            for i, b in enumerate(raw):
+                await producer.send(t.anomalies, b, key=str(i % 97).encode())
+            await producer.flush()
+            c0 = _cpu_seconds(proc.pid)
+            t0 = time.perf_counter()
+            os.kill(proc.pid, signal.SIGCONT)
+            while (n := await seen()) < len(raw):
+                assert proc.poll() is None, (work / "alerts.log").read_text()[-2000:]
+                await asyncio.sleep(0.05)
+            wall, cpu = time.perf_counter() - t0, _cpu_seconds(proc.pid) - c0
+        return {"per_s": n / wall, "cpu_per_s": n / cpu, "wall": wall}
+    finally:
+        await producer.stop()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.terminate()
+            proc.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--anomalies", type=int, default=50_000)
@@ -215,10 +288,13 @@ def main() -> None:
     ap.add_argument("--silences", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=100, help="Alerts per POST to Alertmanager.")
     ap.add_argument("--clients", type=int, default=4, help="Concurrent POSTing clients.")
+    ap.add_argument("--kafka", metavar="BOOTSTRAP", help="Also run the records through a real `logtide alerts` "
+                    "process reading them from this Kafka (e.g. 127.0.0.1:9092).")
     args = ap.parse_args()
     raw = records(args.anomalies, args.services)
     ours = bench_logtide(raw, args.routes, args.silences)
     am = asyncio.run(bench_alertmanager(raw, args.routes, args.silences, args.batch, args.clients))
+    proc = asyncio.run(bench_process(raw, args.routes, args.silences, args.kafka)) if args.kafka else None
     print(f"ratio logtide/Alertmanager per CPU second: {ours['cpu_per_s'] / am['cpu_per_s']:.2f}x; "
           f"per wall second: {ours['per_s'] / am['per_s']:.2f}x")
     print(f"logtide core     {ours['per_s']:>10,.0f} anomalies/s wall ({ours['cpu_per_s']:,.0f}/s CPU), "
@@ -227,6 +303,10 @@ def main() -> None:
     print(f"Alertmanager 0.25 {am['per_s']:>9,.0f} alerts/s wall ({am['cpu_per_s']:,.0f}/s of its CPU) ingested "
           f"(POST /api/v2/alerts, batches of {args.batch}, "
           f"{args.clients} clients), {len(raw):,} alerts in {am['wall']:.2f}s")
+    if proc is not None:
+        print(f"logtide alerts process {proc['per_s']:>7,.0f} anomalies/s wall ({proc['cpu_per_s']:,.0f}/s of its CPU) "
+              f"from Kafka, live (decode, route, group, silence, inhibit), {len(raw):,} records in "
+              f"{proc['wall']:.2f}s")
     print(f"setup: {args.routes} routes, {args.silences} active silences, {args.services} services; machine shared "
           "with other engineers (2 cores), wall-clock figures vary")
 

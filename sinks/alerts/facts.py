@@ -197,9 +197,11 @@ def _fast(raw: bytes) -> AnomalyFacts:
             raise _Slow
     else:
         w_start = w_end = w_step = None
+    seen = _ts_seen
     context = []
     for p in d.context:
-        _ts(p.timestamp)
+        if p.timestamp not in seen:
+            _ts(p.timestamp)
         context.append(p.value)
     ep = d.episode
     if ep is not None:
