@@ -219,12 +219,17 @@ class AlertProcess:
                 load_silences([(m.key.decode() if m.key else "", m.value) for m in msgs], silences)
 
     def _decode(self, m: Any, owned: frozenset[int], replay: bool = False) -> AnomalyFacts | None:
-        """The record's facts when its alert is in our shards; a malformed record is dead-lettered by
-        the owner of shard 0 only (once, not by every instance; not again when replayed)."""
+        """The record's facts when its alert is in our shards (other shards' records are skipped after
+        a cheap look at their labels). A malformed record is dead-lettered once: by the owner of its
+        shard, or of shard 0 when its shard cannot be told; not again when replayed."""
+        raw = m.value or b""
+        shard = self.sharding.probe(raw)
+        if shard is not None and shard not in owned:
+            return None
         src = DeadLetterSource(stage="alerts", topic=m.topic, partition=m.partition, offset=m.offset)
-        a = decode_facts(m.value or b"", src)
+        a = decode_facts(raw, src)
         if isinstance(a, DeadLetter):
-            if 0 in owned and not replay:
+            if (shard is not None or 0 in owned) and not replay:
                 self.engine.metrics.dead_letters.inc()
                 self._send(self.topics.deadletter, encode(a))
             return None

@@ -12,10 +12,27 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+import msgspec
 from logtide.sinks.alerts.config import AlertsConfig
 from logtide.sinks.alerts.facts import AnomalyFacts
 from logtide.sinks.alerts.model import ALERTNAME
 from logtide.sinks.alerts.routing import Route, build_route
+
+
+class _ProbeSeries(msgspec.Struct):
+    metric: str
+    labels: dict[str, str] = {}
+
+
+class _Probe(msgspec.Struct):
+    """Just what an alert's labels are made of; everything else in the record is skipped unread."""
+
+    series: _ProbeSeries
+    severity: str
+    labels: dict[str, str] = {}
+
+
+_probe = msgspec.json.Decoder(_Probe)
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,31 @@ class Sharding:
             v = own.get(k)
             if v is None:
                 v = f.series_labels.get(k)
+            if v is None:
+                v = static.get(k, "")
+            out.append(v)
+        return zlib.crc32("\xff".join(out).encode()) % self.shards
+
+
+    def probe(self, raw: bytes) -> int | None:
+        """The shard of a record read cheaply from its bytes (labels only, nothing validated), so an
+        instance skips other shards' records without decoding them; None when it cannot tell."""
+        if self.shards == 1:
+            return 0
+        try:
+            p = _probe.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        own = {"alertname": ALERTNAME, "metric": p.series.metric, "severity": p.severity}
+        stat = p.labels.get("stat")
+        if stat is not None:
+            own["stat"] = stat
+        static = dict(self.static)
+        out = []
+        for k in self.shard_by:
+            v = own.get(k)
+            if v is None:
+                v = p.series.labels.get(k)
             if v is None:
                 v = static.get(k, "")
             out.append(v)

@@ -43,6 +43,9 @@ def test_record_shard_is_its_alerts_label_shard(alert, shards, by, static) -> No
     s = Sharding(shards, tuple(by), tuple(sorted(static.items())))
     assert 0 <= s.of_facts(f) < shards
     assert s.of_facts(f) == s.of_labels(alert_labels(f, static))
+    raw = encode(anomaly(svc, metric, severity=sev))
+    assert s.probe(raw) == s.of_facts(f)  # the cheap look at the bytes agrees
+    assert s.probe(b"{not json") is None or shards == 1
 
 
 def test_sharded_config_must_group_and_inhibit_within_shards() -> None:
