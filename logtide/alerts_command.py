@@ -48,6 +48,7 @@ class AlertProcess:
         self.engine: Any = None
         self.owned: frozenset[int] = frozenset()  # the shards this instance alerts for
         self.sharding: Any = None
+        self._log_shard: dict[str, int] = {}  # notification-log key -> its shard (partition)
         self._pending: set[asyncio.Future[Any]] = set()
 
     def stop(self) -> None:
@@ -107,7 +108,8 @@ class AlertProcess:
         from logtide.sinks.alerts.shard import Sharding
 
         t = self.topics
-        sharding = self.sharding = Sharding.from_config(self.cfg.alerts)
+        self.sharding = Sharding.from_config(self.cfg.alerts)
+        self._log_shard = {}
         nflog = load_nflog(await read_compacted(self.conn, t.alerts_nflog, sorted(owned)))
         silences = load_silences(await read_compacted(self.conn, t.alerts_silences, parts[t.alerts_silences]))
         self.producer = AIOKafkaProducer(**producer_kwargs(self.cfg.kafka))
@@ -120,8 +122,8 @@ class AlertProcess:
         engine = self.engine = AlertEngine(
             self.cfg.alerts, silences=silences, nflog=nflog,
             record=lambda r: self._send(t.alerts, encode(r), r.delivery.group_key if r.delivery else None),
-            persist=lambda n, e: self._send(t.alerts_nflog, None if e is None else orjson.dumps(e.to_plain()),
-                                            n.log_key, sharding.of_labels(n.group_labels)),
+            persist=self._persist,
+            on_notification=self._note_shard,
             clock=time.time,
         )
         metrics_server = None
@@ -210,6 +212,29 @@ class AlertProcess:
                      f"(they send only the resolves they owe), {out.new_groups} new; silences from the file: "
                      f"{out.silences_added} added, {out.silences_ended} ended")
         log.info("configuration reloaded: %s", what)
+
+    def _note_shard(self, n: Any) -> None:
+        """Remember which shard (notification-log partition) a group's log key belongs to."""
+        self._log_shard[n.log_key] = self.sharding.of_labels(n.group_labels)
+
+    def _persist(self, key: str, entry: Any) -> None:
+        """One notification-log change to its shard's partition of the compacted topic (None: a tombstone)."""
+        p = self._log_shard.get(key)
+        if p is None:  # not notified by this run (e.g. a key renamed): its group's labels say
+            for name in self.engine.items:
+                g = self.engine.dispatcher.groups.get(key.removesuffix(f"/{name}")) if key.endswith(f"/{name}") \
+                    else None
+                if g is not None:
+                    p = self.sharding.of_labels(g.labels)
+                    break
+        if p is None:
+            log.warning("notification log key %s of no known group: written to shard 0", key)
+            p = 0
+        if entry is None:
+            self._log_shard.pop(key, None)
+        else:
+            self._log_shard[key] = p
+        self._send(self.topics.alerts_nflog, None if entry is None else orjson.dumps(entry.to_plain()), key, p)
 
     async def _follow_silences(self, consumer: Any, silences: Any) -> None:
         from logtide.sinks.alerts.kafka_state import load_silences

@@ -72,7 +72,7 @@ class EmbeddedAlerts:
         self.engine = AlertEngine(
             cfg, clock=time.time if live else None, record=self._record, on_notification=self._notified,
             nflog=self.nflog_file.nflog if self.nflog_file else None,
-            persist=(lambda n, e: self.nflog_file.write(n.log_key, e)) if self.nflog_file else (lambda n, e: None),
+            persist=self.nflog_file.write if self.nflog_file else (lambda k, e: None),
         )
         self._ticker: asyncio.Task[None] | None = None
         self.replayed = 0

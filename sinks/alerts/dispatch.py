@@ -199,6 +199,15 @@ class Dispatcher:
         else:
             ag.update(gk for _, gk, _ in r.targets)
 
+    def routing_changed(self) -> None:
+        """The routing tree or the groups were replaced (a configuration reload): forget the cached
+        label-set decisions and put every sleeping group back on its interval."""
+        self._resolve.cache_clear()
+        for g in self.groups.values():
+            if g.sleeping:
+                self._wake(g, self._advanced, inclusive=False)
+        self._sleepers.clear()
+
     def _resolve_uncached(self, key: tuple[tuple[tuple[str, str], ...], str, str, str | None]) -> Resolved:
         """An alert's labels, fingerprint and (route, group key, group labels) targets from the parts
         of a record that make its labels; cached per label set (`_resolve`, a bounded LRU)."""
@@ -213,10 +222,6 @@ class Dispatcher:
             gl = route.group_labels(labels)
             targets.append((route, group_key(route, gl), gl))
         return Resolved(labels, fingerprint(labels), tuple(targets))
-
-    def routing_changed(self) -> None:
-        """Forget cached routing decisions (a reload replaced the tree, see `reconfigure`)."""
-        self._resolve.cache_clear()
 
     def _close(self, ep: str) -> None:
         self.closed[ep] = None

@@ -69,7 +69,7 @@ class AlertEngine:
         silences: Silences | None = None,
         nflog: NotificationLog | None = None,
         record: Callable[[AlertNotification], None] = lambda r: None,
-        persist: Callable[[Notification, Entry | None], None] = lambda n, e: None,
+        persist: Callable[[str, Entry | None], None] = lambda k, e: None,
         on_notification: Callable[[Notification], None] = lambda n: None,
         metrics: AlertMetrics | None = None,
         clock: Callable[[], float] | None = time.time,
@@ -251,6 +251,6 @@ class AlertEngine:
         n.group_key = self._renamed.pop(id(n), n.group_key)  # sent before a reload renamed its group
         entry = self.dispatcher.delivered(n, done, self.now())
         if entry is not None:
-            self.persist(n, entry)
+            self.persist(n.log_key, entry)
             if n.log_key not in self.dispatcher.nflog.entries:
-                self.persist(n, None)
+                self.persist(n.log_key, None)

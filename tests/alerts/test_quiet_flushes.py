@@ -89,3 +89,18 @@ def test_a_sleeping_group_wakes_when_its_silence_ends() -> None:
         events = [("silence", "api", 0, 1000), ("fire", "api", "m1", "warning", 0, True), ("advance", 1500)]
         sent = run(events, (0, 60, 3600), 0, skip)
         assert [(at, rcv, firing) for at, rcv, _, firing, _, _ in sent] == [(1020, "hook", ["m1warning"])]
+
+
+def test_routing_changed_wakes_sleeping_groups_and_forgets_cached_routes() -> None:
+    cfg = AlertsConfig.model_validate({"route": {"receiver": "hook", "group_by": ["service"], "group_wait": 0,
+                                                 "group_interval": 60}, "receivers": [{"name": "hook"}]})
+    d = Dispatcher(cfg)
+    d.ingest(anomaly("api", at=0), T)
+    for t in range(0, 200, 10):
+        for n in d.advance(T + t):
+            d.delivered(n, True, T + t)
+    g = next(iter(d.groups.values()))
+    assert g.sleeping and g.next_flush > T + 3600  # paged; quiet until the repeat interval
+    d.routing_changed()
+    assert not g.sleeping and g.next_flush == T + 240  # back on its 60-second schedule
+    assert d._resolve.cache_info().currsize == 0
