@@ -162,3 +162,57 @@ async def test_two_instances_share_shards_and_survive_a_kill9(kafka_bootstrap: s
             except subprocess.TimeoutExpired:
                 p.kill()
         await rx.stop()
+
+
+@settings(max_examples=80, deadline=None)
+@given(incs=st.lists(st.tuples(st.sampled_from(["api", "db", "web", "pay", "auth"]), st.sampled_from(["m1", "m2"]),
+                               st.sampled_from(["warning", "critical"]), st.integers(0, 60), st.integers(1, 60)),
+                     max_size=12),
+       shards=st.integers(2, 4), silenced=st.sampled_from([None, "api", "db"]))
+def test_shards_decide_together_what_one_instance_decides(incs, shards, silenced) -> None:
+    # the records split by shard over several dispatchers send, all together, exactly what one
+    # dispatcher holding every record sends (groups, inhibition, silences stay within a shard)
+    from logtide.sinks.alerts.dispatch import Dispatcher
+    from logtide.sinks.alerts.silence import Silence, Silences
+
+    from tests.alerts.helpers import T0
+
+    t0 = T0.timestamp()
+    cfg = AlertsConfig.model_validate({
+        "shards": shards,
+        "route": {"receiver": "hook", "group_by": ["service"], "group_wait": 30, "group_interval": 60,
+                  "routes": [{"matchers": ['severity="critical"'], "receiver": "pager", "continue": True,
+                              "group_by": ["service", "metric"]}]},
+        "receivers": [{"name": "hook"}, {"name": "pager"}],
+        "inhibit_rules": [{"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
+                           "equal": ["service"]}],
+    })
+    sharding = Sharding.from_config(cfg)
+    events = []
+    for n, (svc, metric, sev, start, dur) in enumerate(incs):
+        events.append((start * 10, anomaly(svc, metric, at=start * 10, severity=sev, episode=f"e{n}",
+                                           start=start * 10)))
+        events.append(((start + dur) * 10, anomaly(svc, metric, at=(start + dur) * 10, severity=sev,
+                                                   episode=f"e{n}", start=start * 10, resolved=True)))
+    events.sort(key=lambda e: (e[0], e[1].status != "firing"))
+
+    def run(keep) -> list[tuple]:
+        sil = Silences()
+        if silenced:
+            sil.put(Silence("s", [f'service="{silenced}"'], t0 + 100, t0 + 400, "me", "", t0))
+        d = Dispatcher(cfg, sil)
+        out, i = [], 0
+        for t in range(0, 1500, 5):
+            while i < len(events) and events[i][0] <= t:
+                if keep(events[i][1]):
+                    d.ingest(events[i][1], t0 + t)
+                i += 1
+            for note in d.advance(t0 + t):
+                out.append((round(note.at - t0), note.receiver, note.group_key, sorted(note.firing),
+                            sorted(note.resolved)))
+                d.delivered(note, True, t0 + t)
+        return out
+
+    whole = sorted(run(lambda a: True))
+    split = sorted(x for s in range(shards) for x in run(lambda a, s=s: sharding.of_facts(facts_from_model(a)) == s))
+    assert split == whole
