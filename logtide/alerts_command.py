@@ -31,7 +31,7 @@ from logtide.config import Config
 from logtide.config_command import load_for_command
 from logtide.kafka_client import connection_kwargs, producer_kwargs
 from logtide.schemas import DeadLetter, DeadLetterSource, Topics, encode
-from logtide.sinks.alerts.facts import AnomalyFacts, decode_facts
+from logtide.sinks.alerts.facts import AnomalyFacts, decode_facts, fast_facts
 
 log = logging.getLogger("logtide.alerts")
 
@@ -251,8 +251,10 @@ class AlertProcess:
         shard = self.sharding.probe(raw)
         if shard is not None and shard not in owned:
             return None
-        src = DeadLetterSource(stage="alerts", topic=m.topic, partition=m.partition, offset=m.offset)
-        a = decode_facts(raw, src)
+        a = fast_facts(raw)
+        if a is None:  # the model decides (and names what is wrong)
+            a = decode_facts(raw, DeadLetterSource(stage="alerts", topic=m.topic, partition=m.partition,
+                                                   offset=m.offset))
         if isinstance(a, DeadLetter):
             if (shard is not None or 0 in owned) and not replay:
                 self.engine.metrics.dead_letters.inc()

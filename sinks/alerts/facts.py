@@ -174,7 +174,7 @@ def _ts(v: str) -> float:
         got = datetime.fromisoformat(v).timestamp()
     except ValueError:
         raise _Slow from None
-    if len(_ts_seen) >= 4096:
+    if len(_ts_seen) >= 32_768:
         _ts_seen.clear()
     _ts_seen[v] = got
     return got

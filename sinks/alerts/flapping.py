@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import repeat
 
 
 @dataclass(slots=True)
@@ -51,7 +52,9 @@ class Flapping:
             if step and h.states and h.last_at != float("-inf"):
                 quiet = int((at - h.last_at) / step + 0.5) - 1  # windows without a record: same state
                 if quiet >= self.window:
-                    h.states = deque([h.states[-1]] * self.window, maxlen=self.window)
+                    last = h.states[-1]
+                    h.states.clear()
+                    h.states.extend(repeat(last, self.window))
                     h.changes = 0
                 else:
                     for _ in range(quiet):
