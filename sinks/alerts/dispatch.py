@@ -40,6 +40,7 @@ class Resolved(NamedTuple):
     labels: dict[str, str]
     fp: str
     targets: tuple[tuple[Route, str, dict[str, str]], ...]
+    group_keys: frozenset[str]
 
 
 @dataclass(slots=True)
@@ -178,26 +179,30 @@ class Dispatcher:
             eps.add(fp)
         flapped = self.flapping.evaluate(fp, True, ts, f.window_step)
         groups = self.groups
+        quiet = self.skip_quiet_flushes and not (renewed or flapped)
+        grouped = 0
         for route, gk, gl in r.targets:
             g = groups.get(gk)
             if g is None:
                 g = groups[gk] = Group(route, gk, dict(gl), next_flush=self.now + route.group_wait)
                 heapq.heappush(self._timers, (g.next_flush, gk))
             elif fp in g.fps:
-                self.suppressed["grouped"] += 1
-                if not (renewed or flapped) and self.skip_quiet_flushes:
+                grouped += 1
+                if quiet:
                     continue  # one more record of an alert this group already holds: nothing to decide
             g.fps.add(fp)
             g.dirty = True
             if g.sleeping:
                 self._wake(g, self._advanced, inclusive=False)
+        if grouped:
+            self.suppressed["grouped"] += grouped
         if self.inhibitor.changed:
             self._wake_inhibited(self._advanced, inclusive=False)
         ag = self.alert_groups.get(fp)
         if ag is None:
-            self.alert_groups[fp] = {gk for _, gk, _ in r.targets}
-        else:
-            ag.update(gk for _, gk, _ in r.targets)
+            self.alert_groups[fp] = set(r.group_keys)
+        elif grouped < len(r.targets):
+            ag |= r.group_keys
 
     def routing_changed(self) -> None:
         """The routing tree or the groups were replaced (a configuration reload): forget the cached
@@ -221,7 +226,7 @@ class Dispatcher:
         for route in self.route.match(labels):
             gl = route.group_labels(labels)
             targets.append((route, group_key(route, gl), gl))
-        return Resolved(labels, fingerprint(labels), tuple(targets))
+        return Resolved(labels, fingerprint(labels), tuple(targets), frozenset(gk for _, gk, _ in targets))
 
     def _close(self, ep: str) -> None:
         self.closed[ep] = None
