@@ -6,6 +6,13 @@ at its own due time, and returns the notifications to send. Time is always passe
 when live, event time when replaying, so hours of history replayed in seconds group, wait and
 resolve as they would have live. The caller reports each delivery with `delivered(...)`; only then
 is it written to the notification log (so a receiver that was down gets it at the next flush).
+
+Per record, the work that depends only on the label set (labels, fingerprint, routes, group keys) is
+done once per label set (a bounded LRU). A group whose flush decided as the last one sleeps: its
+timer jumps to the first point of its schedule at or after the next repeat or silence bound, and an
+event (a record for it, a resolve, a delivery outcome, a silence change, an inhibiting alert that
+starts or stops) puts it back on its interval - it sends exactly what flushing at every interval
+sends (tests/alerts/test_quiet_flushes.py).
 """
 
 from __future__ import annotations
