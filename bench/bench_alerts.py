@@ -65,32 +65,34 @@ METRICS = ["log.error_ratio", "http.request.duration_ms", "log.events", "system.
 
 def records(n: int, services: int, seed: int = 1) -> list[bytes]:
     """n anomaly records: episodes that fire for a few windows and then resolve, time moving forward.
-    Shaped as `logtide streams` writes them: a 60-second window, ten context points, ECS service and host."""
+    Shaped as `logtide streams` writes them: stamped with the end of their 60-second window (records
+    arrive 1.5 s apart on average, so about 40 share a window), ten context points, ECS service and host."""
     rnd = random.Random(seed)
     out: list[bytes] = []
     open_eps: dict[tuple[int, str], tuple[str, datetime, str]] = {}
     t = T0
     while len(out) < n:
         t += timedelta(seconds=rnd.choice([0, 0, 1, 5]))
+        w = t.replace(second=0)  # the window this record closes ends on the minute
         svc, metric = rnd.randrange(services), rnd.choice(METRICS)
         key = (svc, metric)
         labels = {"service": f"svc{svc}", "host": f"h{svc % 50}"}
         if key in open_eps and rnd.random() < 0.3:
             ep, start, sev = open_eps.pop(key)
-            status, end = AnomalyStatus.resolved, t
+            status, end = AnomalyStatus.resolved, w
         else:
             if key not in open_eps:
-                open_eps[key] = (f"ep{len(out)}", t, rnd.choice(["warning", "warning", "critical"]))
+                open_eps[key] = (f"ep{len(out)}", w, rnd.choice(["warning", "warning", "critical"]))
             ep, start, sev = open_eps[key]
             status, end = AnomalyStatus.firing, None
         a = Anomaly(
-            timestamp=t, event=EventInfo(id=f"a{len(out)}", kind="alert", dataset="logtide.anomalies"),
+            timestamp=w, event=EventInfo(id=f"a{len(out)}", kind="alert", dataset="logtide.anomalies"),
             logtide=Anomaly.meta(), labels={**labels, "stat": "mean"},
             message=f"{metric} of svc{svc} is above its band", service=Service(name=f"svc{svc}"),
             host=Host(name=labels["host"]),
             series=Series(metric=metric, key=f"{metric}{{service=svc{svc}}}", labels=labels),
-            window=Window(start=t - timedelta(seconds=60), end=t, size_seconds=60, step_seconds=60),
-            context=[ContextPoint(timestamp=t - timedelta(seconds=60 * k), value=0.1 + k / 100) for k in range(10, 0, -1)],
+            window=Window(start=w - timedelta(seconds=60), end=w, size_seconds=60, step_seconds=60),
+            context=[ContextPoint(timestamp=w - timedelta(seconds=60 * k), value=0.1 + k / 100) for k in range(10, 0, -1)],
             value=1.0, expected=0.1, band=Band(lower=0, upper=0.2), score=0.9,
             severity=AnomalySeverity(sev), detector=Detector(name="default", threshold=0.5),
             status=status, episode=Episode(id=ep, start=start, end=end),
