@@ -227,12 +227,18 @@ class AlertProcess:
                 if g is not None:
                     p = self.sharding.of_labels(g.labels)
                     break
+        if p is None and entry is None:  # a tombstone: on every shard we own (one of them holds the key)
+            for q in sorted(self.owned):
+                self._send(self.topics.alerts_nflog, None, key, q)
+            return
         if p is None:
             log.warning("notification log key %s of no known group: written to shard 0", key)
             p = 0
         if entry is None:
             self._log_shard.pop(key, None)
         else:
+            if len(self._log_shard) >= 200_000:  # bounded: a key forgotten here is found again (see above)
+                self._log_shard.clear()
             self._log_shard[key] = p
         self._send(self.topics.alerts_nflog, None if entry is None else orjson.dumps(entry.to_plain()), key, p)
 
