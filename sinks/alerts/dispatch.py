@@ -126,7 +126,6 @@ class Dispatcher:
         self.now = float("-inf")
         self.suppressed: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
-        self._url = cfg.external_url.rstrip("/")
         self._resolve = lru_cache(maxsize=LABEL_CACHE_SIZE)(self._resolve_uncached)
         self._advanced = float("-inf")  # every timer due at or before this has been processed
         self._sleepers: dict[tuple[int, tuple[str, ...]], set[str]] = {}  # inhibition dep -> sleeping groups
@@ -171,7 +170,8 @@ class Dispatcher:
         if renewed:
             start = f.episode_start if f.episode_start is not None else (
                 f.window_start if f.window_start is not None else ts)
-            al = Alert(r.labels, {}, min(start, self.now), None, ts, f"{self._url}/anomalies/{ep}", ep, fp, f)
+            url = f"{self.cfg.external_url.rstrip('/')}/anomalies/{ep}"  # the current config's (reloadable)
+            al = Alert(r.labels, {}, min(start, self.now), None, ts, url, ep, fp, f)
             self.alerts[fp] = al
             self.inhibitor.firing(al)
         else:
