@@ -64,6 +64,13 @@ class Group:
     last_t: float = float("-inf")
     retired: bool = False  # its route left the tree in a reload: it only sends the resolves it owes
     sleeping: bool = False  # next_flush pushed past the next interval: nothing can change before it
+    lk: tuple[str, str, str] | None = None  # (key, receiver, their notification-log key), made once
+
+    def log_key(self) -> str:
+        c = self.lk
+        if c is None or c[0] != self.key or c[1] != self.route.receiver:  # a reload may rename or re-route
+            c = self.lk = (self.key, self.route.receiver, log_key(self.key, self.route.receiver))
+        return c[2]
 
 
 @dataclass(slots=True)
@@ -286,7 +293,7 @@ class Dispatcher:
         repeat falling due or a silence starting or ending; an event in between wakes the group."""
         interval = g.route.group_interval
         wake = float("inf")
-        e = self.nflog.entries.get(log_key(g.key, g.route.receiver))
+        e = self.nflog.entries.get(g.log_key())
         if e is not None and e.firing:
             wake = e.sent_at + g.route.repeat_interval
         b = self.silences.next_change_after(t)
@@ -339,7 +346,7 @@ class Dispatcher:
             return False
         if self.silences.changes_between(g.last_t, t):
             return False
-        e = self.nflog.entries.get(log_key(g.key, g.route.receiver))
+        e = self.nflog.entries.get(g.log_key())
         return e is None or not e.firing or t < e.sent_at + g.route.repeat_interval
 
     def _flush(self, g: Group, t: float) -> Notification | None:
@@ -361,7 +368,7 @@ class Dispatcher:
         firing: set[str] = set()
         resolved: set[str] = set()
         shown: list[Alert] = []
-        for fp in sorted(g.fps):
+        for fp in sorted(g.fps) if len(g.fps) > 1 else g.fps:
             al = alerts_by_fp[fp]
             ends = al.ends_at
             if ends is None and al.episode not in episodes:
@@ -388,7 +395,7 @@ class Dispatcher:
                     continue
                 resolved.add(fp)
             shown.append(al)
-        key = log_key(g.key, g.route.receiver)
+        key = g.log_key()
         prev = self.nflog.entries.get(key)
         ff, rr = frozenset(firing), frozenset(resolved)
         send_resolved = self.send_resolved.get(g.route.receiver, True)
