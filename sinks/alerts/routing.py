@@ -35,9 +35,9 @@ class Route:
     repeat_interval: float
     continue_: bool
     routes: list[Route] = field(default_factory=list)
-    # children indexed by one equality matcher each, so a wide tree is not walked child by child:
-    # (label names, (name, value) -> child positions, positions of children without one)
-    _index: tuple[tuple[str, ...], dict[tuple[str, str], list[int]], list[int]] | None = None
+    # children indexed by one matcher each, so a wide tree is not walked child by child: an equality
+    # (name, value), or a regex's literal prefix (name, prefix); the rest are always candidates
+    _index: _ChildIndex | None = None
 
     def group_labels(self, labels: dict[str, str]) -> dict[str, str]:
         if self.group_all:
@@ -53,14 +53,7 @@ class Route:
         if self._index is None:
             order: Any = children
         else:
-            names, by_eq, always = self._index
-            pos = list(always)
-            for n in names:
-                hit = by_eq.get((n, labels.get(n, "")))
-                if hit:
-                    pos.extend(hit)
-            pos.sort()
-            order = [children[i] for i in pos]
+            order = [children[i] for i in self._index.candidates(labels)]
         for child in order:
             got = child.match(labels)
             out.extend(got)
@@ -69,19 +62,66 @@ class Route:
         return out or [self]
 
     def index_children(self) -> None:
-        """Index the children by one equality matcher each (only worth it for many children); a
-        child is still checked against all its matchers, in its place in the order."""
-        if len(self.routes) < 8:
-            return
-        by_eq: dict[tuple[str, str], list[int]] = {}
-        always: list[int] = []
-        for i, c in enumerate(self.routes):
+        """Index the children (only worth it for many); a child is still checked against all its
+        matchers, in its place in the order."""
+        if len(self.routes) >= 8:
+            self._index = _ChildIndex(self.routes)
+
+
+_REGEX_META = frozenset(".^$*+?{}[]\\|()")
+
+
+def literal_prefix(regex: str) -> str:
+    """A prefix every string the (fully matched) regex accepts starts with; "" when unsure."""
+    if "|" in regex:
+        return ""
+    out: list[str] = []
+    for ch in regex:
+        if ch in _REGEX_META:
+            if ch in "*+?{" and out:
+                out.pop()  # the character before a quantifier may be absent or repeated
+            break
+        out.append(ch)
+    return "".join(out)
+
+
+class _ChildIndex:
+    def __init__(self, children: list[Route]) -> None:
+        self.by_eq: dict[tuple[str, str], list[int]] = {}
+        self.by_prefix: dict[tuple[str, str], list[int]] = {}
+        self.always: list[int] = []
+        for i, c in enumerate(children):
             eq = next((m for m in c.matchers if m.op == "="), None)
-            if eq is None:
-                always.append(i)
+            if eq is not None:
+                self.by_eq.setdefault((eq.name, eq.value), []).append(i)
+                continue
+            rx = next((m for m in c.matchers if m.op == "=~" and literal_prefix(m.value)), None)
+            if rx is not None:
+                self.by_prefix.setdefault((rx.name, literal_prefix(rx.value)), []).append(i)
             else:
-                by_eq.setdefault((eq.name, eq.value), []).append(i)
-        self._index = (tuple(sorted({n for n, _ in by_eq})), by_eq, always)
+                self.always.append(i)
+        self.eq_names = tuple(sorted({n for n, _ in self.by_eq}))
+        lengths: dict[str, set[int]] = {}
+        for n, p in self.by_prefix:
+            lengths.setdefault(n, set()).add(len(p))
+        self.prefix_lengths = tuple((n, tuple(sorted(ls))) for n, ls in sorted(lengths.items()))
+
+    def candidates(self, labels: dict[str, str]) -> list[int]:
+        pos = list(self.always)
+        for n in self.eq_names:
+            hit = self.by_eq.get((n, labels.get(n, "")))
+            if hit:
+                pos.extend(hit)
+        for n, lengths in self.prefix_lengths:
+            v = labels.get(n, "")
+            for k in lengths:
+                if k > len(v):
+                    break
+                hit = self.by_prefix.get((n, v[:k]))
+                if hit:
+                    pos.extend(hit)
+        pos.sort()
+        return pos
 
 
 def build_route(cfg: RouteConfig, parent: Route | None = None, rid: str = "0") -> Route:

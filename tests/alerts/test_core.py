@@ -154,12 +154,20 @@ def test_wide_routing_tree_index_matches_the_plain_walk() -> None:
     children = []
     for i in range(40):
         ms = rnd.choice([[f'service="s{i % 7}"'], [f'service="s{i % 7}"', 'severity="critical"'],
-                         [f'metric=~"m{i % 3}.*"'], ['severity!="info"', f'service="s{i % 5}"'], ['env=""']])
+                         [f'metric=~"m{i % 3}.*"'], ['severity!="info"', f'service="s{i % 5}"'], ['env=""'],
+                         ['service=~"s1.*"'], ['service=~"s1|s2"'], ['service=~"s1+"'], ['metric=~"m1x?"'],
+                         ['service=~"s[0-3]"'], ['service=~"(?i)S2"'], ['service=~"s\\d"'], ['service=~"s{2}"'],
+                         ['service=~"s1"', 'severity=~"crit.*"']])
         children.append({"matchers": ms, "receiver": "r", "continue": rnd.random() < 0.4})
     r = build_route(RouteConfig.model_validate({"receiver": "r", "routes": children}))
     assert r._index is not None
-    for svc, sev, metric, env in itertools.product([f"s{i}" for i in range(8)], ["info", "warning", "critical"],
-                                                   ["m0", "m1x", "m2", "zz"], [None, "prod"]):
+    from logtide.sinks.alerts.routing import literal_prefix
+
+    assert [literal_prefix(x) for x in ["svc1[0-9]*", "ab*", "ab+c", "a|b", "^ab", "(?i)ab", "ab\\.c", "abc"]] == \
+        ["svc1", "a", "a", "", "", "", "ab", "abc"]
+    for svc, sev, metric, env in itertools.product([f"s{i}" for i in range(8)] + ["s11", "S2", "ss", "", "s1s"],
+                                                   ["info", "warning", "critical"], ["m0", "m1x", "m1", "m2", "zz"],
+                                                   [None, "prod"]):
         labels = {"service": svc, "severity": sev, "metric": metric} | ({"env": env} if env else {})
         indexed = [x.id for x in r.match(labels)]
         r._index = None
