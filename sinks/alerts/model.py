@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from logtide.schemas import Anomaly, AnomalyStatus
 from logtide.sinks.alerts.facts import AnomalyFacts
 
 ALERTNAME = "LogtideAnomaly"
@@ -158,7 +157,3 @@ def alert_annotations(a: AnomalyFacts) -> dict[str, str]:
     if a.context:
         ann["context"] = " ".join(f"{v:.4g}" for v in a.context)
     return ann
-
-
-def is_resolve(a: Anomaly) -> bool:
-    return a.status == AnomalyStatus.resolved
