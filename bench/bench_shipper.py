@@ -7,7 +7,11 @@ Runs, each with acks=all and lz4 and into its own fresh topic:
   * kcat:    `kcat -P -l FILE` (librdkafka; the practical ceiling of a Kafka producer)
   * rsyslog: rsyslogd with imfile -> omkafka (Debian's rsyslog + rsyslog-kafka), a peer shipper
 and prints lines/s, MiB/s, peak RSS and CPU seconds of each, and ours relative to the peers.
-Every run is checked: the topic must hold exactly the file's line count when it is done.
+Measured alike for all three: lines/s = the file's lines / the time from the start of the process to
+the moment the topic's end offset (records acknowledged in Kafka, polled every 50 ms over one
+connection) reaches the line count; CPU seconds and peak RSS over the whole life of the process.
+Every run is checked: the topic must hold exactly the file's line count when it is done. Our Python
+sources are byte-compiled first, as an installed package's are (pip and Debian compile at install).
 Needs the local Kafka (`logtide services up`) and the Debian packages kcat, rsyslog, rsyslog-kafka.
 Not a test: it is run by hand, and takes a few minutes at full size.
 """
@@ -21,7 +25,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -76,26 +82,75 @@ def make_file(path: Path, size_mib: int) -> tuple[int, int]:
 
 
 async def _count(bootstrap: str, topic: str) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await c.start()
     try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()
-            parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return 0
-        ends = await c.end_offsets(tps)
-        return sum(ends.values())
+        return await _end_sum(c, topic)
     finally:
         await c.stop()
 
 
+async def _end_sum(c, topic: str) -> int:  # type: ignore[no-untyped-def]
+    from aiokafka import TopicPartition
+
+    parts = c.partitions_for_topic(topic)
+    if not parts:
+        await c._client.force_metadata_update()
+        parts = c.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in parts]
+    if not tps:
+        return 0
+    ends = await c.end_offsets(tps)
+    return sum(ends.values())
+
+
 def count(bootstrap: str, topic: str) -> int:
     return asyncio.run(_count(bootstrap, topic))
+
+
+class EndOffsetWatch:
+    """Polls the topic's end offset (records acknowledged in Kafka) every `every_s` from a thread with
+    one connection, and notes when it first reaches `target`: the same clock for every shipper."""
+
+    def __init__(self, bootstrap: str, topic: str, target: int, every_s: float = 0.05) -> None:
+        self.bootstrap, self.topic, self.target, self.every_s = bootstrap, topic, target, every_s
+        self.count = 0
+        self.changed_at = time.perf_counter()
+        self.reached_at: float | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self) -> EndOffsetWatch:
+        self._thread.start()
+        self._ready.wait(30)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    async def _run(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+        await c.start()
+        try:
+            await _end_sum(c, self.topic)
+            self._ready.set()
+            while not self._stop.is_set():
+                got = await _end_sum(c, self.topic)
+                now = time.perf_counter()
+                if got != self.count:
+                    self.count, self.changed_at = got, now
+                if got >= self.target and self.reached_at is None:
+                    self.reached_at = now
+                await asyncio.sleep(self.every_s)
+        finally:
+            self._ready.set()
+            await c.stop()
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
@@ -113,23 +168,30 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
 
 
 def run_measured(
-    cmd: list[str], done=None, poll_s: float = 0.25, env=None
+    cmd: list[str], watch: EndOffsetWatch, *, exits: bool, stall_s: float = 60.0, env=None
 ) -> tuple[float, float, float, int]:  # type: ignore[no-untyped-def]
-    """(wall s, cpu s, peak RSS MiB, exit code) of one process; `done()` ends a process that never exits."""
+    """(wall s, cpu s, peak RSS MiB, exit code) of one process. Wall: from the start of the process
+    to the moment the last line is in Kafka (`watch`), for every shipper alike. A process that does
+    not exit by itself (`exits=False`: rsyslog) is stopped with SIGTERM then; one that stalls for
+    `stall_s` too. CPU and RSS cover the whole life of the process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    wall = None
-    if done is not None:
-        while proc.poll() is None:
-            if done():
-                wall = time.perf_counter() - t0
-                proc.send_signal(signal.SIGTERM)
-                break
-            time.sleep(poll_s)
+    while proc.poll() is None:
+        if watch.reached_at is not None and not exits:
+            break
+        if time.perf_counter() - max(watch.changed_at, t0) > stall_s:
+            break
+        time.sleep(0.02)
+    if proc.poll() is None and not exits:
+        proc.send_signal(signal.SIGTERM)
     _pid, status, ru = os.wait4(proc.pid, 0)
-    if wall is None:
-        wall = time.perf_counter() - t0
-    if status != 0 and done is None:
+    end = time.perf_counter()
+    for _ in range(100):  # the last acknowledgement may reach the watcher just after the exit
+        if watch.reached_at is not None:
+            break
+        time.sleep(0.02)
+    wall = (watch.reached_at if watch.reached_at is not None else end) - t0
+    if status != 0 and exits:
         sys.stderr.write(proc.stderr.read().decode(errors="replace")[-3000:] if proc.stderr else "")
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
@@ -140,7 +202,8 @@ def bench_ours(file: Path, lines: int, nbytes: int, bootstrap: str, work: Path) 
     cmd = [sys.executable, "-m", "logtide.cli", "ship", "--path", str(file), "--bootstrap", bootstrap,
            "--topic", topic, "--state-dir", str(work / "ours-state"), "--from-beginning", "--once",
            "--compression", "lz4"]  # fmt: skip
-    wall, cpu, rss, rc = run_measured(cmd)
+    with EndOffsetWatch(bootstrap, topic, lines) as watch:
+        wall, cpu, rss, rc = run_measured(cmd, watch, exits=True)
     got = count(bootstrap, topic)
     return Result(
         "logtide ship", got, nbytes, wall, cpu, rss, "" if rc == 0 and got == lines else f"rc={rc} got={got}"
@@ -152,7 +215,8 @@ def bench_kcat(file: Path, lines: int, nbytes: int, bootstrap: str) -> Result:
     create_topic(bootstrap, topic)
     cmd = ["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", "0", "-X", "acks=all", "-X", "enable.idempotence=true",
            "-X", "compression.codec=lz4", "-X", "linger.ms=20", "-l", str(file)]  # fmt: skip
-    wall, cpu, rss, rc = run_measured(cmd)
+    with EndOffsetWatch(bootstrap, topic, lines) as watch:
+        wall, cpu, rss, rc = run_measured(cmd, watch, exits=True)
     got = count(bootstrap, topic)
     return Result(
         "kcat -P", got, nbytes, wall, cpu, rss, "" if rc == 0 and got == lines else f"rc={rc} got={got}"
@@ -181,16 +245,8 @@ def bench_rsyslog(file: Path, lines: int, nbytes: int, bootstrap: str, work: Pat
     conf = rs / "rsyslog.conf"
     conf.write_text(RSYSLOG_CONF.format(work=rs, file=file, bootstrap=bootstrap, topic=topic))
     cmd = ["rsyslogd", "-n", "-f", str(conf), "-i", str(rs / "rsyslogd.pid")]
-    state = {"last": 0, "at": time.perf_counter()}
-
-    def done() -> bool:
-        got = count(bootstrap, topic)
-        now = time.perf_counter()
-        if got != state["last"]:
-            state["last"], state["at"] = got, now
-        return got >= lines or now - state["at"] > 60  # finished, or stalled for a minute
-
-    wall, cpu, rss, _rc = run_measured(cmd, done=done, poll_s=1.0)
+    with EndOffsetWatch(bootstrap, topic, lines) as watch:
+        wall, cpu, rss, _rc = run_measured(cmd, watch, exits=False)
     got = count(bootstrap, topic)
     return Result(
         "rsyslog imfile->omkafka", got, nbytes, wall, cpu, rss, "" if got == lines else f"got={got}"
@@ -212,6 +268,11 @@ def main() -> None:
 
         args.bootstrap = ensure_up(elasticsearch=False)["kafka"]
     which = set(args.only.split(","))
+    # as installed: byte-compiled (this environment may run with PYTHONDONTWRITEBYTECODE, and an
+    # editable install never compiles), else every start of ours would compile its sources first
+    dirs = [str(ROOT / d) for d in ("logtide", "shippers", "schemas", "streams", "sinks", "detectors")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *dirs, sysconfig.get_paths()["purelib"]],
+                   check=False, stdout=subprocess.DEVNULL)  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="bench-shipper-"))
     file = work / "bench.log"
     t0 = time.perf_counter()

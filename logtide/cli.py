@@ -1,47 +1,58 @@
 """The `logtide` command: one entry point; each subcommand is defined beside the code it drives.
 
-Subcommand modules keep heavy imports (Faust, scikit-learn, Kafka clients) inside their functions,
-so `logtide --help` stays fast.
+Subcommands are imported only when run (`logtide ship` loads the shipper, not Faust, the sinks'
+clients or the services manager: the shipper's start-up is part of its throughput), and subcommand
+modules keep heavy imports inside their functions, so `logtide --help` stays fast.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from logtide import __version__
-from logtide.alerts_command import alerts
-from logtide.anomalies_command import anomalies
-from logtide.archive_command import archive
-from logtide.backtest import backtest
-from logtide.config_command import config
-from logtide.replay_command import replay
-from logtide.run_command import demo, run
-from logtide.services import services
-from logtide.ship_command import ship
-from logtide.sink_command import sink
-from logtide.streams_command import streams
-from logtide.topics_admin import topics
+
+# name -> "module:attribute" of the click command
+SUBCOMMANDS = {
+    "config": "logtide.config_command:config",
+    "topics": "logtide.topics_admin:topics",
+    "ship": "logtide.ship_command:ship",
+    "services": "logtide.services:services",
+    "streams": "logtide.streams_command:streams",
+    "run": "logtide.run_command:run",
+    "demo": "logtide.run_command:demo",
+    "sink": "logtide.sink_command:sink",
+    "backtest": "logtide.backtest:backtest",
+    "archive": "logtide.archive_command:archive",
+    "alerts": "logtide.alerts_command:alerts",
+    "replay": "logtide.replay_command:replay",
+    "anomalies": "logtide.anomalies_command:anomalies",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported the first time they are looked up."""
+
+    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context | None) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, attr = self.lazy[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy=SUBCOMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="logtide")
 def main() -> None:
     """logtide: ship, stream, detect and sink logs and metrics."""
 
-
-main.add_command(config)
-main.add_command(topics)
-main.add_command(ship)
-main.add_command(services)
-main.add_command(streams)
-main.add_command(run)
-main.add_command(demo)
-main.add_command(sink)
-main.add_command(backtest)
-main.add_command(archive)
-main.add_command(alerts)
-main.add_command(replay)
-main.add_command(anomalies)
 
 if __name__ == "__main__":
     main()

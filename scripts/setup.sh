@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/uv ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check uv
 fi
 # requirements.lock pins what the suite last passed with (scripts/lock.sh regenerates it).
-.venv/bin/uv pip install --python .venv/bin/python -q -c requirements.lock -e ".[all,test${EXTRAS:+,$EXTRAS}]"
+.venv/bin/uv pip install --python .venv/bin/python -q --compile-bytecode -c requirements.lock -e ".[all,test${EXTRAS:+,$EXTRAS}]"
 
 # Debian tools the tests call, each installed only when missing (one apt run for all): kcat (a
 # trusted Kafka reader to compare with), openssl (test certificates), prometheus and
