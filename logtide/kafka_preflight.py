@@ -15,6 +15,7 @@ from typing import Any
 
 from logtide.config import KafkaConfig
 from logtide.kafka_client import connection_kwargs
+from logtide.shippers.aiokafka_compat import topic_errors
 
 
 class KafkaAccessError(RuntimeError):
@@ -75,9 +76,9 @@ async def check(cfg: KafkaConfig, topics: Iterable[str] = (), timeout_s: float =
     """Connect, log in and describe `topics`; raise KafkaAccessError naming the cause if any step fails.
 
     Topics that do not exist yet are fine (they may be created later); topics the user may not
-    describe are not. A topic is asked for by name only when it is not in the cluster's topic list
-    and a SASL user is configured: on a broker that creates topics on demand, naming a topic in a
-    metadata request would otherwise create it with the broker's default partition count.
+    describe are not. Only `topics` are asked for, in a metadata request that never creates them
+    (`aiokafka_compat.topic_errors`): listing a large cluster's topics took most of a process's
+    start-up. Brokers too old for that request get the old way: the topic list, then by name (SASL).
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.errors import TopicAuthorizationFailedError
@@ -92,12 +93,18 @@ async def check(cfg: KafkaConfig, topics: Iterable[str] = (), timeout_s: float =
     try:
         try:
             await asyncio.wait_for(consumer.start(), timeout_s)
-            visible = await asyncio.wait_for(consumer.topics(), timeout_s)
-            missing = [t for t in topics if t not in visible]
-            if missing and cfg.sasl is not None:
-                await asyncio.wait_for(producer.start(), timeout_s)
-                for topic in missing:
-                    await asyncio.wait_for(_describe(producer, topic), timeout_s)
+            errors = await asyncio.wait_for(topic_errors(consumer, list(topics)), timeout_s) if topics else {}
+            if errors is None:  # a broker without Metadata v4: list the topics, as before
+                visible = await asyncio.wait_for(consumer.topics(), timeout_s)
+                missing = [t for t in topics if t not in visible]
+                if missing and cfg.sasl is not None:
+                    await asyncio.wait_for(producer.start(), timeout_s)
+                    for topic in missing:
+                        await asyncio.wait_for(_describe(producer, topic), timeout_s)
+            else:
+                for topic, code in errors.items():
+                    if code == TopicAuthorizationFailedError.errno:
+                        raise TopicAuthorizationFailedError(topic)
         except TopicAuthorizationFailedError as exc:
             raise KafkaAccessError(explain(cfg, exc)) from None
         except (TimeoutError, Exception) as exc:

@@ -9,7 +9,9 @@ the current time, the file's modification time (`year: file_mtime`) or a fixed `
 than a day after the reference belongs to the year before (the New Year rollover).
 
 Results are cached per raw string: access logs repeat the same second many times, so the hot path
-is a dict lookup. Unparseable input returns None and the caller flags `ts_unparsed`.
+is a dict lookup. ISO 8601 in UTC as most JSON loggers write it (`2026-11-26T12:00:00.123Z`, a new
+string on every line) skips the cache: checked by ciso8601, the output is the input's own digits.
+Unparseable input returns None and the caller flags `ts_unparsed`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,31 @@ MAX_TIMESTAMP_CHARS = 128
 
 def _iso_out(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical_utc(raw: str) -> str | None:
+    """`_iso_out` of `raw` without building a datetime, for `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff]` with `Z`
+    or `+00:00` (None for any other shape, or an invalid date: the general path decides)."""
+    if raw.endswith("Z"):
+        body = raw[:-1]
+    elif raw.endswith("+00:00"):
+        body = raw[:-6]
+    else:
+        return None
+    n = len(body)
+    if n == 19:
+        frac = ".000000"
+    elif n in {23, 26} and body[19] == ".":
+        frac = body[19:] + "000" if n == 23 else body[19:]
+    else:
+        return None
+    if body[10] != "T" or body[11:13] == "24":  # hour 24 is the next day's 00 for ciso8601
+        return None
+    try:
+        ciso8601.parse_datetime(raw)  # the digits and the calendar checked
+    except ValueError:
+        return None
+    return body[:19] + frac + "+00:00"
 
 
 def is_known_format(fmt: str) -> bool:
@@ -67,9 +94,14 @@ class TimestampParser:
         self.reference: datetime | None = None  # set per file by the caller (year: file_mtime)
         self.uses_year = any(_yearless(f) for f in self.formats)
         self._cached = lru_cache(maxsize=8192)(self._parse_flagged)
+        self._iso_first = self.formats[0] in ("iso8601", "auto")  # both read ISO 8601 first, unflagged
 
     def parse_flagged(self, raw: object) -> tuple[str | None, bool]:
         """(ISO 8601 UTC or None, ambiguous guess?)."""
+        if self._iso_first and type(raw) is str and len(raw) <= 32:
+            fast = canonical_utc(raw)
+            if fast is not None:
+                return fast, False
         if self.uses_year and self.reference is not None:
             return self._cached(raw, self.reference.toordinal())
         return self._cached(raw, None)

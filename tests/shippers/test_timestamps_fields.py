@@ -11,11 +11,13 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from logtide.schemas.severity import severity_of
 from logtide.shippers.config import LogInputConfig, ParserConfig, ShipperConfig
 from logtide.shippers.events import LogEventBuilder, host_block
 from logtide.shippers.parsers.severity import normalize_severity
-from logtide.shippers.parsers.timestamps import TimestampParser
+from logtide.shippers.parsers.timestamps import TimestampParser, canonical_utc
 from logtide.streams.enrich import normalise_severity
 from pydantic import ValidationError
 
@@ -141,3 +143,28 @@ def test_every_documented_configuration_example_loads() -> None:
     assert blocks, "shippers/README.md has yaml examples"
     for block in blocks:
         ShipperConfig(**yaml.safe_load(block)["shipper"])
+
+
+_ISO_CHARS = "0123456789-:T.Z+ tz,"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet=_ISO_CHARS, min_size=18, max_size=33),
+        st.builds(
+            lambda dt, frac, zone: dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + zone,
+            st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+            st.sampled_from(["", ".1", ".123", ".123456", ".1234567", ",123"]),
+            st.sampled_from(["Z", "+00:00", "+01:00", "z", "", " Z"]),
+        ),
+    )
+)
+def test_the_iso_utc_fast_path_gives_what_the_general_path_gives(raw: str) -> None:
+    """JSON loggers' `...T12:00:00.123Z` skips the datetime round trip; never with another result."""
+    general = TimestampParser(["iso8601", "auto"])
+    slow = general._cached(raw, None)  # the general path, as for any other shape
+    fast = canonical_utc(raw)
+    if fast is not None:
+        assert (fast, False) == slow
+    assert general.parse_flagged(raw) == slow
