@@ -176,15 +176,20 @@ def run_measured(
     `stall_s` too. CPU and RSS cover the whole life of the process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    while proc.poll() is None:
+    waited = (0, 0, None)
+    while True:  # wait4, not poll(): poll would reap the process and lose its rusage
+        waited = os.wait4(proc.pid, os.WNOHANG)
+        if waited[0]:
+            break
         if watch.reached_at is not None and not exits:
+            proc.send_signal(signal.SIGTERM)
             break
         if time.perf_counter() - max(watch.changed_at, t0) > stall_s:
+            proc.send_signal(signal.SIGTERM)
             break
         time.sleep(0.02)
-    if proc.poll() is None and not exits:
-        proc.send_signal(signal.SIGTERM)
-    _pid, status, ru = os.wait4(proc.pid, 0)
+    _pid, status, ru = waited if waited[0] else os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
     end = time.perf_counter()
     for _ in range(100):  # the last acknowledgement may reach the watcher just after the exit
         if watch.reached_at is not None:

@@ -5,7 +5,8 @@
 Runs the real `Shipper` (`--once`: reader, line splitter, event builder, in-flight budget, checkpoints)
 over a generated file, into an output that does everything `KafkaOutput` does to records before the
 network: aiokafka record batches filled (`aiokafka_compat.append_records`), lz4-compressed, checksummed.
-Prints µs of CPU per line (process time of the run, start-up imports excluded). The lines are the
+Prints µs of CPU per line (process time of the run, start-up imports excluded), with the malloc
+settings `logtide ship` applies (`shippers/malloc_tuning.py`). The lines are the
 ones of `bench_shipper.py` (plain), or the same fields as one JSON object per line (json).
 Not a test: figures on a shared machine move by ±15 %; compare runs made one after the other.
 """
@@ -107,7 +108,10 @@ def main() -> None:
     args = ap.parse_args()
     import logging
 
+    from logtide.shippers.malloc_tuning import keep_freed_buffers
+
     logging.basicConfig(level=logging.WARNING)
+    keep_freed_buffers()  # as `logtide ship` does
     with tempfile.TemporaryDirectory(prefix="bench-shipper-cpu-") as tmp:
         for parser in args.parsers.split(","):
             runs = []

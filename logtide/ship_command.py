@@ -159,7 +159,10 @@ async def _run(cfg, kafka, sc, once: bool, *, reread=None, watch: str | None = N
     from logtide.schemas import Topics
     from logtide.shippers.checkpoint_store import StateDirError
     from logtide.shippers.kafka_output import KafkaOutput
+    from logtide.shippers.malloc_tuning import keep_freed_buffers
     from logtide.shippers.shipper import Shipper
+
+    keep_freed_buffers()  # this process only: a fifth of the CPU was page faults on read buffers
 
     topics = Topics(cfg.topics.prefix)
     output = KafkaOutput(producer_kwargs(kafka))
