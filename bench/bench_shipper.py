@@ -153,7 +153,27 @@ class EndOffsetWatch:
             await c.stop()
 
 
+CREATED: list[str] = []  # deleted at the end: a broker with thousands of topics slows every client's start
+
+
+def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    async def go() -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(topics)
+        finally:
+            await admin.close()
+
+    if topics:
+        asyncio.run(go())
+
+
 def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    CREATED.append(topic)
+
     async def go() -> None:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -263,7 +283,7 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--bootstrap", default=None, help="default: the local Kafka of `logtide services up`")
     ap.add_argument("--only", default="ours,kcat,rsyslog")
-    ap.add_argument("--keep", action="store_true", help="keep the generated file and work directory")
+    ap.add_argument("--keep", action="store_true", help="keep the generated file, work directory and topics")
     ap.add_argument(
         "--rounds", type=int, default=1, help="repeat, rotating the order; prints the median ratio"
     )
@@ -299,6 +319,7 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+            delete_topics(args.bootstrap, CREATED)
     print()
     print(f"{'shipper':26} {'lines/s':>11} {'MiB/s':>8} {'peak RSS':>9} {'CPU s':>7} {'wall s':>7}  check")
     ratios: dict[str, list[tuple[float, float]]] = {}
