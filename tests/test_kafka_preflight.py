@@ -9,13 +9,18 @@ from logtide.config import KafkaConfig
 from logtide.kafka_preflight import check
 
 
-async def _exists(bootstrap: str, topic: str) -> bool:
+async def _appears(bootstrap: str, topic: str, within_s: float = 5.0) -> bool:
+    """Whether `topic` shows up within `within_s` (a broker creates topics asynchronously)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        return topic in await admin.list_topics()
+        for _ in range(int(within_s / 0.5)):
+            if topic in await admin.list_topics():
+                return True
+            await asyncio.sleep(0.5)
+        return False
     finally:
         await admin.close()
 
@@ -23,7 +28,7 @@ async def _exists(bootstrap: str, topic: str) -> bool:
 def test_a_topic_that_does_not_exist_yet_passes_and_is_not_created(kafka_bootstrap: str, unique: str) -> None:
     topic = f"preflight-{unique}"
     asyncio.run(check(KafkaConfig(bootstrap_servers=[kafka_bootstrap]), [topic], timeout_s=20))
-    assert not asyncio.run(_exists(kafka_bootstrap, topic))
+    assert not asyncio.run(_appears(kafka_bootstrap, topic))
 
 
 def test_an_existing_topic_passes(kafka_bootstrap: str, unique: str) -> None:
