@@ -331,7 +331,9 @@ def main() -> None:
         ours = next((r for r in results if r.name == "logtide ship"), None)
         if ours:
             for r in results:
-                if r is not ours:
+                if r is not ours and (ours.note or r.note):  # a run that did not deliver every line
+                    print(f"ours / {r.name}: not compared (a run did not deliver every line)")
+                elif r is not ours:
                     ratios.setdefault(r.name, []).append(
                         (ours.lines_per_s / r.lines_per_s, ours.cpu_s / r.cpu_s)
                     )
@@ -341,7 +343,7 @@ def main() -> None:
         for name, rs in ratios.items():
             thr = sorted(x for x, _ in rs)
             cpu = sorted(y for _, y in rs)
-            print(f"median over {len(rs)} rounds, ours / {name}: {thr[len(thr) // 2]:.2f}x throughput "
+            print(f"median over {len(rs)} complete rounds, ours / {name}: {thr[len(thr) // 2]:.2f}x throughput "
                   f"(range {thr[0]:.2f}-{thr[-1]:.2f}), {cpu[len(cpu) // 2]:.2f}x CPU seconds")  # fmt: skip
 
 
