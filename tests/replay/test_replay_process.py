@@ -20,7 +20,7 @@ from logtide.replay import Window
 from logtide.replay_command import run_replay
 from logtide.replay_sinks import ProcessSink
 from tests.replay.kafka_data import create_topic, produce_at
-from tests.streams.test_faust_integration import closers, expected, make_logs, streams_cfg, t_base
+from tests.streams.recount import closers, expected, make_logs, streams_cfg, t_base
 from tests.streams.zdetector import register
 
 pytestmark = pytest.mark.integration

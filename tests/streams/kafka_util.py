@@ -142,6 +142,8 @@ class Worker:
         self._stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+            if sig != signal.SIGKILL:
+                self.proc.send_signal(signal.SIGCONT)  # a paused worker handles SIGTERM once it runs again
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -151,6 +153,14 @@ class Worker:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes (no heartbeats, no commits) but keeps its sockets and state."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: the frozen process carries on from where it stopped, unaware of the time that passed."""
+        self.proc.send_signal(signal.SIGCONT)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -193,6 +203,31 @@ class Worker:
             if name == topic:
                 return {int(x) for x in parts.strip("[]").split(",") if x}
         return set()
+
+
+class Fleet:
+    """The workers of one test, each started as `name` on the state directory `state` (a restarted worker
+    reuses its directory); `check` raises when one died unexpectedly, `stop_all` ends the survivors."""
+
+    def __init__(self, config: Path, tmp: Path) -> None:
+        self.config, self.tmp = config, tmp
+        self.workers: list[Worker] = []
+
+    def start(self, state: str) -> Worker:
+        w = Worker(self.config, self.tmp / f"state-{state}", self.tmp / f"{state}-{len(self.workers)}.log")
+        self.workers.append(w)
+        return w
+
+    def check(self) -> None:
+        for w in self.workers:
+            w.check()
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+    def count_in_logs(self, text: str) -> int:
+        return sum(w.log.read_text(errors="replace").count(text) for w in self.workers)
 
 
 async def wait_for(

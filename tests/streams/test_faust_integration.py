@@ -10,16 +10,13 @@ wait on conditions (records on a topic, committed offsets) with generous timeout
 from __future__ import annotations
 
 import base64
-import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from logtide.schemas import Topics
 from logtide.streams.config import StreamsConfig
-from logtide.streams.pipeline import Stateful, Stateless
 
 from tests.streams.kafka_util import (
     Worker,
@@ -30,130 +27,18 @@ from tests.streams.kafka_util import (
     wait_for,
     write_config,
 )
+from tests.streams.recount import (
+    brute_counts,
+    closers,
+    expected,
+    log_record,
+    make_logs,
+    same_stats,
+    streams_cfg,
+    t_base,
+)
 
 pytestmark = pytest.mark.integration
-
-WINDOW_S = 10
-SERVICES = ("api", "web")
-
-
-def streams_cfg(app_id: str) -> dict[str, Any]:
-    return {
-        "app_id": app_id,
-        "partitions": 4,
-        "window": {
-            "size_seconds": WINDOW_S,
-            "lateness_seconds": 5,
-            "group_by": ["service"],
-            "idle_timeout_seconds": None,
-        },
-        "detect": {
-            "detector": "test_z",
-            "params": {"warmup": 20},
-            "threshold": 0.5,
-            "rules": [{"metric": "log.error_ratio", "stat": "mean"}],
-        },
-        "metrics_port": 0,
-        "web_port": 0,
-        "session_timeout_seconds": 10,
-        "commit_interval_seconds": 0.5,
-        "batch_size": 500,
-    }
-
-
-def t_base() -> datetime:
-    now = datetime.now(UTC) - timedelta(hours=2)
-    return now.replace(second=0, microsecond=0)
-
-
-def log_record(ts: datetime, service: str, i: int, error: bool) -> tuple[bytes, bytes]:
-    status = 500 if error else 200
-    doc = {
-        "@timestamp": ts.isoformat(),
-        "event": {"id": f"{service}-{i}"},
-        "logtide": {"schema": "log_event"},
-        "message": f"GET /item/{i} {status}",
-        "log": {"level": "error" if error else "info"},
-        "service": {"name": service},
-        "host": {"name": f"{service}-1"},
-        "attributes": {"status": status, "duration_ms": 20 + (i % 7)},
-    }
-    return service.encode(), orjson.dumps(doc)
-
-
-def make_logs(t0: datetime, start_s: int, end_s: int, incident: tuple[int, int] | None, seed: int = 5):
-    """Per service, 5 events/s from t0+start_s to t0+end_s; 3 % errors, 70 % in the incident (api only)."""
-    rnd = random.Random(seed + start_s)
-    out = []
-    for k in range(start_s * 5, end_s * 5):
-        ts = t0 + timedelta(milliseconds=200 * k)
-        for svc in SERVICES:
-            burst = incident is not None and svc == "api" and incident[0] <= k / 5 < incident[1]
-            out.append(log_record(ts, svc, k, rnd.random() < (0.7 if burst else 0.03)))
-    return out
-
-
-def closers(t0: datetime, at_s: int) -> list[tuple[bytes, bytes]]:
-    return [log_record(t0 + timedelta(seconds=at_s), svc, 10_000_000 + at_s, False) for svc in SERVICES]
-
-
-def expected(cfg: StreamsConfig, records: list[tuple[bytes, bytes]]) -> tuple[dict, list]:
-    """Aggregates (by id) and anomalies the operators give on the same input, point by point (the
-    embedded runner's path: each record's source watermark handed over after its points)."""
-    sl, sf = Stateless(cfg), Stateful(cfg)
-    aggs, anomalies = {}, []
-    now = datetime.now(UTC)
-    start_ms = int(now.timestamp() * 1000)
-    for i, (_, v) in enumerate([*records, (None, None)]):
-        now_ms = start_ms + i  # a record a millisecond of wall clock; a tick a minute after the last
-        if v is None:
-            a, n = sf.advance(now_ms + 60_000)
-        else:
-            r = sl.log(v, now)
-            for p in r.points:
-                sf.add(p, src=r.src, now_ms=now_ms)
-            for src, wm in sl.take_marks():
-                sf.mark(src, wm, now_ms)
-            a, n = sf.advance(now_ms)
-        aggs.update(
-            {
-                x.event.id: orjson.loads(
-                    orjson.dumps(x.model_dump(mode="json", by_alias=True, exclude_none=True))
-                )
-                for x in a
-            }
-        )
-        anomalies += n
-    return aggs, anomalies
-
-
-def brute_counts(
-    records: list[tuple[bytes, bytes]], lateness_s: float
-) -> dict[tuple[str, str, datetime], int]:
-    """Events per (service, level, window start), for the windows their source (one host per service,
-    in order) closed: the source's newest event time passed the window's end plus the lateness."""
-    out: dict[tuple[str, str, datetime], int] = {}
-    newest: dict[str, datetime] = {}
-    for _, v in records:
-        d = orjson.loads(v)
-        ts = datetime.fromisoformat(d["@timestamp"])
-        start = ts - timedelta(seconds=ts.timestamp() % WINDOW_S)
-        series = (d["service"]["name"], d["log"]["level"])
-        newest[series[0]] = max(newest.get(series[0], ts), ts)
-        out[(*series, start)] = out.get((*series, start), 0) + 1
-    return {
-        k: n
-        for k, n in out.items()
-        if k[2] + timedelta(seconds=WINDOW_S + lateness_s) <= newest[k[0]]
-    }
-
-
-def same_stats(got: dict, want: dict) -> bool:
-    g, w = got["stats"], want["stats"]
-    return (
-        all(g[k] == w[k] for k in ("count", "min", "max", "p50", "p90", "p99"))
-        and abs(g["sum"] - w["sum"]) < 1e-6
-    )
 
 
 @pytest.fixture

@@ -14,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.streams.kafka_util import Worker, create_topics, produce, read_until, wait_for, write_config
-from tests.streams.test_faust_integration import (
+from tests.streams.kafka_util import Fleet, create_topics, produce, wait_for, write_config
+from tests.streams.recount import (
+    assert_windows_exact,
     brute_counts,
     closers,
+    collect_windows,
     expected,
     make_logs,
-    same_stats,
     streams_cfg,
     t_base,
 )
@@ -56,17 +56,8 @@ async def test_kill9_at_random_moments_windows_stay_exact(kafka: str, unique: st
     step = len(data) // (rounds + 1)
     parts = [data[i * step:(i + 1) * step] for i in range(rounds)] + [data[rounds * step:]]
 
-    workers: list[Worker] = []
-    names = iter(range(1000))
-
-    def start(state: str) -> Worker:
-        w = Worker(config, tmp_path / f"state-{state}", tmp_path / f"{state}-{next(names)}.log")
-        workers.append(w)
-        return w
-
-    def check() -> None:
-        for w in workers:
-            w.check()
+    fleet = Fleet(config, tmp_path)
+    start, check = fleet.start, fleet.check
 
     history: list[str] = []
     try:
@@ -94,47 +85,13 @@ async def test_kill9_at_random_moments_windows_stay_exact(kafka: str, unique: st
                 current[victim_name] = start(victim_name)
 
         await produce(kafka, topics.logs_raw, parts[rounds])
-        seen: list[list[dict]] = []
-
-        def done(rs: list[dict]) -> bool:
-            if not seen:
-                seen.append(rs)  # read_until's own list: what was read so far, kept if it times out
-            return {x["event"]["id"] for x in rs} >= set(want)
-
-        try:
-            got_all = await read_until(kafka, topics.metrics_agg, done, 420, check)
-        except TimeoutError:
-            got_ids = {x["event"]["id"] for x in (seen[0] if seen else [])}
-            missing = [want[k] for k in want if k not in got_ids]
-            pytest.fail(f"{len(missing)} of {len(want)} windows never emitted, e.g. "
-                        + "; ".join(f"{x['series']['key']} {x['window']['start']}" for x in missing[:6])
-                        + f"; seed={seed} ({'; '.join(history)}); logs in {tmp_path}")
+        got_all = await collect_windows(
+            kafka, topics.metrics_agg, want, timeout=420, check=check,
+            context=lambda: f"seed={seed} ({'; '.join(history)}); logs in {tmp_path}")
     finally:
-        for w in workers:
-            w.stop()
-    resumed = sum(p.read_text(errors="replace").count("resumes an announced batch") for p in tmp_path.glob("*.log"))
+        fleet.stop_all()
+    resumed = fleet.count_in_logs("resumes an announced batch")
     context = f"seed={seed} ({'; '.join(history)}); {resumed} announced batch(es) replayed; logs in {tmp_path}"
     print(f"kill -9 run: {context}")
-
-    by_id: dict[str, list[dict]] = {}
-    for x in got_all:
-        by_id.setdefault(x["event"]["id"], []).append(x)
-    # copies of one window (re-emitted after a kill) are identical
-    differing = [k for k, xs in by_id.items() if any(not same_stats(x, xs[0]) for x in xs)]
-    assert not differing, f"{len(differing)} windows emitted with different contents; {context}"
-    got = {k: xs[0] for k, xs in by_id.items()}
-    bad = [k for k in want if not same_stats(got[k], want[k])]
-    assert not bad, (
-        f"{len(bad)} of {len(want)} windows differ from the reference; "
-        + "; ".join(f"{want[k]['series']['key']} {want[k]['window']['start']}: {got[k]['stats']['count']} "
-                    f"!= {want[k]['stats']['count']}" for k in bad[:6])
-        + f"; {context}"
-    )
-    counted = {}
-    for x in got.values():
-        if x["series"]["metric"] == "log.events":
-            start_ts = datetime.fromisoformat(x["window"]["start"])
-            counted[(x["labels"]["service"], x["labels"]["level"], start_ts)] = x["stats"]["count"]
-    over = {k: (counted[k], n) for k, n in brute.items() if counted.get(k, 0) != n}
-    assert not over, f"{len(over)} windows differ from the brute-force recount, e.g. {list(over.items())[:5]}; {context}"
+    assert_windows_exact(got_all, want, brute, context)
     assert len(history) == rounds
