@@ -31,8 +31,7 @@ from typing import Any, Protocol
 
 import orjson
 from logtide.schemas import DeadLetter, DeadLetterSource, DecodeError, dead_letter
-from logtide.streams.cardinality import OVERFLOW_LABEL, CardinalityGuard
-from logtide.streams.derive import GAUGE, Point, series_key
+from logtide.streams.derive import COUNTER, GAUGE, Point
 from logtide.streams.pipeline import Partial, Stateful, Stateless
 from logtide.streams.resend import RecentIds, record_id
 from logtide.streams.windowing import NO_TIME, Agg, Late, WindowSpec
@@ -237,6 +236,12 @@ def late_batch_dead_letter(
     return dead_letter(data, err, source.model_copy(update={"stage": "window", "expected_schema": "series_batch"}))
 
 
+def refused_dead_letter(data: bytes, why: str, source: DeadLetterSource) -> DeadLetter:
+    """A folded message whose points the cardinality guard refused (`CardinalityGuard.why`), kept whole."""
+    err = DecodeError("cardinality_overflow", why)
+    return dead_letter(data, err, source.model_copy(update={"stage": "window", "expected_schema": "series_batch"}))
+
+
 def _iso(ms: int) -> str:
     if ms <= NO_TIME // 2:
         return "none yet"
@@ -259,14 +264,6 @@ def _agg(cell: list[Any], alpha: float) -> Agg:
     return agg
 
 
-def admitted_key(guard: CardinalityGuard, metric: str, key: str) -> str:
-    """The key a series' points land on (its own, or its metric's overflow series), without admitting it."""
-    keys = guard.admitted.get(metric)
-    if keys is None or key in keys or len(keys) < guard.cap:
-        return key
-    return series_key(metric, {OVERFLOW_LABEL: "true"})
-
-
 Marks = dict[str, dict[str, int]]  # original series key -> source -> last offset folded
 
 
@@ -285,8 +282,12 @@ class BatchFolder:
         """Fold a message in (`now_ms`: the wall clock, for the sources' idleness); the number of its
         events that were late, or None for a replay."""
         sf = self.sf
-        akey = admitted_key(sf.guard, msg.metric, msg.key)
-        m = self.marks.setdefault(akey, {}).setdefault(msg.key, {})
+        kind = COUNTER if any(p.kind == COUNTER for p, _ in msg.points) else GAUGE
+        akey = sf.guard.key_for(msg.metric, msg.key, kind)
+        if akey is None:  # refused by the cardinality guard: no state, so no marks (a replay is refused again)
+            m: dict[str, int] = {}
+        else:
+            m = self.marks.setdefault(akey, {}).setdefault(msg.key, {})
         if m.get(msg.src, -1) >= msg.hi:
             self.duplicates += 1
             return None
@@ -302,8 +303,9 @@ class BatchFolder:
                 late += 1
                 self.late_ts = p.ts_ms
                 self.last_late = sf.last_late
-        m[msg.src] = msg.hi
-        self.dirty.add(akey)
+        if akey is not None:
+            m[msg.src] = msg.hi
+            self.dirty.add(akey)
         return late
 
     def evict_idle(self, after_ms: int) -> list[str]:
@@ -327,9 +329,7 @@ class BatchFolder:
                 st = w.sources.get(src)
                 if st is not None:
                     st.series.discard(k)
-            admitted = sf.guard.admitted.get(s.metric)
-            if admitted is not None:
-                admitted.discard(k)
+            sf.guard.forget(s.metric, k)
             self.marks.pop(k, None)
             self.dirty.discard(k)
         return gone

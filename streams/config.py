@@ -290,7 +290,14 @@ class StreamsConfig(_Section):
         ),
     )
     max_series_per_metric: PositiveInt = Field(
-        default=10_000, description="Cardinality cap per metric (per partition of the points topic)."
+        default=10_000,
+        description=("Cardinality cap per metric (per partition of the points topic): gauge series beyond it "
+                     "fold into the metric's {overflow=\"true\"} series, counter samples are dead-lettered."),
+    )
+    max_metric_names: PositiveInt = Field(
+        default=10_000,
+        description=("Cap on distinct metric names (per partition of the points topic); points of further "
+                     "names are dead-lettered (cardinality_overflow) until idle names are evicted."),
     )
     # Faust worker
     state_dir: Path = Path("./data/streams")

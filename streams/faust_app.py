@@ -37,6 +37,7 @@ from logtide.streams.batch import (
     SeriesBatch,
     late_batch_dead_letter,
     operator_dead_letter,
+    refused_dead_letter,
 )
 from logtide.streams.config import StreamsConfig
 from logtide.streams.faust_compat import as_event, widen_producer_buffer
@@ -218,11 +219,15 @@ class StreamsApp:
                 f = self._folder(partition)
                 sf = f.sf
                 dups, overflow = f.duplicates + sf.duplicates, dict(sf.guard.overflowed)
+                refused = dict(sf.guard.refused)
                 for ev in evs:
                     msg = ev.message
                     src = DeadLetterSource(stage="window", topic=msg.topic, partition=partition, offset=msg.offset)
                     try:
+                        before = sf.guard.refused_total
                         n = self._fold(f, msg.value, msg.offset, now_ms)
+                        if sf.guard.refused_total > before:
+                            await self._dead(sink, self._refused(sf, msg.value, sf.guard.refused_total - before, src))
                         if n:
                             late = f.last_late
                             m.late_events.labels(late.reason if late else "window_closed").inc(n)
@@ -257,9 +262,19 @@ class StreamsApp:
                 for metric, c in sf.guard.overflowed.items():
                     if c > overflow.get(metric, 0):
                         m.series_overflow.labels(metric).inc(c - overflow.get(metric, 0))
+                for reason, c in sf.guard.refused.items():
+                    if c > refused.get(reason, 0):
+                        m.cardinality_refused.labels(reason).inc(c - refused.get(reason, 0))
             m.series.set(sum(len(x.sf.series) for x in self.folders.values()))
+            m.metric_names.set(sum(x.sf.guard.names_count() for x in self.folders.values()))
             m.events_in.labels(self.t_points.get_topic_name()).inc(len(events))
             m.processing.labels("aggregate").observe(time.perf_counter() - t0)
+
+    @staticmethod
+    def _refused(sf: Stateful, data: bytes, n: int, src: DeadLetterSource) -> DeadLetter:
+        """The dead letter of a points message whose events the cardinality guard refused."""
+        metric = SeriesBatch.from_bytes(data).metric if data[:5] == BATCH_TAG else "?"
+        return refused_dead_letter(data, sf.guard.why(sf.guard.last_refusal, metric, n), src)
 
     def _evict(self, f: BatchFolder, partition: int) -> list[str]:
         """Idle series out of memory and the table, at most every 30 s per partition (bounded state)."""

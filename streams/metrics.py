@@ -40,7 +40,15 @@ class StreamsMetrics:
             registry=r,
         )
         self.series_overflow = Counter(
-            "logtide_streams_series_overflow", "Points folded into an overflow series.", ["metric"], registry=r
+            "logtide_streams_series_overflow", "Events folded into an overflow series.", ["metric"], registry=r
+        )
+        self.metric_names = Gauge(
+            "logtide_streams_metric_names", "Metric names held by this worker (live names).", registry=r
+        )
+        self.cardinality_refused = Counter(
+            "logtide_streams_cardinality_refused", "Events kept out of windows by the cardinality caps "
+            "(dead-lettered): metric_names (too many names), counter_overflow (a counter series beyond the "
+            "per-metric cap).", ["reason"], registry=r,
         )
         self.windows_closed = Counter("logtide_streams_windows_closed", "Aggregates emitted.", registry=r)
         self.anomalies = Counter("logtide_streams_anomalies", "Anomalies emitted.", ["severity"], registry=r)

@@ -339,7 +339,7 @@ class Stateful:
         self.detection = Detection(cfg.detect, self.spec.step_ms / 1000)
         self.windows = WindowAggregator(self.spec, w.idle_ms, self._zero_fill, w.zero_fill_windows, w.discovery_ms,
                                         reader_progress=reader_progress)
-        self.guard = CardinalityGuard(cfg.max_series_per_metric)
+        self.guard = CardinalityGuard(cfg.max_series_per_metric, cfg.max_metric_names)
         self.series: dict[str, SeriesState] = {}
         self.late = 0
         self.last_late: Late | None = None  # why the last late point was late
@@ -415,7 +415,7 @@ class Stateful:
     def add(self, p: Point, offset: int | None = None, *, src: str | None = None,
             now_ms: int | None = None) -> Point | None:
         """Fold one point in; returns it back when it is late (for the dead-letter topic; `last_late`
-        says why).
+        says why). A point the cardinality guard refuses returns None and is counted in `guard.refused`.
 
         `offset` (the points-topic offset under Faust) makes replays after a crash idempotent. Without
         `src` the series is its own source (its points move its watermark).
@@ -424,6 +424,8 @@ class Stateful:
             self._stale(p, offset)
             return None
         p = self.guard.admit(p)
+        if p is None:  # refused by the cardinality guard (counted there): not late, in no window
+            return None
         s = self._series(p.key, p.metric, p.labels)
         if self._seen(s, offset):
             return None
@@ -467,9 +469,10 @@ class Stateful:
     def add_partial(self, part: Partial, offset: int | None = None, now_ms: int | None = None) -> int:
         """Fold a combined pane (see `Combiner`) in; returns how many of its events were late (all or none)."""
         key, metric, labels = part.key, part.metric, part.labels
-        if self.guard.cap:
-            p = self.guard.admit(Point(key, metric, labels, part.max_ts, 0.0))
-            key, labels = p.key, p.labels
+        p = self.guard.admit(Point(key, metric, labels, part.max_ts, 0.0), part.agg.count)
+        if p is None:  # refused by the cardinality guard (counted there)
+            return 0
+        key, labels = p.key, p.labels
         s = self._series(key, metric, labels)
         if self._seen(s, offset):
             return 0

@@ -4,6 +4,7 @@ worker processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,6 +42,50 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, 
         await asyncio.gather(*futs)
     finally:
         await p.stop()
+
+
+class Feeder:
+    """Produces records in the background, a chunk at a time with a pause between chunks: load that
+    keeps arriving while a test changes the group (`finish` sends what is left at once)."""
+
+    def __init__(self, bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]],
+                 chunk: int = 300, pause: float = 0.2) -> None:
+        self.bootstrap, self.topic, self.records = bootstrap, topic, records
+        self.chunk, self.pause = chunk, pause
+        self.sent = 0
+        self._rush = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, max_batch_size=1 << 20)
+        await p.start()
+        try:
+            while self.sent < len(self.records):
+                n = len(self.records) - self.sent if self._rush.is_set() else self.chunk
+                part = self.records[self.sent:self.sent + n]
+                await asyncio.gather(*[await p.send(self.topic, value=v, key=k) for k, v in part])
+                self.sent += len(part)
+                if not self._rush.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._rush.wait(), self.pause)
+        finally:
+            await p.stop()
+
+    async def finish(self) -> None:
+        """Send the rest now and wait until every record is acknowledged."""
+        self._rush.set()
+        if self._task is not None:
+            await self._task
+
+    def check(self) -> None:
+        """Raise when the feeding task failed."""
+        if self._task is not None and self._task.done() and self._task.exception() is not None:
+            raise RuntimeError(f"feeding {self.topic} failed") from self._task.exception()
 
 
 async def read_until(

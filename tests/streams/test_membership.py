@@ -4,10 +4,11 @@
   partitions to a second worker; then SIGCONT: the frozen one wakes up in the middle of whatever it
   was doing (a batch mapped, outputs half produced, table writes pending) and must not corrupt what
   the other one did meanwhile, then rejoins the group.
-- Scaling 1 -> 3 -> 1 workers while records arrive: two join, then one leaves gracefully (SIGTERM)
+- Scaling 1 -> 3 -> 1 workers while records keep arriving: two join, then one leaves gracefully (SIGTERM)
   and one is killed (SIGKILL).
 
-Input, reference and recount are those of the kill -9 test (`tests/streams/recount.py`): every window
+A burst of records is produced first, the rest keeps arriving in small chunks (`Feeder`) through
+the membership changes. Input, reference and recount are those of the kill -9 test (`tests/streams/recount.py`): every window
 on `metrics.agg` must equal the point-by-point reference and the brute-force recount of the input,
 and copies of one window must be identical. The session timeout is the broker's minimum (6 s), so a
 takeover takes seconds. LOGTIDE_MEMBERSHIP_SEED repeats a run's random moments.
@@ -24,7 +25,7 @@ import pytest
 from logtide.schemas import Topics
 from logtide.streams.config import StreamsConfig
 
-from tests.streams.kafka_util import Fleet, Worker, create_topics, produce, wait_for, write_config
+from tests.streams.kafka_util import Feeder, Fleet, Worker, create_topics, produce, wait_for, write_config
 from tests.streams.recount import (
     assert_windows_exact,
     brute_counts,
@@ -90,35 +91,43 @@ async def test_sigstop_past_session_timeout_then_sigcont_windows_stay_exact(
 ) -> None:
     seed = _seed()
     rnd = random.Random(seed)
-    topics, app_id, config, want, brute, data = await _setup(kafka, unique, tmp_path, 3000)  # 30,000 lines
-    before, frozen, after = _split(data, [0.4, 0.4])
+    topics, app_id, config, want, brute, data = await _setup(kafka, unique, tmp_path, 6000)  # 60,000 lines
+    burst, rest = _split(data, [0.2])
     fleet = Fleet(config, tmp_path)
+    feeder = Feeder(kafka, topics.logs_raw, rest)
+
+    def check() -> None:
+        fleet.check()
+        feeder.check()
+
     history: list[str] = []
     try:
         a = fleet.start("a")
-        await wait_for(a.settled, "worker a ready", 180, fleet.check)
-        await produce(kafka, topics.logs_raw, before)
-        delay = rnd.uniform(0.2, 3.0)
+        await wait_for(a.settled, "worker a ready", 180, check)
+        await produce(kafka, topics.logs_raw, burst)
+        feeder.start()  # and the rest keeps arriving throughout
+        delay = rnd.uniform(0.1, 1.5)
         await asyncio.sleep(delay)
         a.pause()
-        history.append(f"a stopped {delay:.1f}s into its backlog")
+        history.append(f"a stopped {delay:.1f}s into a backlog of {len(burst)} lines")
         b = fleet.start("b")
-        await produce(kafka, topics.logs_raw, frozen)  # arrives while a is frozen: b's to process
-        await wait_for(lambda: _owns_all(topics, app_id, b), "b to take over every partition", 240, fleet.check)
+        await wait_for(lambda: _owns_all(topics, app_id, b), "b to take over every partition", 240, check)
         delay = rnd.uniform(0.0, 3.0)
-        await asyncio.sleep(delay)  # b busy with the backlog
+        await asyncio.sleep(delay)
         a.resume()
-        history.append(f"b took over; a continued {delay:.1f}s later")
+        history.append(f"b took over; a continued {delay:.1f}s later ({feeder.sent} of {len(rest)} fed)")
         await wait_for(lambda: _owns_all(topics, app_id, a, b) and bool(a.assigned(f"{app_id}-points")),
-                       "a to rejoin next to b", 240, fleet.check)
-        history.append(f"a rejoined with points partitions {sorted(a.assigned(f'{app_id}-points') or [])}")
-        await produce(kafka, topics.logs_raw, after)
+                       "a to rejoin next to b", 240, check)
+        history.append(f"a rejoined with points partitions {sorted(a.assigned(f'{app_id}-points') or [])} "
+                       f"({feeder.sent} of {len(rest)} fed)")
+        await feeder.finish()
         got_all = await collect_windows(
-            kafka, topics.metrics_agg, want, timeout=420, check=fleet.check,
+            kafka, topics.metrics_agg, want, timeout=420, check=check,
             context=lambda: f"seed={seed} ({'; '.join(history)}); logs in {tmp_path}")
         assert a.alive() and b.alive(), "a worker died"
     finally:
         fleet.stop_all()
+        await feeder.finish()
     context = (f"seed={seed} ({'; '.join(history)}); {fleet.count_in_logs('resumes an announced batch')} "
                f"announced batch(es) replayed; logs in {tmp_path}")
     print(f"SIGSTOP run: {context}")
@@ -129,40 +138,50 @@ async def test_sigstop_past_session_timeout_then_sigcont_windows_stay_exact(
 async def test_scale_one_three_one_under_load_windows_stay_exact(kafka: str, unique: str, tmp_path: Path) -> None:
     seed = _seed()
     rnd = random.Random(seed)
-    topics, app_id, config, want, brute, data = await _setup(kafka, unique, tmp_path, 3000)  # 30,000 lines
-    alone, joining, three, leaving, tail = _split(data, [0.2, 0.2, 0.2, 0.2])
+    topics, app_id, config, want, brute, data = await _setup(kafka, unique, tmp_path, 6000)  # 60,000 lines
+    burst, rest = _split(data, [0.15])
     points = f"{app_id}-points"
     fleet = Fleet(config, tmp_path)
+    feeder = Feeder(kafka, topics.logs_raw, rest, chunk=250)
+
+    def check() -> None:
+        fleet.check()
+        feeder.check()
+
     history: list[str] = []
     try:
         a = fleet.start("a")
-        await wait_for(a.settled, "worker a ready", 180, fleet.check)
-        await produce(kafka, topics.logs_raw, alone)
-        await asyncio.sleep(rnd.uniform(0.2, 2.0))
-        b, c = fleet.start("b"), fleet.start("c")  # join while a works through its backlog
-        await produce(kafka, topics.logs_raw, joining)
+        await wait_for(a.settled, "worker a ready", 180, check)
+        await produce(kafka, topics.logs_raw, burst)
+        feeder.start()
+        await asyncio.sleep(rnd.uniform(0.1, 1.5))
+        b, c = fleet.start("b"), fleet.start("c")  # 1 -> 3 while a works through its backlog
         await wait_for(lambda: _owns_all(topics, app_id, a, b, c) and all(w.assigned(points) for w in (b, c)),
-                       "three workers to share the partitions", 300, fleet.check)
+                       "three workers to share the partitions", 300, check)
         history.append("1 -> 3: " + ", ".join(f"{n} {sorted(w.assigned(points) or [])}"
-                                              for n, w in (("a", a), ("b", b), ("c", c))))
-        await produce(kafka, topics.logs_raw, three)
-        await asyncio.sleep(rnd.uniform(0.2, 2.0))
+                                              for n, w in (("a", a), ("b", b), ("c", c)))
+                       + f" ({feeder.sent} of {len(rest)} fed)")
+        await asyncio.sleep(rnd.uniform(0.1, 2.0))
         # 3 -> 1 while busy: b leaves gracefully, c is killed, in random order
         order = rnd.sample([("b", "SIGTERM"), ("c", "SIGKILL")], 2)
         for name, how in order:
             w = b if name == "b" else c
-            w.stop() if how == "SIGTERM" else w.kill()
+            if how == "SIGTERM":
+                w.stop()
+            else:
+                w.kill()
             await asyncio.sleep(rnd.uniform(0.0, 1.0))
-        history.append("3 -> 1: " + ", then ".join(f"{n} by {h}" for n, h in order))
-        await produce(kafka, topics.logs_raw, leaving)
-        await wait_for(lambda: _owns_all(topics, app_id, a), "a to own every partition again", 300, fleet.check)
-        await produce(kafka, topics.logs_raw, tail)
+        history.append("3 -> 1: " + ", then ".join(f"{n} by {h}" for n, h in order)
+                       + f" ({feeder.sent} of {len(rest)} fed)")
+        await wait_for(lambda: _owns_all(topics, app_id, a), "a to own every partition again", 300, check)
+        await feeder.finish()
         got_all = await collect_windows(
-            kafka, topics.metrics_agg, want, timeout=420, check=fleet.check,
+            kafka, topics.metrics_agg, want, timeout=420, check=check,
             context=lambda: f"seed={seed} ({'; '.join(history)}); logs in {tmp_path}")
         assert a.alive(), "worker a died"
     finally:
         fleet.stop_all()
+        await feeder.finish()
     context = (f"seed={seed} ({'; '.join(history)}); {fleet.count_in_logs('resumes an announced batch')} "
                f"announced batch(es) replayed; logs in {tmp_path}")
     print(f"scaling run: {context}")

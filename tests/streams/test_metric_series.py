@@ -169,6 +169,30 @@ def test_counter_windows_read_as_prometheus_increase_with_resets_and_staleness()
     assert sf.counter_resets >= 1
 
 
+def test_counters_beyond_the_cap_are_refused_never_one_rate_across_counters() -> None:
+    """Two counters of very different size beyond the per-metric cap. Folded into one overflow series
+    (as before), every switch between them was read as a reset: 13 resets and a rate of ~460/s from two
+    counters of 1/s and 2/s. Refused instead: the admitted counter's rate stays exact, no overflow
+    window, the refused samples counted."""
+    recs = []
+    for i in range(13):
+        t = T0 + i * 10_000 + 1_000
+        recs.append(raw("req_total", 100 + 10 * i, t, "counter", job="a"))  # admitted: 1/s
+        recs.append(raw("req_total", 5000 + 10 * i, t, "counter", job="b"))  # beyond the cap: 1/s
+        recs.append(raw("req_total", 20 * i, t + 5_000, "counter", job="c"))  # beyond the cap: 2/s
+    c = cfg(max_series_per_metric=1, window={"size_seconds": 60, "lateness_seconds": 0, "idle_timeout_seconds": None})
+    sl, sf = Stateless(c), Stateful(c)
+    aggs = []
+    for r in recs:
+        assert sf.add(sl.metric(r, NOW).point) is None  # refused is not late
+        aggs += sf.advance()[0]
+    aggs += sf.flush()[0]
+    assert {a.series.key for a in aggs} == {"req:rate1m{host=box,job=a}"}
+    assert all(a.stats.mean == pytest.approx(1.0) for a in aggs if a.stats.count == 6)
+    assert sf.guard.refused == {"counter_overflow": 26} and not sf.guard.overflowed
+    assert sf.counter_resets == 0
+
+
 def test_prometheus_extrapolation_rules() -> None:
     from logtide.streams.prom_rate import extrapolated_increase
 

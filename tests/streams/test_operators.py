@@ -274,6 +274,27 @@ def test_cardinality_guard_overflow() -> None:
     assert g.admit(pts[0]).key == pts[0].key and g.series_count() == 2
 
 
+def test_cardinality_guard_bounds_metric_names_and_refuses_counters_beyond_the_cap() -> None:
+    g = CardinalityGuard(cap=1, max_names=2)
+    a, b = Point("a", "a", {}, 0, 1.0), Point("b{x=1}", "b", {"x": "1"}, 0, 1.0)
+    assert g.admit(a) is a and g.admit(b) is b
+    c = Point("c", "c", {}, 0, 1.0)
+    assert g.key_for("c", "c") is None and g.admit(c, n=7) is None  # a third name: refused, not folded
+    assert g.refused == {"metric_names": 7} and g.refused_total == 7 and g.names_count() == 2
+    assert "c" not in g.admitted and "streams.max_metric_names" in g.why(g.last_refusal, "c", 7)
+    # beyond the per-name cap a gauge folds into the overflow series, a counter sample is refused
+    assert g.admit(Point("b{x=2}", "b", {"x": "2"}, 0, 1.0)).key == "b{overflow=true}"
+    assert g.key_for("b", "b{x=3}", COUNTER) is None
+    assert g.admit(Point("b{x=3}", "b", {"x": "3"}, 0, 5.0, COUNTER)) is None
+    assert g.refused == {"metric_names": 7, "counter_overflow": 1} and g.overflowed == {"b": 1}
+    # an evicted series frees its slot, and its name once it has no series left
+    g.forget("a", "a")
+    assert g.names_count() == 1 and g.admit(c) is c and g.names_count() == 2
+    # a restored series is admitted whatever the caps (a restart must not change who is admitted)
+    g.remember("d", "d")
+    assert g.names_count() == 3 and g.series_count() == 3
+
+
 # --- stateful pipeline: windows + detect ------------------------------------------------------------
 
 
