@@ -92,6 +92,7 @@ class BatchResult:
     untimed: int = 0  # kept out of the windows: no event time in the line
     late: int = 0  # events with a point behind the watermark by more than the lateness (dead-lettered)
     late_points: int = 0
+    refused: int = 0  # points over a cardinality cap (dead-lettered)
 
 
 def process_batch(
@@ -137,12 +138,18 @@ def process_batch(
             out.dead.append(dead_letter(value, err, DeadLetterSource(stage="enrich", topic=topic)))
             continue
         any_late = False
+        guard = stateful.guard
         for p in points:
+            refused = guard.refused_total
             late = stateful.add(p, src=origin, now_ms=now_ms)
             if late is not None:
                 any_late = True
                 out.late_points += 1
                 out.dead.append(late_dead_letter(Sourced(late, origin).to_bytes(), stateful.last_late, lateness))
+            elif guard.refused_total > refused:  # over a cardinality cap: kept, with the reason
+                out.refused += 1
+                err = DecodeError("cardinality_overflow", guard.why(guard.last_refusal, p.metric, 1))
+                out.dead.append(dead_letter(Sourced(p, origin).to_bytes(), err, DeadLetterSource(stage="window", topic=topic)))
         out.late += any_late
         for s, wm in stateless.take_marks():
             stateful.mark(s, wm, now_ms)
@@ -410,7 +417,7 @@ class Summary:
 
     def add(self, r: BatchResult, metrics: bool, n: int) -> None:
         if metrics:
-            self.metric_samples += n - len(r.dead) + r.late_points
+            self.metric_samples += n - len(r.dead) + r.late_points + r.refused
         self.events += len(r.enriched)
         self.flagged += r.flagged
         self.skewed += r.skewed

@@ -92,6 +92,7 @@ class StreamsApp:
         self.app_id = app_id or cfg.app_id
         self.partitions = cfg.partitions or partitions or 6
         self.folders: dict[int, BatchFolder] = {}
+        self.owned: set[int] = set()  # points partitions assigned to this worker now (folders exist only for these)
         self._evicted_at: dict[int, float] = {}
         state_root = Path(state_dir or cfg.state_dir)
         state_root.mkdir(parents=True, exist_ok=True)
@@ -216,6 +217,14 @@ class StreamsApp:
             for ev in events:
                 by_part[ev.message.partition].append(ev)
             for partition, evs in by_part.items():
+                if partition not in self.owned:
+                    # read before a rebalance took the partition away (the batch was taken, then revoked):
+                    # its new owner reads them again from the committed offset, with the state. Folding
+                    # them here would rebuild the partition's state from a table this worker no longer
+                    # holds, and keep that stale copy if the partition came back.
+                    log.debug("partition %d: %d message(s) after its revocation left to its new owner",
+                              partition, len(evs))
+                    continue
                 f = self._folder(partition)
                 sf = f.sf
                 dups, overflow = f.duplicates + sf.duplicates, dict(sf.guard.overflowed)
@@ -252,6 +261,8 @@ class StreamsApp:
                 # is written: a kill in between then re-emits them (same ids, same contents) instead of
                 # losing them.
                 await self._acked(sink)
+                if self.folders.get(partition) is not f:  # revoked meanwhile: the new owner holds the state
+                    continue
                 with as_event(evs[-1]):
                     for key in f.take_dirty():
                         self.table[f"{partition}|{key}".encode()] = f.export(key)
@@ -308,7 +319,14 @@ class StreamsApp:
         await self.app.crash(exc)
 
     async def _on_assigned(self, app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+        """Keep the in-memory copy only of partitions owned before and after; a newly assigned one is
+        read from the table (recovered by then) on first use."""
         log.info("assigned (faust group %s): %s", self.app_id, describe_assignment(assigned))
+        points = self.t_points.get_topic_name()
+        now = {tp.partition for tp in assigned if tp.topic == points}
+        for p in [p for p in self.folders if p not in now or p not in self.owned]:
+            del self.folders[p]
+        self.owned = now
 
     async def _on_ready(self, app: faust.App, **kwargs: Any) -> None:
         log.info("worker ready (faust group %s): tables recovered", self.app_id)
@@ -319,6 +337,7 @@ class StreamsApp:
         for tp in revoked:
             if tp.topic == points:
                 self.folders.pop(tp.partition, None)
+                self.owned.discard(tp.partition)
 
     async def _update_lag(self) -> None:
         consumer = self.app.consumer
