@@ -273,6 +273,7 @@ class BatchFolder:
     def __init__(self, sf: Stateful) -> None:
         self.sf = sf
         self.marks: dict[str, Marks] = {}  # state key -> marks of the series folded into it
+        self._tops: dict[str, dict[str, int]] = {}  # overflow state key -> newest batch end per source
         self.dirty: set[str] = set()
         self.duplicates = 0
         self.late_ts = 0  # newest event time among the late events of the last `fold`
@@ -287,7 +288,11 @@ class BatchFolder:
         if akey is None:  # refused by the cardinality guard: no state, so no marks (a replay is refused again)
             m: dict[str, int] = {}
         else:
-            m = self.marks.setdefault(akey, {}).setdefault(msg.key, {})
+            marks = self.marks.setdefault(akey, {})
+            if akey != msg.key and self._overflow_replayed(akey, marks, msg.src, msg.hi):
+                self.duplicates += 1
+                return None
+            m = marks.setdefault(msg.key, {})
         if m.get(msg.src, -1) >= msg.hi:
             self.duplicates += 1
             return None
@@ -307,6 +312,28 @@ class BatchFolder:
             m[msg.src] = msg.hi
             self.dirty.add(akey)
         return late
+
+    def _overflow_replayed(self, akey: str, marks: Marks, src: str, hi: int) -> bool:
+        """Marks of an overflow series (any number of series folded into one state) are kept for the
+        newest batch of each source only, so that they stay as bounded as the state: a message of an
+        older batch of that source is a replay (one reader produces a source's batches in order, and
+        only the last announced one is ever produced again), and a newer batch drops the older marks."""
+        tops = self._tops.get(akey)
+        if tops is None:
+            tops = self._tops[akey] = {}
+            for per_src in marks.values():
+                for s, h in per_src.items():
+                    tops[s] = max(tops.get(s, -1), h)
+        top = tops.get(src, -1)
+        if hi < top:
+            return True
+        if hi > top:
+            for k in [k for k, per_src in marks.items() if src in per_src]:
+                del marks[k][src]
+                if not marks[k]:
+                    del marks[k]
+            tops[src] = hi
+        return False
 
     def evict_idle(self, after_ms: int) -> list[str]:
         """Drop series with no open window whose newest window with data ended `after_ms` before the
@@ -331,6 +358,7 @@ class BatchFolder:
                     st.series.discard(k)
             sf.guard.forget(s.metric, k)
             self.marks.pop(k, None)
+            self._tops.pop(k, None)
             self.dirty.discard(k)
         return gone
 
@@ -350,5 +378,6 @@ class BatchFolder:
             d = orjson.loads(blob)
             self.sf.restore(key, orjson.dumps(d["s"]), now_ms)
             self.marks[key] = d.get("x") or {}
+            self._tops.pop(key, None)
         else:
             self.sf.restore(key, blob, now_ms)

@@ -170,11 +170,11 @@ def batched(c: StreamsConfig, recs: list[Rec], cuts: list[int], restarts: set[in
 @given(evs=events, jitter=st.integers(0, 60), lateness=st.sampled_from([0.0, 2.0, 5.0, 30.0]),
        cuts=st.lists(st.integers(0, 200), max_size=12), restarts=st.sets(st.integers(0, 12), max_size=4),
        replays=st.sets(st.integers(0, 12), max_size=4), step=st.sampled_from([None, None, 5.0, 2.0]),
-       hosts=st.sampled_from([1, 2, 3]))
-def test_batch_path_equals_point_by_point(evs, jitter, lateness, cuts, restarts, replays, step, hosts) -> None:  # noqa: PLR0917
+       hosts=st.sampled_from([1, 2, 3]), cap=st.sampled_from([1000, 1000, 1, 2]))
+def test_batch_path_equals_point_by_point(evs, jitter, lateness, cuts, restarts, replays, step, hosts, cap) -> None:  # noqa: PLR0917
     """Tumbling and hopping windows, one or several sources per series, events out of order by up to
-    ~20 s, late ones included."""
-    c = cfg(lateness, step=step)
+    ~20 s, late ones included; with a small cap, series folded into overflow series."""
+    c = cfg(lateness, cap=cap, step=step)
     recs = [Rec(b"k", record(i, *e, hosts=hosts), i) for i, e in enumerate(sorted_mostly(evs, jitter))]
     want, got = reference(c, recs, cuts), batched(c, recs, cuts, restarts, replays)
     assert got["enriched"] == want["enriched"]
@@ -253,6 +253,27 @@ def test_replayed_batch_is_skipped_per_series_and_source() -> None:
     assert all(folder.fold(m) is None for m in first)  # the replay
     assert all(folder.fold(m) is not None for m in other_source)  # same offsets, other partition
     assert folder.duplicates == len(first)
+
+
+def test_overflow_series_marks_stay_bounded_and_replays_are_skipped() -> None:
+    """Many series folded into one overflow series: its marks hold the newest batch's series only (as
+    bounded as its state), and every message delivered again is still skipped."""
+    c = cfg(5.0, cap=1)
+    mapper, folder = BatchMapper(c), BatchFolder(Stateful(c))
+    sent = []
+    for b in range(20):  # 20 batches, each with 10 services of its own (200 series in all)
+        recs = [Rec(None, record(b * 100 + i, b * 1000 + i, 0, False, 0), b * 100 + i) for i in range(10)]
+        recs = [Rec(None, r.value.replace(b'"s0"', f'"b{b}x{i}"'.encode()), r.offset) for i, r in enumerate(recs)]
+        for m in mapper.logs(recs, "raw", 0, NOW).series:
+            sent.append(m.to_bytes())
+            assert folder.fold(m) is not None
+    over = [k for k in folder.marks if "overflow=true" in k]
+    assert over and all(len(folder.marks[k]) <= 10 for k in over)
+    values = {k: folder.export(k) for k in folder.sf.series}
+    folder = BatchFolder(Stateful(c))  # a restart, then everything delivered again
+    for k, v in values.items():
+        folder.restore(k, v)
+    assert all(folder.fold(SeriesBatch.from_bytes(d)) is None for d in sent)
 
 
 def test_idle_series_are_evicted_after_their_windows_and_state_stays_bounded() -> None:
