@@ -222,7 +222,7 @@ class StreamsApp:
                     # its new owner reads them again from the committed offset, with the state. Folding
                     # them here would rebuild the partition's state from a table this worker no longer
                     # holds, and keep that stale copy if the partition came back.
-                    log.debug("partition %d: %d message(s) after its revocation left to its new owner",
+                    log.info("partition %d: %d message(s) read before its revocation left to its new owner",
                               partition, len(evs))
                     continue
                 f = self._folder(partition)
@@ -262,6 +262,7 @@ class StreamsApp:
                 # losing them.
                 await self._acked(sink)
                 if self.folders.get(partition) is not f:  # revoked meanwhile: the new owner holds the state
+                    log.info("partition %d: revoked while a batch was folded; its state is not written", partition)
                     continue
                 with as_event(evs[-1]):
                     for key in f.take_dirty():
