@@ -43,7 +43,9 @@ class StreamsMetrics:
             "logtide_streams_series_overflow", "Events folded into an overflow series.", ["metric"], registry=r
         )
         self.metric_names = Gauge(
-            "logtide_streams_metric_names", "Metric names held by this worker (live names).", registry=r
+            "logtide_streams_metric_names",
+            "Live metric names held by this worker, summed over its points partitions (the cap is per partition).",
+            registry=r,
         )
         self.cardinality_refused = Counter(
             "logtide_streams_cardinality_refused", "Events kept out of windows by the cardinality caps "

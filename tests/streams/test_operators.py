@@ -517,6 +517,28 @@ def test_faust_app_builds_from_config(tmp_path) -> None:
     assert b'logtide_streams_dead_letters_total{reason="invalid_json"} 1.0' in generate_latest(sapp.metrics.registry)
 
 
+async def test_worker_keeps_state_copies_only_of_partitions_it_owned_throughout(tmp_path) -> None:
+    """A partition's in-memory state survives a rebalance only when the worker owned it before and after:
+    a copy made while it was not owned (messages read before its revocation) would be stale, and a newly
+    assigned partition is read from the recovered table instead."""
+    from faust.types import TP
+
+    from logtide.config import parse_config
+    from logtide.streams_command import build_app
+
+    sapp = build_app(parse_config({"streams": {"app_id": "own", "metrics_port": 0}}), state_dir=tmp_path)
+    pts = sapp.t_points.get_topic_name()
+    await sapp._on_assigned(sapp.app, {TP(pts, 0), TP(pts, 1), TP("other", 2)})
+    assert sapp.owned == {0, 1}
+    kept, gone, stale = object(), object(), object()
+    sapp.folders.update({0: kept, 1: gone})
+    await sapp._on_revoked(sapp.app, {TP(pts, 1)})
+    assert sapp.owned == {0} and set(sapp.folders) == {0}
+    sapp.folders[2] = stale  # as the old agent made one from messages of a partition it did not own
+    await sapp._on_assigned(sapp.app, {TP(pts, 0), TP(pts, 1), TP(pts, 2)})
+    assert sapp.folders == {0: kept} and sapp.owned == {0, 1, 2}
+
+
 def test_an_occupied_port_is_a_clear_error() -> None:
     """Two workers on one host: the second one's metrics/web port clash is reported, not a traceback."""
     import socket
