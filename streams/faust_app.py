@@ -40,7 +40,7 @@ from logtide.streams.batch import (
     refused_dead_letter,
 )
 from logtide.streams.config import StreamsConfig
-from logtide.streams.faust_compat import as_event, widen_producer_buffer
+from logtide.streams.faust_compat import as_event, leave_uncommitted, widen_producer_buffer
 from logtide.streams.metrics import StreamsMetrics
 from logtide.streams.pipeline import TICK, Stateful, Stateless, late_dead_letter
 from logtide.streams.raw_reader import RawReader
@@ -219,11 +219,12 @@ class StreamsApp:
             for partition, evs in by_part.items():
                 if partition not in self.owned:
                     # read before a rebalance took the partition away (the batch was taken, then revoked):
-                    # its new owner reads them again from the committed offset, with the state. Folding
-                    # them here would rebuild the partition's state from a table this worker no longer
-                    # holds, and keep that stale copy if the partition came back.
-                    log.info("partition %d: %d message(s) read before its revocation left to its new owner",
-                              partition, len(evs))
+                    # left uncommitted, they are read again from the committed offset, with the state, by
+                    # the new owner or by this worker once the partition is back. Folding them here would
+                    # rebuild the state from a table this worker no longer holds.
+                    leave_uncommitted(evs)
+                    log.info("partition %d: %d message(s) read before its revocation left uncommitted",
+                             partition, len(evs))
                     continue
                 f = self._folder(partition)
                 sf = f.sf
@@ -261,8 +262,10 @@ class StreamsApp:
                 # is written: a kill in between then re-emits them (same ids, same contents) instead of
                 # losing them.
                 await self._acked(sink)
-                if self.folders.get(partition) is not f:  # revoked meanwhile: the new owner holds the state
-                    log.info("partition %d: revoked while a batch was folded; its state is not written", partition)
+                if self.folders.get(partition) is not f:  # revoked meanwhile: whoever owns it now folds them again
+                    leave_uncommitted(evs)
+                    log.info("partition %d: revoked while a batch was folded; its state is not written and "
+                             "its %d message(s) are left uncommitted", partition, len(evs))
                     continue
                 with as_event(evs[-1]):
                     for key in f.take_dirty():

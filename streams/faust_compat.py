@@ -1,10 +1,11 @@
 """Every use of faust-streaming internals, in one place, for the versions it was written against.
 
-The worker relies on two things Faust does not offer as public API:
+The worker relies on three things Faust does not offer as public API:
 - the context variable Faust tables read a key's partition from (`faust.streams._current_event`):
   the aggregate agent writes each partition's state under one of that partition's own events;
 - the producer buffer's `max_messages` (100 by default), which makes a stream wait, with a warning,
-  whenever more changelog records are pending than that; one batch writes back more by design.
+  whenever more changelog records are pending than that; one batch writes back more by design;
+- a message's `acked` flag, to leave the offsets of messages it did not fold uncommitted.
 
 A faust-streaming outside `SUPPORTED` fails at import with the reason, instead of misbehaving later.
 """
@@ -12,7 +13,7 @@ A faust-streaming outside `SUPPORTED` fails at import with the reason, instead o
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,3 +50,18 @@ def widen_producer_buffer(app: faust.App, max_messages: int) -> None:
     if not hasattr(buf, "max_messages"):
         raise RuntimeError("faust producer buffer has no max_messages: faust_compat needs updating")
     buf.max_messages = max(buf.max_messages, max_messages)
+
+
+def leave_uncommitted(events: Iterable[Any]) -> None:
+    """Let `take_events`' automatic ack of these events (after the agent's batch) pass without recording
+    their offsets for commit, so that they are delivered again: to the partition's new owner, or to this
+    worker after the rebalance's seek to the committed offset.
+
+    For messages of a partition revoked while the batch was in flight: recorded, their offsets would be
+    committed once the partition came back to this worker, past messages no state has folded.
+    """
+    for ev in events:
+        msg = ev.message
+        if not hasattr(msg, "acked"):
+            raise RuntimeError("faust message has no acked flag: faust_compat needs updating")
+        msg.acked = True  # Message.ack is a no-op for a message already acked: Consumer.ack never sees it
