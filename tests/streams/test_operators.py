@@ -539,6 +539,32 @@ async def test_worker_keeps_state_copies_only_of_partitions_it_owned_throughout(
     assert sapp.folders == {0: kept} and sapp.owned == {0, 1, 2}
 
 
+def test_messages_left_uncommitted_never_reach_the_consumers_commit_list() -> None:
+    """Faust's own ack after the batch must not record a message the agent did not fold."""
+    from types import SimpleNamespace
+
+    from faust.types.tuples import ConsumerMessage
+    from logtide.streams.faust_compat import leave_uncommitted
+
+    class Consumer:
+        def __init__(self) -> None:
+            self.acked: list[int] = []
+
+        def ack(self, message: ConsumerMessage) -> bool:
+            self.acked.append(message.offset)
+            return True
+
+    def msg(offset: int) -> ConsumerMessage:
+        m = ConsumerMessage("t", 0, offset, 0.0, 0, None, None, b"v", None)
+        m.incref()
+        return m
+
+    consumer, skipped, folded = Consumer(), msg(7), msg(8)
+    leave_uncommitted([SimpleNamespace(message=skipped)])
+    assert skipped.ack(consumer) is False and folded.ack(consumer) is True
+    assert consumer.acked == [8]
+
+
 def test_an_occupied_port_is_a_clear_error() -> None:
     """Two workers on one host: the second one's metrics/web port clash is reported, not a traceback."""
     import socket
