@@ -68,6 +68,41 @@ def check_port_free(port: int, what: str, host: str = "0.0.0.0") -> None:
             ) from None
 
 
+class StallFence:
+    """Holds table writes back after the worker's event loop stood still (SIGSTOP, a swapped-out host,
+    a long pause) for more than `threshold` seconds, for `hold` seconds.
+
+    A worker frozen past the session timeout has lost its partitions without knowing it; woken up, it
+    would write the state of its last batch to the changelog after the new owner's newer state (the
+    changelog keeps the last write), and the next owner would restore that older state. Held back, the
+    write comes after the group told the worker what it still owns. Pure: time is passed in.
+    """
+
+    def __init__(self, threshold: float, hold: float) -> None:
+        self.threshold, self.hold = threshold, hold
+        self.last_tick: float | None = None
+        self.until = 0.0
+        self.stalls = 0
+
+    def tick(self, now: float) -> bool:
+        """Called about every second by a timer on the same loop; True when it finds a stall."""
+        stalled = self._check(now)
+        self.last_tick = now
+        return stalled
+
+    def wait(self, now: float) -> float:
+        """Seconds to hold a table write back (0: write now); sees a stall its timer has not seen yet."""
+        self._check(now)
+        return max(0.0, self.until - now)
+
+    def _check(self, now: float) -> bool:
+        if self.last_tick is not None and now - self.last_tick > self.threshold and now >= self.until:
+            self.until = now + self.hold
+            self.stalls += 1
+            return True
+        return False
+
+
 class StreamsApp:
     """The Faust app, its points topic, table and aggregate agent, and the raw batch reader."""
 
@@ -93,6 +128,8 @@ class StreamsApp:
         self.partitions = cfg.partitions or partitions or 6
         self.folders: dict[int, BatchFolder] = {}
         self.owned: set[int] = set()  # points partitions assigned to this worker now (folders exist only for these)
+        heartbeat = min(3.0, cfg.session_timeout_seconds / 4)
+        self.fence = StallFence(cfg.session_timeout_seconds / 2, max(2.0, 3 * heartbeat))
         self._evicted_at: dict[int, float] = {}
         state_root = Path(state_dir or cfg.state_dir)
         state_root.mkdir(parents=True, exist_ok=True)
@@ -145,6 +182,7 @@ class StreamsApp:
         app.agent(self.t_points, name="aggregate")(self._aggregate_agent)
         app.timer(interval=5.0)(self._update_lag)
         app.timer(interval=1.0)(self._tick)
+        app.timer(interval=0.5)(self._watch_stalls)
         app.task(self._on_start)
         app.task(self.reader.run)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -262,6 +300,9 @@ class StreamsApp:
                 # is written: a kill in between then re-emits them (same ids, same contents) instead of
                 # losing them.
                 await self._acked(sink)
+                hold = self.fence.wait(time.monotonic())
+                if hold:  # the loop stood still: let the group say whether this partition is still ours
+                    await asyncio.sleep(hold)
                 if self.folders.get(partition) is not f:  # revoked meanwhile: whoever owns it now folds them again
                     leave_uncommitted(evs)
                     log.info("partition %d: revoked while a batch was folded; its state is not written and "
@@ -303,6 +344,11 @@ class StreamsApp:
             self.metrics.series_evicted.inc(len(gone))
             log.info("partition %d: evicted %d idle series", partition, len(gone))
         return gone
+
+    async def _watch_stalls(self) -> None:
+        if self.fence.tick(time.monotonic()):
+            log.warning("the worker stood still for more than %.1f s (half the session timeout): table writes "
+                        "wait %.1f s for the group to confirm its partitions", self.fence.threshold, self.fence.hold)
 
     async def _tick(self) -> None:
         """A wall-clock tick to every partition of the points topic: windows held by idle sources or by

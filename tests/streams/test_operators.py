@@ -565,6 +565,22 @@ def test_messages_left_uncommitted_never_reach_the_consumers_commit_list() -> No
     assert consumer.acked == [8]
 
 
+def test_stall_fence_holds_table_writes_after_the_loop_stood_still() -> None:
+    from logtide.streams.faust_app import StallFence
+
+    f = StallFence(threshold=3.0, hold=4.5)
+    assert f.wait(0.0) == 0  # no tick yet: nothing known
+    for t in (0.0, 0.5, 1.0, 1.5):
+        assert not f.tick(t)
+    assert f.wait(1.7) == 0  # ticking: write now
+    # frozen from 1.5 to 9.0 (SIGSTOP past the session timeout): the agent may run before the timer does
+    assert f.wait(9.0) == 4.5 and f.stalls == 1
+    assert not any(f.tick(9.0 + 0.5 * i) for i in range(7))  # the same stall, seen once; ticking again
+    assert f.wait(12.0) == 1.5 and f.wait(13.5) == 0
+    assert f.tick(20.0) and f.stalls == 2  # the timer finds the next one first
+    assert f.wait(20.1) == pytest.approx(4.4)
+
+
 def test_an_occupied_port_is_a_clear_error() -> None:
     """Two workers on one host: the second one's metrics/web port clash is reported, not a traceback."""
     import socket
