@@ -40,7 +40,12 @@ from logtide.streams.batch import (
     refused_dead_letter,
 )
 from logtide.streams.config import StreamsConfig
-from logtide.streams.faust_compat import as_event, leave_uncommitted, widen_producer_buffer
+from logtide.streams.faust_compat import (
+    as_event,
+    fetched_before_rebalance,
+    leave_uncommitted,
+    widen_producer_buffer,
+)
 from logtide.streams.metrics import StreamsMetrics
 from logtide.streams.pipeline import TICK, Stateful, Stateless, late_dead_letter
 from logtide.streams.raw_reader import RawReader
@@ -254,16 +259,21 @@ class StreamsApp:
             by_part: dict[int, list[Any]] = defaultdict(list)
             for ev in events:
                 by_part[ev.message.partition].append(ev)
-            for partition, evs in by_part.items():
-                if partition not in self.owned:
-                    # read before a rebalance took the partition away (the batch was taken, then revoked):
-                    # left uncommitted, they are read again from the committed offset, with the state, by
-                    # the new owner or by this worker once the partition is back. Folding them here would
-                    # rebuild the state from a table this worker no longer holds.
-                    leave_uncommitted(evs)
-                    log.info("partition %d: %d message(s) read before its revocation left uncommitted",
-                             partition, len(evs))
-                    continue
+            for partition, got in by_part.items():
+                # Messages read before a rebalance (the batch was taken, then the group changed) are left
+                # uncommitted: they are read again from the committed offset, in order, with the state, by
+                # the partition's owner (this worker again, or another). Folded here, they would rebuild a
+                # revoked partition's state from a table this worker no longer holds, or come before the
+                # earlier messages read again after the rebalance (which the offset marks then skip).
+                owned = partition in self.owned
+                evs = [ev for ev in got if owned and not fetched_before_rebalance(self.app, ev)]
+                if len(evs) < len(got):
+                    kept = {id(ev) for ev in evs}
+                    leave_uncommitted([ev for ev in got if id(ev) not in kept])
+                    log.info("partition %d: %d message(s) read before a rebalance left uncommitted",
+                             partition, len(got) - len(evs))
+                    if not evs:
+                        continue
                 f = self._folder(partition)
                 sf = f.sf
                 dups, overflow = f.duplicates + sf.duplicates, dict(sf.guard.overflowed)

@@ -1,11 +1,12 @@
 """Every use of faust-streaming internals, in one place, for the versions it was written against.
 
-The worker relies on three things Faust does not offer as public API:
+The worker relies on four things Faust does not offer as public API:
 - the context variable Faust tables read a key's partition from (`faust.streams._current_event`):
   the aggregate agent writes each partition's state under one of that partition's own events;
 - the producer buffer's `max_messages` (100 by default), which makes a stream wait, with a warning,
   whenever more changelog records are pending than that; one batch writes back more by design;
-- a message's `acked` flag, to leave the offsets of messages it did not fold uncommitted.
+- a message's `acked` flag, to leave the offsets of messages it did not fold uncommitted, and its
+  `generation_id` (the group generation it was fetched in), to tell messages fetched before a rebalance.
 
 A faust-streaming outside `SUPPORTED` fails at import with the reason, instead of misbehaving later.
 """
@@ -65,3 +66,18 @@ def leave_uncommitted(events: Iterable[Any]) -> None:
         if not hasattr(msg, "acked"):
             raise RuntimeError("faust message has no acked flag: faust_compat needs updating")
         msg.acked = True  # Message.ack is a no-op for a message already acked: Consumer.ack never sees it
+
+
+def fetched_before_rebalance(app: faust.App, event: Any) -> bool:
+    """Whether the event's message was fetched in an earlier group generation than the current one.
+
+    Faust itself drops such messages as they enter a stream, but not the ones already waiting in a
+    `take_events` buffer when the group rebalanced. After a rebalance Faust reads every partition again
+    from its committed offset, so those would reach the agent twice, the first time *before* messages
+    that precede them, and the aggregator's per-series offset marks would then skip the earlier ones as
+    replays.
+    """
+    msg = event.message
+    gen = getattr(msg, "generation_id", None)
+    current = getattr(app, "consumer_generation_id", None)
+    return gen is not None and current is not None and gen != current
