@@ -83,7 +83,7 @@ class EnsembleConfig(CommonConfig):
     spread_guard: float = 1e-4
     k: float = 0.5
     h: float = 8.0
-    tail_z: float = 2.5
+    tail_z: float = 2.0
     tail_memory: float = 500.0
     min_change: float = 0.01
     ctx_levels: int = 6
