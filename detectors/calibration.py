@@ -6,8 +6,10 @@ thermometer. ``TailCalibrator`` learns, online, the upper tail of the statistic'
 the peaks-over-threshold method of extreme value theory (as in SPOT/DSPOT, Siffer et al., KDD 2017):
 a running high threshold ``u`` (``u_mult`` times the recent mean of the statistic, winsorised, so it
 adapts as fast up as down), the running rate ``r`` at which it is exceeded, and a
-generalised Pareto fit (method of moments) of the excesses over ``u``. The tail probability of a new
-value is then ``r * (1 + xi * (x - u) / sigma) ** (-1 / xi)``, which extrapolates smoothly beyond
+generalised Pareto fit (method of moments) of the excesses over ``u``, each excess winsorised at
+``excess_clip`` times their running mean (a burst of extreme statistics would otherwise widen the tail
+for hundreds of excesses, so that the same burst hours later scores low; the first 10 excesses have no
+mean to compare with and are learned as they are). The tail probability of a new value is then ``r * (1 + xi * (x - u) / sigma) ** (-1 / xi)``, which extrapolates smoothly beyond
 anything seen so far. One threshold on that probability means the same rate of false alarms on every series.
 """
 
@@ -153,7 +155,7 @@ class TailCalibrator:
         m = self._ex
         if ne > 10:
             cap = self._xclip * m
-            if e > cap > 0.0:  # winsorised (robust to a burst, above all one during warm-up)
+            if e > cap > 0.0:  # winsorised: one burst moves the fit little
                 e = cap
         ne += 1
         self._ne = ne
