@@ -14,7 +14,7 @@ read-only.
 ``score`` is in [0, 1]: ``-log10(p) / 8`` where ``p`` is the calibrated tail probability of the
 point (Bonferroni-corrected across the ensemble's tests), so one threshold means the same rate on
 every series. Suggested thresholds: 0.5 to page (p = 1e-4), about 0.3 to flag (the
-ensemble's gate opens an incident at 0.28; NAB's best threshold on its dev set is 0.277). ``expected`` and ``[lower, upper]`` are the forecast
+ensemble's gate opens an incident at 0.28; NAB's best threshold on its dev set is 0.287). ``expected`` and ``[lower, upper]`` are the forecast
 and the band outside which the point test alone would reach 0.5; the band (ensemble, seasonal,
 ewma, robust) is never narrower than the data's resolution (or 1 % of the level) and stays within
 the domain seen (no negative bound for a series never negative, within [0, 1] for one that never
@@ -27,7 +27,7 @@ contextOSE), ``isolation`` (isolation forest over feature vectors; pass a list o
 for multivariate use) and ``ensemble`` (the default: seasonal forecast with point, level, spread and
 context tests).
 
-NAB scores and the leave-one-category-out check: ``bench/nab_eval.py`` and ``bench/bench_detectors.py``
+NAB scores and the leave-one-category-out check: ``bench/nab_eval.py`` and ``bench/bench_detectors.py``; figures in README.md
 (data and scorer supplied by flag).
 """
 

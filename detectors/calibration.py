@@ -6,8 +6,10 @@ thermometer. ``TailCalibrator`` learns, online, the upper tail of the statistic'
 the peaks-over-threshold method of extreme value theory (as in SPOT/DSPOT, Siffer et al., KDD 2017):
 a running high threshold ``u`` (``u_mult`` times the recent mean of the statistic, winsorised, so it
 adapts as fast up as down), the running rate ``r`` at which it is exceeded, and a
-generalised Pareto fit (method of moments) of the excesses over ``u``. The tail probability of a new
-value is then ``r * (1 + xi * (x - u) / sigma) ** (-1 / xi)``, which extrapolates smoothly beyond
+generalised Pareto fit (method of moments) of the excesses over ``u``, each excess winsorised at
+``excess_clip`` times their running mean (a burst of extreme statistics would otherwise widen the tail
+for hundreds of excesses, so that the same burst hours later scores low; the first 10 excesses have no
+mean to compare with and are learned as they are). The tail probability of a new value is then ``r * (1 + xi * (x - u) / sigma) ** (-1 / xi)``, which extrapolates smoothly beyond
 anything seen so far. One threshold on that probability means the same rate of false alarms on every series.
 """
 
@@ -32,7 +34,8 @@ class TailConfig:
     ``warmup``: statistics seen before probabilities are trusted (p = 1 before); ``skip``: first
     statistics ignored (a baseline's first few verdicts, before it has any spread, are noise);
     ``guard``: statistics whose tail probability is below it are not learned (an anomaly must not
-    teach the calibration that anomalies are normal, as in DSPOT)."""
+    teach the calibration that anomalies are normal, as in DSPOT); ``excess_clip``: an excess is
+    learned as at most this many times the mean excess so far (0: not clipped), after the first 10."""
 
     z_q: float = 2.5
     memory: float = 500.0
@@ -41,14 +44,14 @@ class TailConfig:
     warmup: int = 30
     skip: int = 10
     guard: float = 0.0
-
+    excess_clip: float = 5.0
 
 
 class TailCalibrator:
     """Online generalised-Pareto tail model of a non-negative statistic; see module docstring."""
 
     __slots__ = ("_a", "_at", "_cfg", "_ex", "_ex2", "_guard", "_l1", "_n", "_ne", "_rate", "_sig", "_skip",
-                 "_u", "_warm", "_xi", "_ximax", "_zq")
+                 "_u", "_warm", "_xclip", "_xi", "_ximax", "_zq")
 
     def __init__(self, config: TailConfig | None = None) -> None:
         self._cfg = config or TailConfig()
@@ -58,6 +61,7 @@ class TailCalibrator:
         self._skip = self._cfg.skip
         self._guard = self._cfg.guard
         self._ximax = self._cfg.xi_max
+        self._xclip = self._cfg.excess_clip
         self._n = 0  # statistics seen
         self._ne = 0  # excesses seen
         self._l1 = 0.0  # recent mean of the statistic (winsorised)
@@ -147,12 +151,17 @@ class TailCalibrator:
 
     def excess(self, e: float, u: float) -> None:
         """The tail fit's part of ``learn``, when the statistic exceeds the threshold ``u`` by ``e``."""
-        ne = self._ne + 1
+        ne = self._ne
+        m = self._ex
+        if ne > 10:
+            cap = self._xclip * m
+            if e > cap > 0.0:  # winsorised: one burst moves the fit little
+                e = cap
+        ne += 1
         self._ne = ne
         at = self._at
         if not ne * at > 1.0:
             at = 1.0 / ne
-        m = self._ex
         m += at * (e - m)
         self._ex = m
         v = self._ex2

@@ -83,7 +83,7 @@ class EnsembleConfig(CommonConfig):
     spread_guard: float = 1e-4
     k: float = 0.5
     h: float = 8.0
-    tail_z: float = 2.5
+    tail_z: float = 2.0
     tail_memory: float = 500.0
     min_change: float = 0.01
     ctx_levels: int = 6
@@ -193,7 +193,7 @@ class EnsembleDetector(Detector):
         # and spread tests, the score mapping and the gate inlined: same operations in the same order
         # as the methods they copy (scores are bit-identical), without their call overhead.
         base = self._base
-        if not (_finite(value) and _finite(ts)):
+        if not (value - value == 0.0 and ts - ts == 0.0):  # not finite (NaN or infinite), without a call
             e = base.expected
             return _tuple_new(Score, (0.0, e, e, e))
         exp = base.forecast(ts)

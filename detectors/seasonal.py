@@ -61,6 +61,8 @@ class Baseline:
         "_f",
         "_g",
         "_i",
+        "_jp",
+        "_kl",
         "_lev",
         "_mode",
         "_n",
@@ -88,6 +90,8 @@ class Baseline:
         self._clip = cfg.clip
         self._mode = cfg.mode
         self._nl = len(self._al)
+        self._kl = shared(tuple(range(self._nl)))  # the loop indices, built once per worker (hot path)
+        self._jp = shared(tuple(range(len(self._per))))
         m = self._nl + len(self._per)
         self._n = 0
         self._t0 = math.nan
@@ -110,7 +114,7 @@ class Baseline:
         sel = self._sel
         best = 0
         be = sel[0]
-        for k in range(self._nl):
+        for k in self._kl:
             pred[k] = lev[k]
             sk = sel[k]
             if sk < be:
@@ -126,7 +130,7 @@ class Baseline:
             pi = self._i
             pf = self._f
             k = self._nl
-            for j in range(len(per_)):
+            for j in self._jp:
                 per = per_[j]
                 b = buck[j]
                 prof = profs[j]
@@ -176,7 +180,7 @@ class Baseline:
             asel = inv
         nl = self._nl
         al = self._al
-        for k in range(nl):  # level models
+        for k in self._kl:  # level models
             e = value - pred[k]
             ea = e if e >= 0.0 else -e
             ek = err[k]
@@ -204,7 +208,7 @@ class Baseline:
             pi = self._i
             pf = self._f
             k = nl
-            for j in range(len(per_)):
+            for j in self._jp:
                 pk = pred[k]
                 e = value - pk
                 ea = e if e >= 0.0 else -e

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from logtide.detectors.base import decode, encode
+from logtide.detectors.calibration import TailCalibrator, TailConfig
 
 from logtide import detectors
 
@@ -208,6 +209,39 @@ def test_flatline_after_activity(name: str) -> None:
     scores = feed(det, xs)
     assert _quiet_before(scores, det)
     assert _fires_after(scores, det, 200)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_second_burst_pages_again(seed: int) -> None:
+    # one burst of +30 sd for ten points, then the same burst again 800 points later: the first burst
+    # must not widen the learned tail so much that the second one stays below the paging level
+    rng = random.Random(seed)
+    xs = [100 + rng.gauss(0, 1) for _ in range(2000)]
+    for start in (700, 1500):
+        for i in range(start, start + 10):
+            xs[i] += 30
+    det = detectors.build()
+    scores = feed(det, xs)
+    assert max(scores[700:710]) >= det.config.alarm
+    assert max(scores[1500:1510]) >= det.config.alarm
+
+
+def test_tail_fit_is_robust_to_a_burst_of_extreme_statistics() -> None:
+    """Ten statistics 40 sd out among 4000 Gaussian ones: the fitted tail stays light (each excess is
+    winsorised at ``excess_clip`` times the mean excess); unclipped, the burst makes a 6-sd statistic
+    fifty times more probable."""
+
+    def fitted(clip: float) -> TailCalibrator:
+        cal = TailCalibrator(TailConfig(excess_clip=clip))
+        rng = random.Random(1)
+        for i in range(4000):
+            cal.learn(40.0 if 1000 <= i < 1010 else abs(rng.gauss(0, 1)))
+        return cal
+
+    clipped, unclipped = fitted(TailConfig.excess_clip), fitted(0.0)
+    assert clipped.tail(6.0) < 1e-3 < unclipped.tail(6.0)
+    assert clipped.tail(6.0) * 20 < unclipped.tail(6.0)
+    assert clipped._xi < unclipped._xi
 
 
 @pytest.mark.parametrize(("name", "config"), [("page_hinkley", {}), ("cusum", {})])
