@@ -42,6 +42,7 @@ from logtide.streams.batch import (
 from logtide.streams.config import StreamsConfig
 from logtide.streams.faust_compat import (
     as_event,
+    commit_only_acknowledged,
     fetched_before_rebalance,
     leave_uncommitted,
     widen_producer_buffer,
@@ -164,6 +165,7 @@ class StreamsApp:
         if credentials is not None:
             conf["broker_credentials"] = credentials
         conf.update(settings or {})
+        commit_only_acknowledged()
         self.app = app = faust.App(self.app_id, **conf)
 
         raw = {"key_serializer": "raw", "value_serializer": "raw"}

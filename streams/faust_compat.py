@@ -6,7 +6,9 @@ The worker relies on four things Faust does not offer as public API:
 - the producer buffer's `max_messages` (100 by default), which makes a stream wait, with a warning,
   whenever more changelog records are pending than that; one batch writes back more by design;
 - a message's `acked` flag, to leave the offsets of messages it did not fold uncommitted, and its
-  `generation_id` (the group generation it was fetched in), to tell messages fetched before a rebalance.
+  `generation_id` (the group generation it was fetched in), to tell messages fetched before a rebalance;
+- `Consumer._new_offset`, replaced by `commit_only_acknowledged`: Faust's own commits past one
+  unacknowledged message sitting exactly at the committed offset.
 
 A faust-streaming outside `SUPPORTED` fails at import with the reason, instead of misbehaving later.
 """
@@ -29,6 +31,8 @@ if not faust.__version__.startswith(SUPPORTED):
     )
 
 from faust.streams import _current_event  # noqa: E402 - after the version check, on purpose
+from faust.transport.consumer import Consumer  # noqa: E402
+from faust.utils.functional import consecutive_numbers  # noqa: E402
 
 
 @contextmanager
@@ -81,3 +85,41 @@ def fetched_before_rebalance(app: faust.App, event: Any) -> bool:
     gen = getattr(msg, "generation_id", None)
     current = getattr(app, "consumer_generation_id", None)
     return gen is not None and current is not None and gen != current
+
+
+def _new_offset(self: Any, tp: Any) -> int | None:
+    """Faust 0.15.3's `Consumer._new_offset` with its head check made exact.
+
+    Faust returns None (nothing to commit) only when the smallest acknowledged offset is more than one
+    past the committed offset (`min(acked) - committed > 1`), so a single message at the committed offset
+    that was left unacknowledged (not folded: `leave_uncommitted`) is committed past as soon as the
+    message after it is acknowledged, and lost to whoever reads the partition next. The topics the
+    worker's agents read are its own points topics: neither compacted nor transactional, so every offset
+    is a message and the head check can be exact.
+    """
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    max_offset = max(acked)
+    gap_for_tp = self._gap[tp]
+    if gap_for_tp:  # offsets Faust saw missing while reading: as good as acknowledged (as Faust does)
+        candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
+        if candidates:
+            filled = [o for entry in candidates for o in range(entry.begin, entry.end)]
+            acked.extend(filled)
+            gap_for_tp.chop(0, max(filled[-1], max_offset + 1))
+    acked.sort()
+    committed = self._committed_offset[tp]
+    if committed is not None and acked[0] > committed:
+        return None  # the message at the committed offset is not acknowledged yet
+    batch = next(consecutive_numbers(acked))
+    acked[: len(batch)] = []
+    self._acked_index[tp].difference_update(batch)
+    return batch[-1] + 1
+
+
+def commit_only_acknowledged() -> None:
+    """Install the exact `_new_offset` (idempotent)."""
+    if not callable(getattr(Consumer, "_new_offset", None)):
+        raise RuntimeError("faust Consumer has no _new_offset: faust_compat needs updating")
+    Consumer._new_offset = _new_offset
