@@ -134,6 +134,7 @@ class EndOffsetWatch:
 
     async def _run(self) -> None:
         from aiokafka import AIOKafkaConsumer
+        from aiokafka.errors import KafkaError
 
         c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
         await c.start()
@@ -141,7 +142,13 @@ class EndOffsetWatch:
             await _end_sum(c, self.topic)
             self._ready.set()
             while not self._stop.is_set():
-                got = await _end_sum(c, self.topic)
+                try:
+                    got = await _end_sum(c, self.topic)
+                except KafkaError as exc:  # a topic the shipper has just created may have no leader yet
+                    print(f"end offset of {self.topic}: {exc!r}; asking again", file=sys.stderr)
+                    await c._client.force_metadata_update()
+                    await asyncio.sleep(self.every_s)
+                    continue
                 now = time.perf_counter()
                 if got != self.count:
                     self.count, self.changed_at = got, now
