@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -57,6 +58,25 @@ def owned_pid(pid_file: Path, marker: str) -> int | None:
     return pid
 
 
+OPEN_FILES_WANTED = 262_144  # Kafka keeps 2-3 files per partition segment open; ES asks for 65,535
+
+
+def raise_open_files_limit() -> None:
+    """Give the servers we start (they inherit it) as many open files as allowed.
+
+    Many machines start processes with a soft limit of 1,024 under a much higher hard one; a development
+    broker with a few thousand partitions runs out and then refuses every connection ("Too many open
+    files"), which looks like a broker that is down. Where the hard limit cannot be raised (a container
+    without CAP_SYS_RESOURCE) the soft one is raised to it.
+    """
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else max(hard, OPEN_FILES_WANTED)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))  # root may raise the hard limit
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # others: up to the hard limit
+
+
 def spawn(
     cmd: list[str],
     *,
@@ -69,6 +89,7 @@ def spawn(
     """Start `cmd` detached in its own session, stdout/stderr to `out_file`; record and return its pid."""
     out_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
+    raise_open_files_limit()
     with out_file.open("ab") as out:
         proc = subprocess.Popen(
             cmd,
