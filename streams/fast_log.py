@@ -167,7 +167,7 @@ class FastLog:
         # a configuration reload replaces them there, see `streams.reload`)
         self.group_by = tuple(sl.derive.group_by)
         self._gb = tuple(0 if g == "service" else 1 if g == "host" else g for g in self.group_by)
-        self._series: dict[tuple[Any, ...], tuple[tuple[str, str, dict[str, str]], ...]] = {}
+        self._series: dict[tuple[Any, ...], LogSeries] = {}  # (group labels, level, status class) ->
         self._dt_text: dict[str, str] = {}  # event.ingested: one value per shipper chunk
         self._sev: dict[Any, str] = {}
         self._now: datetime | None = None
@@ -212,9 +212,9 @@ class FastLog:
         return out
 
     def __call__(self, raw: bytes, now: datetime, partition: int | None) -> tuple[Any, ...] | None:
-        """(enriched bytes, skew, untimed, source, event time ms, series, latency, event id) or None
-        (unsure: take the reference path). Series: the event's `LogSeries` (None when not windowed); latency: the
-        value of its latency point (None when it has none)."""
+        """(enriched bytes, skew, untimed, source, event time ms, series, latency, event id), or None
+        when unsure (the reference path takes the record). Series: the event's `LogSeries` (None when
+        not windowed); latency: the value of its latency point (None when it has none)."""
         if type(raw) is not bytes or len(raw) > _MAX_BYTES:
             return None
         try:
