@@ -3,9 +3,14 @@
   logtide  `logtide streams` (one worker): batch reader: validate, enrich -> logs.enriched, derive +
            combine per batch -> points (repartition); Faust agent: window aggregate
            (count/sum/min/max/mean/p50/p90/p99) + detect.
-  quix     the same job written with Quix Streams: our validate/enrich/derive operators, Quix's
+  quix     the same job written with Quix Streams: our validate/enrich/derive operators (the worker's
+           plain-dict lane, the reference where it declines), per record, Quix's
            group_by repartition, its tumbling window (count/sum/min/max/mean; no percentiles) and a
            stateful detect step with the same detector.
+           Quix Streams 3.x needs pydantic < 2.14 (below our lock): give it its own venv,
+             .venv/bin/uv venv --python .venv/bin/python .venv/quix
+             .venv/bin/uv pip install --python .venv/quix/bin/python -e . "quixstreams>=3,<4"
+           (used when present; or BENCH_QUIX_PYTHON=/path/to/python).
   aiokafka a bare consume -> orjson decode -> produce loop: the Python ceiling.
 
 Each runner consumes the same pre-produced topic with its own consumer group. Throughput is measured
@@ -253,9 +258,19 @@ def start_faust(cfg_path: Path, state: Path, log: Path) -> subprocess.Popen:
     )
 
 
+def quix_python() -> str:
+    """The interpreter for the Quix runner: Quix Streams 3.x pins pydantic < 2.14, below our lock, so it
+    lives in its own venv (BENCH_QUIX_PYTHON, else .venv/quix/bin/python when present)."""
+    env = os.environ.get("BENCH_QUIX_PYTHON")
+    if env:
+        return env
+    local = ROOT / ".venv" / "quix" / "bin" / "python"
+    return str(local) if local.exists() else sys.executable
+
+
 def start_quix(bootstrap: str, prefix: str, group: str, state: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, __file__, "--quix-worker", bootstrap, prefix, group, str(state)],
+        [quix_python(), __file__, "--quix-worker", bootstrap, prefix, group, str(state)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(ROOT),
         env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
     )
@@ -276,6 +291,7 @@ def quix_worker(bootstrap: str, prefix: str, group: str, state_dir: str) -> None
     from logtide.schemas import encode
     from logtide.streams.config import StreamsConfig
     from logtide.streams.detect import build_detector, restore_detector
+    from logtide.streams.fast_log import FastLog
     from logtide.streams.pipeline import Stateless
     from quixstreams import Application
     from quixstreams.dataframe.windows import Count, Max, Mean, Min, Sum
@@ -289,11 +305,27 @@ def quix_worker(bootstrap: str, prefix: str, group: str, state_dir: str) -> None
     enriched = app.topic(topics.logs_enriched + ".quix", value_serializer="bytes", key_serializer="bytes")
     aggs = app.topic(topics.metrics_agg + ".quix", value_serializer="json", key_serializer="json")
 
+    fast = FastLog(sl)
+
+    def operators(v: bytes) -> tuple[bytes, list[list[Any]]] | None:
+        """The operators the logtide worker runs on a record (its plain-dict lane, the reference where
+        the lane declines): enriched bytes and [series key, time, value] points, or None (dead)."""
+        now = datetime.now(UTC)
+        f = fast(v, now, None)
+        if f is not None:
+            data, _skew, _untimed, _src, ts, combo, latency, _id = f
+            pts = [[k, ts, c] for k, _m, _lab, c in combo.consts] if combo is not None else []
+            if latency is not None:
+                pts.append([combo.latency[0], ts, latency])
+            return data, pts
+        r = sl.log(v, now)
+        return None if r.dead is not None else (encode(r.event), [[p.key, p.ts_ms, p.value] for p in r.points])
+
     sdf = app.dataframe(raw)
-    sdf = sdf.apply(lambda v: sl.log(v, datetime.now(UTC)))
-    sdf = sdf.filter(lambda r: r.dead is None)
-    sdf.apply(lambda r: encode(r.event)).to_topic(enriched)
-    pts = sdf.apply(lambda r: [[p.key, p.ts_ms, p.value] for p in r.points], expand=True)
+    sdf = sdf.apply(operators)
+    sdf = sdf.filter(lambda r: r is not None)
+    sdf.apply(lambda r: r[0]).to_topic(enriched)
+    pts = sdf.apply(lambda r: r[1], expand=True)
     pts = pts.group_by(lambda p: p[0], name="series")
     pts = pts.set_timestamp(lambda value, key, ts, headers: value[1])
     pts = pts.apply(lambda p: p[2])

@@ -3,7 +3,8 @@
 Why: under Faust, each raw record cost about ten asyncio callbacks, and a kill between producing a
 batch's points and committing its raw offsets replayed those records as *new* points (double counts).
 Here a batch of one raw partition's records (offsets `lo..hi`) is validated, enriched and derived in
-one pass (`BatchMapper`), and its points are pre-aggregated into one `SeriesBatch` per series: every
+one pass (`BatchMapper`; log records through the plain-dict lane `streams.fast_log` where it is sure,
+the pydantic reference otherwise), and its points are pre-aggregated into one `SeriesBatch` per series: every
 (pane, event-time source) of that series in the batch, plus counter samples one by one (a rate needs
 each sample). Each message is stamped with its raw partition (`topic:partition`) and offset range; each
 pane and point keeps its event-time source (Kafka partition + shipper host + file, see
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 import orjson
 from logtide.schemas import DeadLetter, DeadLetterSource, DecodeError, dead_letter
 from logtide.streams.derive import COUNTER, GAUGE, Point
+from logtide.streams.fast_log import FastLog
 from logtide.streams.pipeline import Partial, Stateful, Stateless
 from logtide.streams.resend import RecentIds, record_id
 from logtide.streams.windowing import NO_TIME, Agg, Late, WindowSpec
@@ -116,6 +118,7 @@ class BatchMapper:
 
     def __init__(self, cfg: Any, stateless: Stateless | None = None) -> None:
         self.stateless = stateless or Stateless(cfg)
+        self.fast = FastLog(self.stateless)
         w = cfg.window
         self.spec = WindowSpec(w.size_ms, w.step_ms, w.lateness_ms, w.relative_accuracy)
         self.recent: dict[tuple[str, int], RecentIds] = {}  # raw partition -> ids of its recent records
@@ -146,13 +149,48 @@ class BatchMapper:
             return out
         spec, sl = self.spec, self.stateless
         accs: dict[str, _Acc] = {}
-        step, inf = spec.step_ms, math.inf
+        step = spec.step_ms
         recent = self.recent.get((topic, partition))
         if recent is None:
             recent = self.recent[topic, partition] = RecentIds()
         resent = recent.seen
+        fast = self.fast if is_log and self.fast.usable else None
+        groups: dict[tuple[int, int, str], list[Any]] = {}
+        enriched, skews = out.enriched, out.skew
         for rec in records:
             raw = rec.value
+            f = fast(raw, now, partition) if fast is not None else None
+            if f is not None:  # the plain-dict lane (`streams.fast_log`): the same outcome, cheaper
+                data, skew, untimed, esrc, ts, combo, latency, event_id = f
+                enriched.append((rec.key, data))
+                if resent(event_id):
+                    out.resent += 1  # forwarded all the same (sinks write by id), counted once
+                    continue
+                if skew:
+                    skews[skew] = skews.get(skew, 0) + 1
+                if untimed:
+                    out.untimed += 1
+                if combo is not None:
+                    # the constant-valued points (counts, 0/1 error): counted per (kind of event, pane,
+                    # source), spread over their series at the end (exact: sums of 0s and 1s)
+                    pane = ts - ts % step
+                    gk = (id(combo), pane, esrc)  # `groups` keeps combo alive: its id stays its own
+                    g = groups.get(gk)
+                    if g is None:
+                        groups[gk] = [combo, pane, esrc, 1, ts, ts]
+                    else:
+                        g[3] += 1
+                        if ts < g[4]:
+                            g[4] = ts
+                        elif ts > g[5]:
+                            g[5] = ts
+                    if latency is not None:  # every value, in input order (a float sum depends on it)
+                        key, metric, labels = combo.latency
+                        acc = accs.get(key)
+                        if acc is None:
+                            acc = accs[key] = _Acc(metric, labels)
+                        _combine(acc.panes, (pane, esrc), ts, latency)
+                continue
 
             def source(rec: RawRecord = rec) -> DeadLetterSource:
                 return DeadLetterSource(stage="validate", topic=topic, partition=partition, offset=rec.offset)
@@ -164,8 +202,8 @@ class BatchMapper:
                     if r.dead is None:
                         stage = "encode"
                         # pydantic's own JSON writer: the same bytes as `schemas.encode` (tested), ~4 us less
-                        out.enriched.append((rec.key, r.event.model_dump_json(by_alias=True, exclude_none=True)
-                                             .encode()))
+                        enriched.append((rec.key, r.event.model_dump_json(by_alias=True, exclude_none=True)
+                                         .encode()))
                     pts = r.points
                 else:
                     r = sl.metric(raw, now, source, partition)  # type: ignore[assignment]
@@ -181,7 +219,7 @@ class BatchMapper:
                 out.resent += 1  # forwarded all the same (sinks write by id), counted once
                 continue
             if r.skew:
-                out.skew[r.skew] = out.skew.get(r.skew, 0) + 1
+                skews[r.skew] = skews.get(r.skew, 0) + 1
             if r.untimed:
                 out.untimed += 1
             esrc = r.src
@@ -193,22 +231,14 @@ class BatchMapper:
                     acc.points.append((p, esrc))
                     continue
                 ts = p.ts_ms
-                pk = (ts - ts % step, esrc)
-                cell = acc.panes.get(pk)
-                v = p.value
-                if cell is None:
-                    # min/max as Agg.add computes them (from +-inf), so even a NaN ends up where it would
-                    acc.panes[pk] = [ts, ts, v, min(inf, v), max(-inf, v), {v: 1}]
-                    continue
-                if ts < cell[0]:
-                    cell[0] = ts
-                elif ts > cell[1]:
-                    cell[1] = ts
-                cell[2] += v  # summed in input order, as Agg.add does: the same float
-                cell[3] = min(cell[3], v)
-                cell[4] = max(cell[4], v)
-                counts = cell[5]
-                counts[v] = counts.get(v, 0) + 1
+                _combine(acc.panes, (ts - ts % step, esrc), ts, p.value)
+        for combo, pane, esrc, n, t_lo, t_hi in groups.values():
+            pk = (pane, esrc)
+            for key, metric, labels, v in combo.consts:
+                acc = accs.get(key)
+                if acc is None:
+                    acc = accs[key] = _Acc(metric, labels)
+                _combine_n(acc.panes, pk, t_lo, t_hi, v, n)
         src = f"{topic}:{partition}"
         lo, hi = records[0].offset, records[-1].offset
         alpha = spec.alpha
@@ -218,6 +248,43 @@ class BatchMapper:
             out.series.append(SeriesBatch(key, acc.metric, acc.labels, src, lo, hi, panes, acc.points))
         out.marks = sl.take_marks("log" if is_log else "metric")
         return out
+
+
+def _combine(panes: dict[tuple[int, str], list[Any]], pk: tuple[int, str], ts: int, v: float) -> None:
+    """One gauge value into its (pane, source) cell: [min ts, max ts, sum, min, max, {value: count}]."""
+    cell = panes.get(pk)
+    if cell is None:
+        # min/max as Agg.add computes them (from +-inf), so even a NaN ends up where it would
+        panes[pk] = [ts, ts, v, min(_INF, v), max(-_INF, v), {v: 1}]
+        return
+    if ts < cell[0]:
+        cell[0] = ts
+    elif ts > cell[1]:
+        cell[1] = ts
+    cell[2] += v  # summed in input order, as Agg.add does: the same float
+    cell[3] = min(cell[3], v)
+    cell[4] = max(cell[4], v)
+    counts = cell[5]
+    counts[v] = counts.get(v, 0) + 1
+
+
+def _combine_n(panes: dict[tuple[int, str], list[Any]], pk: tuple[int, str], t_lo: int, t_hi: int,  # noqa: PLR0917
+               v: float, n: int) -> None:
+    """`n` times the value `v` (a 0 or a 1: its sum is exact in any order) at times within [t_lo, t_hi]."""
+    cell = panes.get(pk)
+    if cell is None:
+        panes[pk] = [t_lo, t_hi, v * n, v, v, {v: n}]
+        return
+    cell[0] = min(cell[0], t_lo)
+    cell[1] = max(cell[1], t_hi)
+    cell[2] += v * n
+    cell[3] = min(cell[3], v)
+    cell[4] = max(cell[4], v)
+    counts = cell[5]
+    counts[v] = counts.get(v, 0) + n
+
+
+_INF = math.inf
 
 
 def late_batch_dead_letter(

@@ -37,6 +37,9 @@ def status_class(code: Any) -> str | None:
     return f"{n // 100}xx" if 100 <= n <= 599 else None
 
 
+_STATUS_CLASSES = {n: f"{n // 100}xx" for n in range(100, 600)}  # status_class of every int code it accepts
+
+
 class GeoReader(Protocol):
     """What enrichment needs of a MaxMind reader (`maxminddb.Reader`)."""
 
@@ -80,20 +83,37 @@ class Enricher:
 
     def service_for(self, ev: LogEvent) -> tuple[str, str | None] | None:
         """(service, environment) of the first matching rule, or None."""
-        host = ev.host.name if ev.host else None
-        path = ev.log.file.path if ev.log and ev.log.file else None
+        return self.rule_service(ev.host.name if ev.host else None,
+                                 ev.log.file.path if ev.log and ev.log.file else None,
+                                 ev.message, ev.service is not None)
+
+    def rule_service(self, host: str | None, path: str | None, message: str,
+                     has_service: bool) -> tuple[str, str | None] | None:
+        """`service_for` on plain values (shared with the plain-dict path, `streams.fast_log`)."""
         for rule, rx in self._rules:
             if rule.host is not None:
                 hit = host is not None and fnmatch.fnmatchcase(host, rule.host)
             elif rule.path is not None:
                 hit = path is not None and fnmatch.fnmatchcase(path, rule.path)
             else:
-                hit = rx is not None and rx.search(ev.message) is not None
-            if hit and (ev.service is None or rule.override):
+                hit = rx is not None and rx.search(message) is not None
+            if hit and (not has_service or rule.override):
                 return rule.service, rule.environment
             if hit:
                 return None
         return None
+
+    def trace_id(self, attrs: dict[str, Any], message: str) -> str | None:
+        """The trace id of an event without a `trace` block: from the attributes, else the message."""
+        tid = attrs.get("trace_id") or attrs.get("traceId")
+        if not isinstance(tid, str):
+            tid = None
+            for rx in self._trace:
+                m = rx.search(message)
+                if m:
+                    tid = m.group(1)
+                    break
+        return tid.lower() if tid else None
 
     def __call__(self, ev: LogEvent) -> LogEvent:
         """Enrich `ev` in place (it is the caller's freshly decoded copy) and return it."""
@@ -118,48 +138,16 @@ class Enricher:
             ev.labels = {**self._static, **ev.labels}
         extra = ev.__pydantic_extra__ or {}
         attrs = ev.attributes
-        # HTTP status class
-        code = _get_path(extra, "http.response.status_code")
-        if code is None:
-            code = next((attrs[f] for f in _STATUS_FIELDS if f in attrs), None)
-        cls = status_class(code)
-        if cls is not None:
-            attrs["http.status_class"] = cls
-            attrs.setdefault("http.status_code", int(code))
-        # durations in ms
-        ms = self._duration_ms(ev, extra)
-        if ms is not None:
-            attrs["duration_ms"] = ms
+        add_http_fields(extra, attrs, ev.event.duration)
         # trace id
         if ev.trace is None:
-            tid = attrs.get("trace_id") or attrs.get("traceId")
-            if not isinstance(tid, str):
-                tid = None
-                for rx in self._trace:
-                    m = rx.search(ev.message)
-                    if m:
-                        tid = m.group(1)
-                        break
+            tid = self.trace_id(attrs, ev.message)
             if tid:
-                ev.trace = Trace(id=tid.lower())
+                ev.trace = Trace(id=tid)
         # GeoIP
         if self._geo is not None:
             self._add_geo(ev, extra)
         return ev
-
-    @staticmethod
-    def _duration_ms(ev: LogEvent, extra: dict[str, Any]) -> float | None:
-        v = _get_path(extra, "http.request.duration_ms")
-        if v is not None:
-            return _num(v, 1.0)
-        if ev.event.duration is not None:
-            return ev.event.duration / 1e6
-        for name, factor in _DURATION_FIELDS:
-            if name in ev.attributes:
-                ms = _num(ev.attributes[name], factor)
-                if ms is not None:
-                    return ms
-        return None
 
     def _add_geo(self, ev: LogEvent, extra: dict[str, Any]) -> None:
         ip = _get_path(extra, "source.ip") or _get_path(extra, "client.ip") or ev.attributes.get("remote_addr")
@@ -182,6 +170,40 @@ class Enricher:
             src = extra.get("source") if isinstance(extra.get("source"), dict) else {"ip": ip}
             src = {**src, "geo": geo}
             setattr(ev, "source", src)  # noqa: B010 - pydantic extra field
+
+
+def add_http_fields(extra: dict[str, Any], attrs: dict[str, Any], duration_ns: int | None) -> None:
+    """HTTP status class (and code) and the duration in ms, into `attrs` (in place); `extra` holds the
+    event's fields without a model home (`http.response.status_code`, `http.request.duration_ms`)."""
+    # HTTP status class (the hot path of every access log: loops, not generators; ints by table)
+    code = _get_path(extra, "http.response.status_code") if "http" in extra else None
+    if code is None:
+        for f in _STATUS_FIELDS:
+            if f in attrs:
+                code = attrs[f]
+                break
+    cls = _STATUS_CLASSES.get(code) if type(code) is int else status_class(code)
+    if cls is not None:
+        attrs["http.status_class"] = cls
+        attrs.setdefault("http.status_code", int(code))
+    # durations in ms
+    ms = duration_ms(extra, duration_ns, attrs)
+    if ms is not None:
+        attrs["duration_ms"] = ms
+
+
+def duration_ms(extra: dict[str, Any], duration_ns: int | None, attrs: dict[str, Any]) -> float | None:
+    v = _get_path(extra, "http.request.duration_ms") if "http" in extra else None
+    if v is not None:
+        return _num(v, 1.0)
+    if duration_ns is not None:
+        return duration_ns / 1e6
+    for name, factor in _DURATION_FIELDS:
+        if name in attrs:
+            ms = _num(attrs[name], factor)
+            if ms is not None:
+                return ms
+    return None
 
 
 def _num(v: Any, factor: float) -> float | None:

@@ -118,15 +118,19 @@ class Stateless:
 
     def _clock(self, src: str, ev: LogEvent | MetricSample) -> bool:
         """Advance the event's source clock; True (and the event flagged) when it is an outlier."""
+        return self.observe(src, ts_ms(ev), ev.logtide.flags, "metric" if isinstance(ev, MetricSample) else "log")
+
+    def observe(self, src: str, t_ms: int, flags: list[str], kind: str) -> bool:
+        """`_clock` on plain values (`flags` gains the skew flag in place); shared with `streams.fast_log`."""
         c = self.clocks.get(src)
         if c is None:
             c = self.clocks[src] = SourceClock()
         before = c.watermark
-        outlier = c.observe(ts_ms(ev), self.jump_ms)
+        outlier = c.observe(t_ms, self.jump_ms)
         if c.watermark != before:
-            self._moved["metric" if isinstance(ev, MetricSample) else "log"][src] = c.watermark
-        if outlier and SKEW_FLAG not in ev.logtide.flags:
-            ev.logtide.flags.append(SKEW_FLAG)
+            self._moved[kind][src] = c.watermark
+        if outlier and SKEW_FLAG not in flags:
+            flags.append(SKEW_FLAG)
         return outlier
 
     def take_marks(self, kind: str | None = None) -> list[tuple[str, int]]:

@@ -113,6 +113,7 @@ class RawReader:
         self._unsent: set[TopicPartition] = set()  # a batch of these was dropped unsent: never say "read"
         self.lookback: dict[TopicPartition, int] = {}  # read back up to this offset only to learn record ids
         self._partition_memo: dict[str, tuple[list[int], dict[bytes, int]]] = {}
+        self._rr = 0  # round robin for records without a key
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
@@ -288,23 +289,22 @@ class RawReader:
             log.warning("batch dropped before producing, partitions moved: %s", exc)
             self._unsent |= set(batches)
             return
-        futs = []
-        send = self.producer.send
         enriched, dead_topic, points = self.topics.logs_enriched, self.topics.deadletter, self.points
         part_enriched = await self._partitioner(enriched)
         part_points = await self._partitioner(points)
+        part_dead = await self._partitioner(dead_topic)
         n_enriched = n_dead = n_points = 0
+        out_enriched: list[tuple[bytes | None, bytes]] = []
+        out_dead: list[tuple[bytes | None, bytes]] = []
+        out_points: list[tuple[bytes | None, bytes]] = []
         for tp, mb in mapped.items():
-            for key, value in mb.enriched:
-                futs.append(await send(enriched, value, key, partition=part_enriched(key)))
+            out_enriched += mb.enriched
             n_enriched += len(mb.enriched)
             for dl in mb.dead:
-                futs.append(await send(dead_topic, encode(dl), dl.event.id.encode()))
+                out_dead.append((dl.event.id.encode(), encode(dl)))
                 self._count_dead(dl)
             n_dead += len(mb.dead)
-            for sb in mb.series:
-                k = sb.key.encode()
-                futs.append(await send(points, sb.to_bytes(), k, partition=part_points(k)))
+            out_points += [(sb.key.encode(), sb.to_bytes()) for sb in mb.series]
             n_points += len(mb.series)
             for direction, n in mb.skew.items():
                 m.clock_skew.labels(direction).inc(n)
@@ -313,14 +313,15 @@ class RawReader:
             if mb.resent:
                 m.resent.labels(tp.topic).inc(mb.resent)
             m.events_in.labels(tp.topic).inc(len(batches[tp]))
+        futs = await self._produce(enriched, self._by_partition(out_enriched, part_enriched))
+        futs += await self._produce(dead_topic, self._by_partition(out_dead, part_dead))
+        futs += await self._produce(points, self._by_partition(out_points, part_points))
         # then the watermarks the batch's sources reached, to every points partition: after the points
-        # they cover (one producer, so in order per partition); a replay sends them again (harmless:
-        # a watermark only moves forward)
-        marks = [Mark(s, wm).to_bytes() for mb in mapped.values() for s, wm in mb.marks]
+        # they cover (one producer, batches of one partition delivered in order); a replay sends them
+        # again (harmless: a watermark only moves forward)
+        marks = [(None, Mark(s, wm).to_bytes()) for mb in mapped.values() for s, wm in mb.marks]
         if marks:
-            for part in await self.producer.partitions_for(points):
-                for data in marks:
-                    futs.append(await send(points, data, None, partition=part))
+            futs += await self._produce(points, {part: marks for part in await self.producer.partitions_for(points)})
         self.inflight = (futs, {tp: recs[-1].offset + 1 for tp, recs in batches.items()})
         m.events_out.labels(enriched).inc(n_enriched)
         m.events_out.labels(dead_topic).inc(n_dead)
@@ -360,9 +361,10 @@ class RawReader:
         except KafkaError as exc:  # best effort: the next report comes in a second
             log.debug("progress report not sent: %s", exc)
 
-    async def _partitioner(self, topic: str) -> Callable[[bytes | None], int | None]:
+    async def _partitioner(self, topic: str) -> Callable[[bytes | None], int]:
         """The producer's own default partitioning (murmur2 of the key), remembered per key: log keys
-        (file, service) and series keys repeat, so each is hashed once instead of once per record."""
+        (file, service) and series keys repeat, so each is hashed once instead of once per record.
+        Records without a key go round robin."""
         parts = sorted(await self.producer.partitions_for(topic))
         memo = self._partition_memo.get(topic)
         if memo is None or memo[0] != parts:
@@ -372,15 +374,48 @@ class RawReader:
             cache.clear()
         pick = DefaultPartitioner()
 
-        def partition(key: bytes | None) -> int | None:
+        def partition(key: bytes | None) -> int:
             if key is None:
-                return None
+                self._rr += 1
+                return parts[self._rr % len(parts)]
             p = cache.get(key)
             if p is None:
                 p = cache[key] = pick(key, parts, parts)
             return p
 
         return partition
+
+    @staticmethod
+    def _by_partition(records: list[tuple[bytes | None, bytes]],
+                      partition: Callable[[bytes | None], int]) -> dict[int, list[tuple[bytes | None, bytes]]]:
+        groups: dict[int, list[tuple[bytes | None, bytes]]] = {}
+        for kv in records:
+            part = partition(kv[0])
+            g = groups.get(part)
+            if g is None:
+                groups[part] = [kv]
+            else:
+                g.append(kv)
+        return groups
+
+    async def _produce(self, topic: str, groups: dict[int, list[tuple[bytes | None, bytes]]]) -> list[Any]:
+        """Each partition's records (in order) into aiokafka batches submitted with `send_batch`: one
+        acknowledgement future per batch (up to max_batch_size bytes) instead of one per record,
+        which cost more than the records themselves (a future, a callback and a gather slot each)."""
+        producer, futs = self.producer, []
+        for part, recs in groups.items():
+            batch = producer.create_batch()
+            append = batch.append
+            for key, value in recs:
+                if append(timestamp=None, key=key, value=value) is None:  # full: submit, start the next
+                    futs.append(await producer.send_batch(batch, topic, partition=part))
+                    batch = producer.create_batch()
+                    append = batch.append
+                    if append(timestamp=None, key=key, value=value) is None:
+                        raise RuntimeError(f"a record of {len(value)} bytes does not fit an empty batch")
+            batch.close()
+            futs.append(await producer.send_batch(batch, topic, partition=part))
+        return futs
 
     def _count_dead(self, dl: DeadLetter) -> None:
         self.metrics.dead_letters.labels(dl.error.type).inc()

@@ -232,6 +232,7 @@ def test_a_raising_operator_dead_letters_the_record_with_stage() -> None:
         return boom(ev)
 
     mapper.stateless.enrich = enrich
+    mapper.fast.enabled = False  # the reference operators (the fast lane hands them what it is unsure of)
     recs = [Rec(None, record(i, i * 1000, 0, False, 0), 100 + i) for i in range(3)]
     out = mapper.logs(recs, "raw", 2, NOW)
     assert [orjson.loads(v)["event"]["id"] for _, v in out.enriched] == ["e0", "e2"]
@@ -241,6 +242,27 @@ def test_a_raising_operator_dead_letters_the_record_with_stage() -> None:
     assert (d.source.stage, d.source.partition, d.source.offset) == ("log_operators", 2, 101)
     assert base64.b64decode(d.dead_letter.original_base64) == recs[1].value
     assert sum(s.panes[0][3].count for s in out.series if s.metric == "log.events") == 2
+
+
+def test_a_record_the_fast_lane_raises_on_takes_the_reference_path() -> None:
+    """An exception inside the plain-dict lane never loses or dead-letters a record: the reference
+    operators decide it, with the same outcome (and the source clock moved once)."""
+    c = cfg(5.0)
+    recs = [Rec(None, record(i, i * 1000, 0, False, 0), 100 + i) for i in range(3)]
+    want = BatchMapper(c).logs(recs, "raw", 2, NOW)
+    mapper = BatchMapper(c)
+    decide = mapper.fast._decide
+
+    def broken(d, now, partition):
+        if d["event"]["id"] == "e1":
+            raise RuntimeError("fast lane broke")
+        return decide(d, now, partition)
+
+    mapper.fast._decide = broken
+    got = mapper.logs(recs, "raw", 2, NOW)
+    assert got.enriched == want.enriched and not got.dead and got.errors == 0
+    assert [s.to_bytes() for s in got.series] == [s.to_bytes() for s in want.series]
+    assert got.marks == want.marks
 
 
 def test_replayed_batch_is_skipped_per_series_and_source() -> None:
