@@ -172,7 +172,9 @@ def format_args(s: Settings) -> list[str]:
 
 
 def formatted(s: Settings) -> None:
-    """Called after the storage was formatted: the users exist if they were passed to the formatter."""
+    """Called after the storage was formatted: the users exist if they were passed to the formatter, and
+    the ACLs of the old storage are gone with it, so they are granted again."""
+    (files(s).root / "provisioned").unlink(missing_ok=True)
     if enabled(s):
         (files(s).root / "users-created").write_text("with the storage\n")
 
