@@ -125,7 +125,10 @@ async def read_until(
 async def committed_all(
     bootstrap: str, group: str, topic: str, timeout: float = 120.0, check: Callable[[], None] | None = None
 ) -> None:
-    """Wait until `group` has committed every record of `topic` (its work is durable)."""
+    """Wait until `group` has committed every record `topic` holds when called (its work is durable).
+
+    The end offsets are taken once: the worker appends a wall-clock tick to every points partition each
+    second, so a moving end would be reached only when a commit happens to land between two ticks."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -141,8 +144,8 @@ async def committed_all(
         assert parts, f"{topic} has no partitions"
         tps = [TopicPartition(topic, p) for p in parts]
         deadline = time.monotonic() + timeout
+        ends = await c.end_offsets(tps)
         while True:
-            ends = await c.end_offsets(tps)
             offs = await admin.list_consumer_group_offsets(group)
             if all(tp in offs and offs[tp].offset >= ends[tp] for tp in tps if ends[tp] > 0):
                 return
