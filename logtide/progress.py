@@ -42,6 +42,10 @@ class Progress:
                 total=total, desc=label, unit=unit, unit_scale=True, file=self.stream, dynamic_ncols=True,
                 leave=True,
             )
+        else:  # a first line at once: whoever reads the log (or a supervisor) sees the work has started
+            planned = f"{total} {unit} to go" if total else f"{unit} count unknown"
+            self.stream.write(f"{label}: started, {planned}\n")
+            self.stream.flush()
 
     def update(self, n: int, note: str = "") -> None:
         self.done += n

@@ -134,7 +134,8 @@ def test_progress_plain_lines_when_not_a_terminal() -> None:
     p = Progress("replay", 200, stream=out, interval_s=0.0)
     p.update(50, "2026-01-01T00:00:00.000Z")
     p.close()
-    line = out.getvalue().splitlines()[0]
+    first, line = out.getvalue().splitlines()[:2]
+    assert first == "replay: started, 200 rec to go"
     assert line.startswith("replay: 50/200 rec (25%)")
     assert "rec/s" in line and "ETA" in line and "at 2026-01-01T00:00:00.000Z" in line
 

@@ -236,9 +236,18 @@ def test_ctrl_c_then_resume_with_state_gives_the_whole_replays_anomalies(kafka_b
     proc = subprocess.Popen([*cli, "--topic", topics.logs_raw, "--from", lo, "--to", hi, "--process", "--data-dir",
                              str(out), "--max-rate", "4000"], cwd=root, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-    time.sleep(4)
+    # Ctrl-C once the replay is reading (its first progress line), not while Python is still importing:
+    # click turns a KeyboardInterrupt before the replay's own handler into "Aborted!" and exit 1.
+    assert proc.stderr is not None
+    head = b""
+    while b"replay: started" not in head:
+        line = proc.stderr.readline()
+        assert line, f"the replay ended before it started reading: {head.decode()}"
+        head += line
+    time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, rest = proc.communicate(timeout=120)
+    err = head + rest
     assert proc.returncode == 130, err.decode()
     token = re.search(r"--resume (\S+)", err.decode())
     assert token, err.decode()
