@@ -6,6 +6,7 @@ directory when they share a host (`--state-dir`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -105,6 +106,14 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
 
     level = (loglevel or cfg.logging.level).upper()
     configure_logging(level, cfg.logging.format)
+    if cfg.streams.event_loop == "uvloop":  # before anything makes a loop: Faust's App and Worker take the policy's
+        import importlib.util
+
+        import mode.loop
+
+        if importlib.util.find_spec("uvloop") is None:
+            raise click.ClickException("streams.event_loop is uvloop, which is not installed: pip install 'logtide[uvloop]'")
+        mode.loop.use("uvloop")
     from logtide.kafka_preflight import preflight
     from logtide.schemas import Topics
 
@@ -118,8 +127,9 @@ def run_worker(cfg: Config, *, state_dir: Path | None = None, loglevel: str | No
         sapp.app, loglevel=level.lower(), logging_config=logging_dict(level, cfg.logging.format), quiet=True
     )
     logging.getLogger("logtide.streams").info(
-        "streams worker starting: broker %s, topic prefix %r, state dir %s",
+        "streams worker starting: broker %s, topic prefix %r, state dir %s, event loop from %s",
         ",".join(cfg.kafka.bootstrap_servers), cfg.topics.prefix, state_dir or cfg.streams.state_dir,
+        type(asyncio.get_event_loop_policy()).__module__.split(".")[0],
     )
     def load() -> Config:
         new = load_config(config_path)

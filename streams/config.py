@@ -323,6 +323,10 @@ class StreamsConfig(_Section):
         default=30.0, description="Kafka group session timeout: how soon a dead worker's partitions move."
     )
     commit_interval_seconds: PositiveFloat = 1.0
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="asyncio",
+        description="The worker's event loop: uvloop (libuv, measured in bench/bench_streams.py) or asyncio's own.",
+    )
     metrics_port: int = Field(default=9108, ge=0, le=65535, description="Prometheus /metrics; 0 disables.")
     web_port: int = Field(default=6066, ge=0, le=65535)
 

@@ -123,3 +123,12 @@ def test_config_check_command_masks_secrets_and_reports_errors(tmp_path: Path) -
 def test_version_flag() -> None:
     res = CliRunner().invoke(main, ["--version"])
     assert res.exit_code == 0 and "logtide, version" in res.output
+
+
+def test_streams_event_loop_is_uvloop_or_asyncio() -> None:
+    from logtide.streams.config import StreamsConfig
+
+    assert StreamsConfig().event_loop == "asyncio"
+    assert StreamsConfig.model_validate({"event_loop": "uvloop"}).event_loop == "uvloop"
+    with pytest.raises(ValueError, match="event_loop"):
+        StreamsConfig.model_validate({"event_loop": "tokio"})

@@ -173,8 +173,9 @@ def _json_line(ts: datetime, i: int) -> bytes:
 async def test_backfill_of_files_at_different_densities_defaults_lose_nothing(make_env, tmp_path: Path) -> None:
     """Three services' JSON logs over the same 40 minutes at 20, 4 and 0.5 lines/s (the issue's run), shipped at once by
     `logtide ship --once`, then one live line each: every backfilled line is in a closed window, none
-    is late, and the embedded runner (`logtide run --once`) gives the same windows."""
-    env = await make_env({"detect": {"enabled": False}})
+    is late, and the embedded runner (`logtide run --once`) gives the same windows. The worker runs on uvloop
+    (`streams.event_loop`), so the option is exercised on a whole path."""
+    env = await make_env({"detect": {"enabled": False}, "event_loop": "uvloop"})
     t0 = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
     t1 = t0 + timedelta(minutes=40)
     inputs, shipped = [], 0
@@ -205,6 +206,7 @@ async def test_backfill_of_files_at_different_densities_defaults_lose_nothing(ma
     print(f"backfill: {shipped} lines shipped, {in_windows} in closed log.events windows, {len(late)} late drops")
     assert (in_windows, len(late)) == (shipped, 0)
     assert all(w.alive() for w in env.workers)
+    assert "event loop from uvloop" in w.log.read_text()
 
     # the embedded runner on the same files and configuration
     res = subprocess.run([sys.executable, "-m", "logtide.cli", "run", "--config", str(env.config), "--data-dir",
