@@ -6,7 +6,9 @@ The same DDL runs on a ClickHouse server (clickhouse-connect) and in the embedde
 No TTL by default: a TTL would silently drop replayed history older than it. `ttl_days` (from
 `sinks.clickhouse.ttl_days` in the config) sets one per table, on creation and, for a table that
 exists, with `ALTER TABLE ... MODIFY TTL` (idempotent). Ordering keys start with what the
-dashboards filter on: service (logs) or metric/series, then time.
+dashboards filter on: service (logs) or metric/series, then time. The dead-letter table leaves its time
+out of the key: a dead letter is stamped when a stage refused the record, so the same refusal made again
+(a redelivery, a rerun of `logtide run`) carries the same id and a later time, and must still collapse.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ CREATE TABLE IF NOT EXISTS {db}.deadletter (
     original_size UInt64
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toDate(ts)
-ORDER BY (stage, error_type, ts, id)
+ORDER BY (stage, error_type, id)
 """,
 }
 

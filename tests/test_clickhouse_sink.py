@@ -63,3 +63,21 @@ def test_wrongly_typed_value_is_rejected_not_retried_forever(sink: ClickHouseSin
     bad = dict(docs[3], value="NaN-ish")  # an anomaly whose value is a string
     rejected = sink.write([docs[0], bad])
     assert rejected == [(1, "cannot map to a ClickHouse row: ValueError: expected a number, got 'NaN-ish'")]
+
+
+def test_the_same_refusal_stamped_later_is_one_dead_letter(sink: ClickHouseSink) -> None:
+    """A dead letter carries the time a stage refused the record; the same refusal made again (a
+    redelivery, a rerun of `logtide run`) has the same id and a later time, and is still one row."""
+    from datetime import timedelta
+
+    from logtide.schemas.models import DeadLetter
+
+    dl = next(decode(orjson.dumps(d), m) for m, d in samples().items() if m is DeadLetter)
+    first = to_document(dl)
+    first["event"]["id"] = "dl-refused-twice"
+    again = to_document(dl.model_copy(update={"timestamp": dl.timestamp + timedelta(minutes=7)}))
+    again["event"]["id"] = "dl-refused-twice"
+    assert first["@timestamp"] != again["@timestamp"]
+    assert sink.write([first]) == [] and sink.write([again]) == []
+    rows = sink.backend.query_rows("SELECT count() AS n FROM logtide.deadletter FINAL WHERE id = 'dl-refused-twice'")
+    assert rows == [{"n": 1}]
