@@ -459,7 +459,7 @@ class Dispatcher:
             self.flapping.released.discard(fp)
         prev = self.nflog.entries.get(n.log_key)
         entry = self.nflog.record(n.log_key, n.firing, n.resolved | (prev.resolved if prev else frozenset()),
-                                  n.at, n.content_hash, n.seq)
+                                  n.at, n.content_hash, seq=n.seq)
         if g is not None:
             self._cleanup(g, n.resolved, entry)
         return entry

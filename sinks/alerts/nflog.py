@@ -60,7 +60,7 @@ class NotificationLog:
         return 0 if e is None else e.sent
 
     def record(self, key: str, firing: frozenset[str], resolved: frozenset[str], now: float,
-               content_hash: str, seq: int | None = None) -> Entry:
+               content_hash: str, *, seq: int | None = None) -> Entry:
         """Log a notification as sent; `seq` is how many the log held when it was made (its place in
         the key's history), so the count is right even if the key was logged meanwhile."""
         before = self.sent_before(key)

@@ -96,7 +96,7 @@ def test_another_instance_gives_the_same_id_as_the_one_that_died() -> None:
     [n] = a.advance(T + 95)
     a.delivered(n, True, T + 95)
     [reminder] = a.advance(T + 695)  # a dies delivering its reminder, before logging it
-    b, flushed = restart(a, [fire], T + 2000)  # b replays in event time: its flushes fall at other times
+    _, flushed = restart(a, [fire], T + 2000)  # b replays in event time: its flushes fall at other times
     assert [(x.seq, x.id) for x in flushed] == [(1, reminder.id)] and flushed[0].at != reminder.at
     assert reminder.id != n.id
 
