@@ -116,14 +116,15 @@ def group_key(route: Route, labels: dict[str, str]) -> str:
     return f"{route.id}:{{" + ",".join(f'{k}="{labels[k]}"' for k in sorted(labels)) + "}"
 
 
-def _content_hash(gk: str, alerts: list[Alert]) -> str:
-    """The group key and each alert's fingerprint, status and episode (for records without an episode
-    id, the alert's start), so an alert firing again in a new episode is new content."""
+def _content_hash(gk: str, alerts: list[Alert], firing: frozenset[str]) -> str:
+    """The group key and each alert's fingerprint, status as of the flush (a flush catching up after a
+    restart may already know of a later resolve) and episode (for records without an episode id, the
+    alert's start), so an alert firing again in a new episode is new content."""
     h = hashlib.sha256(gk.encode())
     for a in sorted(alerts, key=lambda a: a.fp):
         src = a.source
         episode = a.episode if src is None or src.has_episode else f"@{a.starts_at!r}"
-        h.update(f"|{a.fp}:{a.status}:{episode}".encode())
+        h.update(f"|{a.fp}:{'firing' if a.fp in firing else 'resolved'}:{episode}".encode())
     return h.hexdigest()[:16]
 
 
@@ -424,11 +425,13 @@ class Dispatcher:
         released = [a.fp for a in shown if a.fp in self.flapping.released]
         alerts = [a.copy() for a in shown]
         for a in alerts:
+            if a.fp in ff:
+                a.ends_at = None  # as of this flush (one catching up may already know of a later resolve)
             if a.fp in released:
                 a.annotations["flapping"] = "was flapping and held back; stable again"
         g.in_flight = True
         return Notification(g.route.receiver, g.key, dict(g.labels), alerts, ff, rr & notified_before, t,
-                            _content_hash(g.key, shown), released, seq=prev.sent if prev else 0)
+                            _content_hash(g.key, shown, ff), released, seq=prev.sent if prev else 0)
 
     def firing_for(self, receiver: str, now: float) -> list[Alert]:
         """The alerts currently notified as firing to a receiver (for receivers that need re-sends)."""

@@ -147,3 +147,19 @@ def test_pagerduty_dedup_key_is_the_group_for_every_trigger_and_the_resolve() ->
     other.ingest(anomaly("search", at=60, episode="s1"), T + 60)
     [o] = other.advance(T + 90)
     assert payloads.pagerduty(o, "rk", "logtide")["dedup_key"] != sent[0]["dedup_key"]
+
+
+def test_a_resolve_that_arrived_while_down_follows_the_repeat_of_the_page_with_its_id() -> None:
+    # the page was delivered, not logged; the process was down when the incident resolved. The restart
+    # replays both records: its first flush (as of before the resolve) repeats the page - under the page's
+    # id - and the resolve follows under a new one.
+    fire, res = anomaly(at=60, episode="e1"), anomaly(at=300, episode="e1", resolved=True, start=0)
+    d = Dispatcher(CFG)
+    d.ingest(fire, T + 65)
+    [page] = d.advance(T + 95)
+    r, [repeat] = restart(d, [fire, res], T + 400)
+    assert repeat.status == "firing" and repeat.id == page.id
+    assert [a.status for a in repeat.alerts] == [a.status for a in page.alerts] == ["firing"]
+    r.delivered(repeat, True, T + 400)
+    [resolved] = r.advance(T + 400)
+    assert resolved.status == "resolved" and resolved.id != page.id
