@@ -75,7 +75,10 @@ class Group:
 
 @dataclass(slots=True)
 class Notification:
-    """One message for one receiver about one group: its firing and (newly) resolved alerts."""
+    """One message for one receiver about one group: its firing and (newly) resolved alerts.
+
+    `seq` is its place in the group's history: how many notifications the notification log held as
+    sent for the group and receiver when it was made."""
 
     receiver: str
     group_key: str
@@ -87,6 +90,7 @@ class Notification:
     content_hash: str
     released: list[str] = field(default_factory=list)
     only: str | None = None  # set on re-sends: the one integration kind it is for; not logged
+    seq: int = 0
 
     @property
     def status(self) -> str:
@@ -98,18 +102,29 @@ class Notification:
 
     @property
     def id(self) -> str:
-        """Stable across retries of this notification (receivers deduplicate on it)."""
-        return "msg_" + hashlib.sha256(f"{self.log_key}|{self.content_hash}|{self.at}".encode()).hexdigest()[:24]
+        """What receivers deduplicate on (`webhook-id`): the group and receiver, the content (each
+        alert's fingerprint, status and episode) and `seq`, all of which the notification log and the
+        anomaly records hold, never the flush time. So the same notification made again - retried at a
+        later flush, or re-sent after a crash between its delivery and its log write, by this instance
+        or the one that took over - has the same id; a reminder (`repeat_interval`), a changed alert
+        set or a resolve comes after a logged notification (`seq` moved) or with other content, and
+        has a new one."""
+        return "msg_" + hashlib.sha256(f"{self.log_key}|{self.content_hash}|{self.seq}".encode()).hexdigest()[:24]
 
 
 def group_key(route: Route, labels: dict[str, str]) -> str:
     return f"{route.id}:{{" + ",".join(f'{k}="{labels[k]}"' for k in sorted(labels)) + "}"
 
 
-def _content_hash(gk: str, alerts: list[Alert]) -> str:
+def _content_hash(gk: str, alerts: list[Alert], firing: frozenset[str]) -> str:
+    """The group key and each alert's fingerprint, status as of the flush (a flush catching up after a
+    restart may already know of a later resolve) and episode (for records without an episode id, the
+    alert's start), so an alert firing again in a new episode is new content."""
     h = hashlib.sha256(gk.encode())
     for a in sorted(alerts, key=lambda a: a.fp):
-        h.update(f"|{a.fp}:{a.status}".encode())
+        src = a.source
+        episode = a.episode if src is None or src.has_episode else f"@{a.starts_at!r}"
+        h.update(f"|{a.fp}:{'firing' if a.fp in firing else 'resolved'}:{episode}".encode())
     return h.hexdigest()[:16]
 
 
@@ -137,6 +152,7 @@ class Dispatcher:
         self._advanced = float("-inf")  # every timer due at or before this has been processed
         self._sleepers: dict[tuple[int, tuple[str, ...]], set[str]] = {}  # inhibition dep -> sleeping groups
         self._silences_seen = self.silences.version
+        self.dropped_log: list[str] = []  # notification-log keys dropped here, for the caller to persist as gone
 
     # --- input ------------------------------------------------------------------------------------
     def ingest(self, a: Anomaly | AnomalyFacts, now: float) -> None:
@@ -185,12 +201,13 @@ class Dispatcher:
             al.source = f
             al.updated_at = max(al.updated_at, ts)
         if not f.has_episode:
-            al.episode = ep
-        eps = self.episodes.get(ep)
-        if eps is None:
-            self.episodes[ep] = {fp}
+            al.episode = ep  # the record's own id: such an alert ends by resolve_timeout, not by a resolve
         else:
-            eps.add(fp)
+            eps = self.episodes.get(ep)
+            if eps is None:
+                self.episodes[ep] = {fp}
+            else:
+                eps.add(fp)
         flapped = self.flapping.evaluate(fp, True, ts, f.window_step)
         groups = self.groups
         quiet = self.skip_quiet_flushes and not (renewed or flapped)
@@ -408,11 +425,13 @@ class Dispatcher:
         released = [a.fp for a in shown if a.fp in self.flapping.released]
         alerts = [a.copy() for a in shown]
         for a in alerts:
+            if a.fp in ff:
+                a.ends_at = None  # as of this flush (one catching up may already know of a later resolve)
             if a.fp in released:
                 a.annotations["flapping"] = "was flapping and held back; stable again"
         g.in_flight = True
         return Notification(g.route.receiver, g.key, dict(g.labels), alerts, ff, rr & notified_before, t,
-                            _content_hash(g.key, alerts), released)
+                            _content_hash(g.key, shown, ff), released, seq=prev.sent if prev else 0)
 
     def firing_for(self, receiver: str, now: float) -> list[Alert]:
         """The alerts currently notified as firing to a receiver (for receivers that need re-sends)."""
@@ -443,7 +462,7 @@ class Dispatcher:
             self.flapping.released.discard(fp)
         prev = self.nflog.entries.get(n.log_key)
         entry = self.nflog.record(n.log_key, n.firing, n.resolved | (prev.resolved if prev else frozenset()),
-                                  n.at, n.content_hash)
+                                  n.at, n.content_hash, seq=n.seq)
         if g is not None:
             self._cleanup(g, n.resolved, entry)
         return entry
@@ -467,4 +486,6 @@ class Dispatcher:
         if not g.fps and not g.in_flight:
             del self.groups[g.key]
             if entry is not None and not entry.firing:
-                self.nflog.entries.pop(log_key(g.key, g.route.receiver), None)
+                k = log_key(g.key, g.route.receiver)
+                if self.nflog.entries.pop(k, None) is not None:
+                    self.dropped_log.append(k)

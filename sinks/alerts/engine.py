@@ -42,7 +42,8 @@ def attempt_record(n: Notification, it: Integration, attempt: int, outcome: str,
               default="info")
     return AlertNotification(
         timestamp=datetime.fromtimestamp(now, UTC),
-        event=EventInfo(id=stable_id("alert", n.id, it.kind, attempt, outcome), kind="alert", dataset="logtide.alerts"),
+        event=EventInfo(id=stable_id("alert", n.id, repr(n.at), it.kind, attempt, outcome), kind="alert",
+                        dataset="logtide.alerts"),  # n.at: a later flush of the same notification is other attempts
         logtide=AlertNotification.meta(),
         labels=dict(n.group_labels),
         status=AlertStatus(n.status),
@@ -204,6 +205,7 @@ class AlertEngine:
         now = self.now() if now is None else now
         self.event_now = max(self.event_now, now)
         out = self.dispatcher.advance(now)
+        self._persist_dropped()
         self._resend(now)
         for n in out:
             self.on_notification(n)
@@ -252,5 +254,11 @@ class AlertEngine:
         entry = self.dispatcher.delivered(n, done, self.now())
         if entry is not None:
             self.persist(n.log_key, entry)
-            if n.log_key not in self.dispatcher.nflog.entries:
-                self.persist(n.log_key, None)
+        self._persist_dropped()
+
+    def _persist_dropped(self) -> None:
+        """Keys the dispatcher dropped from the notification log are dropped from its durable copy too,
+        so a restart or another instance starts the group's next notifications from the same count."""
+        dropped = self.dispatcher.dropped_log
+        while dropped:
+            self.persist(dropped.pop(0), None)

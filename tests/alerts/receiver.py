@@ -1,5 +1,6 @@
 """A real HTTP receiver on loopback (aiohttp) for alert tests: it verifies Standard Webhooks signatures
-and can be told to fail, throttle, reject or hang for its next requests."""
+and can be told to fail, throttle, reject or hang for its next requests, or to take the first request
+to a path and hold its answer until released (to stop a sender between delivery and what follows)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     attempts: int = 0
     url: str = ""
+    hold: str | None = None  # a path suffix: its first request is received, then answered once `release` is set
+    holding: asyncio.Event = field(default_factory=asyncio.Event)  # set while that request waits
+    release: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -46,6 +50,9 @@ class Receiver:
         hdrs = {k.lower(): v for k, v in request.headers.items()}
         ok = None if self.secret is None else verify(self.secret, hdrs, body, int(time.time()))
         self.received.append(Received(request.path, hdrs, body, ok))
+        if self.hold is not None and request.path.endswith(self.hold) and not self.holding.is_set():
+            self.holding.set()
+            await self.release.wait()
         return web.Response(status=202 if request.path.endswith("/enqueue") else 200, text="ok")
 
     async def start(self) -> Receiver:
@@ -60,5 +67,6 @@ class Receiver:
         return self
 
     async def stop(self) -> None:
+        self.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
