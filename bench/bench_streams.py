@@ -1,25 +1,29 @@
 """Throughput of the streams job under three runners on the local broker, in the same run:
 
   logtide  `logtide streams` (one worker): batch reader: validate, enrich -> logs.enriched, derive +
-           combine per batch -> points (repartition); Faust agent: window aggregate
-           (count/sum/min/max/mean/p50/p90/p99) + detect.
-  quix     the same job written with Quix Streams: our validate/enrich/derive operators (the worker's
-           plain-dict lane, the reference where it declines), per record, Quix's
-           group_by repartition, its tumbling window (count/sum/min/max/mean; no percentiles) and a
-           stateful detect step with the same detector.
-           Quix Streams 3.x needs pydantic < 2.14 (below our lock): give it its own venv,
-             .venv/bin/uv venv --python .venv/bin/python .venv/quix
-             .venv/bin/uv pip install --python .venv/quix/bin/python -e . "quixstreams>=3,<4"
-           (used when present; or BENCH_QUIX_PYTHON=/path/to/python).
+           combine per batch, series, pane and source -> points (repartition); Faust agent: window
+           aggregate (count/sum/min/max/mean/p50/p90/p99 from the DDSketch) + detect.
+  quix     the same job written with Quix Streams (bench/quix_job.py): our operators per record, the
+           same map-side combining (the mapper's own cells, per raw partition between two checkpoints,
+           in a Sink: flushed before Quix commits the offsets), a repartition topic keyed by series,
+           Quix's tumbling window with a custom aggregator merging the same sketch (same p50/p90/p99),
+           the same WindowAggregate records and the same detection. What it cannot do the same way:
+           exactness under kill -9 (Quix at-least-once replays a checkpoint's combined partials and they
+           are folded again), per-source watermarks (Quix closes on its partition's stream time), late
+           points dead-lettered (Quix drops them); see bench/quix_job.py.
+           Quix Streams pins pydantic < 2.14 (below our lock): it runs in .venv/quix, which the bench
+           builds with uv when missing (quixstreams==3.28.1 and `-e .`; bench/quix_venv.py), or
+           BENCH_QUIX_PYTHON=/path/to/python.
   aiokafka a bare consume -> orjson decode -> produce loop: the Python ceiling.
 
-Each runner consumes the same pre-produced topic with its own consumer group. Throughput is measured
-from the group's committed offsets (time from the first commit to the last input record and, for the
-two stream processors, the last repartitioned record committed), so start-up is excluded the same way
-for both. Then (--latency) end-to-end latency at a paced rate: from a line written to the aggregate
-of its window on metrics.agg (anomalies leave in the same batch as their aggregate).
+Each runner consumes the same pre-produced topic with its own consumer group, with the worker's producer
+and fetch settings. Throughput is measured from the group's committed offsets (time from the first
+commit until every input record and every repartitioned record written by then is committed), so
+start-up is excluded the same way for both stream processors. Then (--latency) end-to-end latency at
+a paced rate, logtide worker only: from a line written to the aggregate of its window on metrics.agg
+(anomalies leave in the same batch as their aggregate).
 
-    .venv/bin/python bench/bench_streams.py --events 100000
+    .venv/bin/python bench/bench_streams.py --events 200000
     .venv/bin/python bench/bench_streams.py --events 100000 --latency --rate 10000 --seconds 30
 """
 
@@ -47,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from logtide.schemas import Topics  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from quix_venv import quix_python  # noqa: E402
 
 WINDOW_S = 10
 SERVICES = [f"svc{i}" for i in range(8)]
@@ -275,19 +282,16 @@ def start_faust(cfg_path: Path, state: Path, log: Path) -> subprocess.Popen:
     )
 
 
-def quix_python() -> str:
-    """The interpreter for the Quix runner: Quix Streams 3.x pins pydantic < 2.14, below our lock, so it
-    lives in its own venv (BENCH_QUIX_PYTHON, else .venv/quix/bin/python when present)."""
-    env = os.environ.get("BENCH_QUIX_PYTHON")
-    if env:
-        return env
-    local = ROOT / ".venv" / "quix" / "bin" / "python"
-    return str(local) if local.exists() else sys.executable
+def quix_topics(prefix: str) -> dict[str, str]:
+    """The Quix runner's own output and repartition topics (beside the worker's, never shared)."""
+    t = Topics(prefix)
+    return {"enriched": t.logs_enriched + ".quix", "points": prefix + "points.quix",
+            "agg": t.metrics_agg + ".quix", "anomalies": t.anomalies + ".quix"}
 
 
-def start_quix(bootstrap: str, prefix: str, group: str, state: Path, log: Path) -> subprocess.Popen:
+def start_quix(python: str, bootstrap: str, prefix: str, group: str, *, state: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [quix_python(), __file__, "--quix-worker", bootstrap, prefix, group, str(state)],
+        [python, str(ROOT / "bench" / "quix_job.py"), bootstrap, prefix, group, str(state)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(ROOT),
         env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True,
     )
@@ -301,65 +305,6 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-
-
-def quix_worker(bootstrap: str, prefix: str, group: str, state_dir: str) -> None:
-    """The same job written with Quix Streams (runs until SIGTERM)."""
-    from logtide.schemas import encode
-    from logtide.streams.config import StreamsConfig
-    from logtide.streams.detect import build_detector, restore_detector
-    from logtide.streams.fast_log import FastLog
-    from logtide.streams.pipeline import Stateless
-    from quixstreams import Application
-    from quixstreams.dataframe.windows import Count, Max, Mean, Min, Sum
-
-    cfg = StreamsConfig.model_validate(streams_section(group))
-    topics = Topics(prefix)
-    sl = Stateless(cfg)
-    app = Application(broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
-                      state_dir=state_dir, commit_interval=0.5, loglevel="WARNING")
-    raw = app.topic(topics.logs_raw, value_deserializer="bytes", key_deserializer="bytes")
-    enriched = app.topic(topics.logs_enriched + ".quix", value_serializer="bytes", key_serializer="bytes")
-    aggs = app.topic(topics.metrics_agg + ".quix", value_serializer="json", key_serializer="json")
-
-    fast = FastLog(sl)
-
-    def operators(v: bytes) -> tuple[bytes, list[list[Any]]] | None:
-        """The operators the logtide worker runs on a record (its plain-dict lane, the reference where
-        the lane declines): enriched bytes and [series key, time, value] points, or None (dead)."""
-        now = datetime.now(UTC)
-        f = fast(v, now, None)
-        if f is not None:
-            data, _skew, _untimed, _src, ts, combo, latency, _id = f
-            pts = [[k, ts, c] for k, _m, _lab, c in combo.consts] if combo is not None else []
-            if latency is not None:
-                pts.append([combo.latency[0], ts, latency])
-            return data, pts
-        r = sl.log(v, now)
-        return None if r.dead is not None else (encode(r.event), [[p.key, p.ts_ms, p.value] for p in r.points])
-
-    sdf = app.dataframe(raw)
-    sdf = sdf.apply(operators)
-    sdf = sdf.filter(lambda r: r is not None)
-    sdf.apply(lambda r: r[0]).to_topic(enriched)
-    pts = sdf.apply(lambda r: r[1], expand=True)
-    pts = pts.group_by(lambda p: p[0], name="series")
-    pts = pts.set_timestamp(lambda value, key, ts, headers: value[1])
-    pts = pts.apply(lambda p: p[2])
-    w = pts.tumbling_window(WINDOW_S * 1000, grace_ms=int(cfg.window.lateness_seconds * 1000)).agg(
-        count=Count(), sum=Sum(), min=Min(), max=Max(), mean=Mean()
-    ).final()
-
-    def detect(value: dict[str, Any], state: Any) -> dict[str, Any]:
-        blob = state.get("det")
-        det = restore_detector(blob.encode()) if blob else build_detector("default", {})
-        s = det.update(value["end"] / 1000, value["mean"])
-        state.set("det", det.to_bytes().decode())
-        return {**value, "score": s.score}
-
-    w = w.apply(detect, stateful=True)
-    w.to_topic(aggs)
-    app.run()
 
 
 # --- latency -----------------------------------------------------------------------------------------
@@ -442,12 +387,13 @@ async def main(args: argparse.Namespace) -> None:
     from logtide.services import ensure_up
 
     bootstrap = ensure_up(kafka=True, elasticsearch=False)["kafka"]
+    qpython = None if args.no_quix or args.latency_only else quix_python(ROOT)  # built now, or one line and out
     workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     uid = uuid.uuid4().hex[:8]
     prefix = f"bench{uid}."
     topics = Topics(prefix)
-    await create_topics(bootstrap, [*topics.all(), topics.logs_enriched + ".quix", topics.metrics_agg + ".quix",
-                                    prefix + "bare.out"], args.partitions)
+    await create_topics(bootstrap, [*topics.all(), *quix_topics(prefix).values(), prefix + "bare.out"],
+                        args.partitions)
     rnd = random.Random(1)
     t0 = datetime.now(UTC) - timedelta(hours=1)
     n = args.events
@@ -478,12 +424,14 @@ async def main(args: argparse.Namespace) -> None:
         stop(proc)
     print(f"logtide worker done: {results['logtide']['rate']:,.0f} events/s", flush=True)
 
-    if not args.no_quix:
+    if qpython is not None:
         qgroup = f"benchq{uid}"
-        proc = start_quix(bootstrap, prefix, qgroup, workdir / "state-quix", workdir / "quix.log")
+        proc = start_quix(qpython, bootstrap, prefix, qgroup, state=workdir / "state-quix",
+                          log=workdir / "quix.log")
         try:
+            # raw and the combined points topic, both read by the Quix app's group
             results["quix"] = await measure_group(bootstrap, qgroup, [topics.logs_raw], n,
-                                                  f"repartition__{qgroup}--", proc=proc)
+                                                  quix_topics(prefix)["points"], proc=proc)
         finally:
             stop(proc)
         print(f"quix streams done: {results['quix']['rate']:,.0f} events/s", flush=True)
@@ -520,9 +468,6 @@ async def report_latency(bootstrap: str, args: argparse.Namespace, workdir: Path
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--quix-worker":
-        quix_worker(*sys.argv[2:6])
-        sys.exit(0)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=4)
