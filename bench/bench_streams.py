@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -234,41 +235,41 @@ async def measure_group(bootstrap: str, group: str, inputs: list[str], n_events:
 # --- runners -----------------------------------------------------------------------------------------
 
 
-async def bare_loop(bootstrap: str, topic: str, out: str, n: int) -> dict[str, float]:
-    """consume -> orjson.loads -> orjson.dumps -> produce, batched; the floor cost of Python + Kafka."""
+async def bare_loop(bootstrap: str, topic: str, out: str, group: str) -> None:
+    """consume -> orjson.loads -> orjson.dumps -> produce, a batch at a time, its offsets committed once
+    its sends are acknowledged (as the worker commits): the floor cost of Python + Kafka. The worker's
+    producer and fetch settings (streams/raw_reader.py). Runs until SIGTERM."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
-                         auto_offset_reset="earliest", enable_auto_commit=True, max_partition_fetch_bytes=8 << 20)
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, compression_type="lz4")
+    batch_size = streams_section("x")["raw_batch_size"]
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                         enable_auto_commit=False, max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+                         max_batch_size=1 << 20, max_request_size=8 << 20,
+                         compression_type=streams_section("x")["compression"])
     await c.start()
     await p.start()
-    seen = 0
-    t0 = None
-    cpu0 = 0.0
-    futs = []
     try:
-        while seen < n:
-            batch = await c.getmany(timeout_ms=1000, max_records=5000)
-            if t0 is None and batch:
-                t0, cpu0 = time.perf_counter(), time.process_time()
+        while True:
+            batch = await c.getmany(timeout_ms=500, max_records=batch_size)
+            futs = []
             for recs in batch.values():
                 for r in recs:
                     doc = orjson.loads(r.value)
                     futs.append(await p.send(out, value=orjson.dumps(doc), key=r.key))
-                    seen += 1
-            if len(futs) > 20000:
+            if futs:
                 await asyncio.gather(*futs)
-                futs.clear()
-        await asyncio.gather(*futs)
-        import resource
-
-        return {"rate": n / (time.perf_counter() - (t0 or time.perf_counter())),
-                "cpu_per_m": (time.process_time() - cpu0) / n * 1e6,
-                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}
+                await c.commit()
     finally:
         await c.stop()
         await p.stop()
+
+
+def start_bare(bootstrap: str, topic: str, out: str, group: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, __file__, "--bare-loop", bootstrap, topic, out, group],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True,
+    )
 
 
 def start_faust(cfg_path: Path, state: Path, log: Path) -> subprocess.Popen:
@@ -406,7 +407,12 @@ async def main(args: argparse.Namespace) -> None:
         await report_latency(bootstrap, args, workdir)
         return
     results: dict[str, dict[str, float]] = {}
-    results["aiokafka"] = await bare_loop(bootstrap, topics.logs_raw, prefix + "bare.out", n)
+    bgroup = f"bare{uid}"
+    proc = start_bare(bootstrap, topics.logs_raw, prefix + "bare.out", bgroup, workdir / "bare.log")
+    try:
+        results["aiokafka"] = await measure_group(bootstrap, bgroup, [topics.logs_raw], n, None, proc=proc)
+    finally:
+        stop(proc)
     print(f"aiokafka bare loop done: {results['aiokafka']['rate']:,.0f} events/s", flush=True)
 
     app_id = f"bench{uid}"
@@ -435,6 +441,8 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             stop(proc)
         print(f"quix streams done: {results['quix']['rate']:,.0f} events/s", flush=True)
+        if args.check:
+            print(await check_quix(bootstrap, prefix), flush=True)
 
     r = {k: v["rate"] for k, v in results.items()}
     print("\nratios (events/s, same run)")
@@ -456,6 +464,39 @@ async def main(args: argparse.Namespace) -> None:
     print(f"\nlogs: {workdir}")
 
 
+async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, bytes]]:
+    """Every record of `topic` now: (partition, value)."""
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                         max_partition_fetch_bytes=8 << 20)
+    await c.start()
+    out: list[tuple[int, bytes]] = []
+    try:
+        while True:
+            batch = await c.getmany(timeout_ms=3000, max_records=20000)
+            if not batch:
+                return out
+            for tp, recs in batch.items():
+                out += [(tp.partition, r.value) for r in recs]
+    finally:
+        await c.stop()
+
+
+async def check_quix(bootstrap: str, prefix: str) -> str:
+    """Whether the Quix runner did the job: its windows against a recount of the input."""
+    from logtide.streams.config import StreamsConfig
+    from quix_job import recount
+
+    cfg = StreamsConfig.model_validate(streams_section("check"))
+    raw = await read_topic(bootstrap, Topics(prefix).logs_raw)
+    windows = [v for _, v in await read_topic(bootstrap, quix_topics(prefix)["agg"])]
+    equal, differ, open_ = recount(raw, windows, cfg)
+    return (f"  check: quix windows equal to a recount of the input (reference operators, every value into "
+            f"the sketch): {equal} of {equal + differ}; differing: {differ}; not closed when it stopped: "
+            f"{open_} (a series' last windows: Quix closes a window on a newer point of that series)")
+
+
 async def report_latency(bootstrap: str, args: argparse.Namespace, workdir: Path) -> None:
     r = await latency_run(bootstrap, args.rate, args.seconds, workdir)
     if r.get("n"):
@@ -468,12 +509,18 @@ async def report_latency(bootstrap: str, args: argparse.Namespace, workdir: Path
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--bare-loop":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(bare_loop(*sys.argv[2:6]))
+        sys.exit(0)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--no-quix", action="store_true", help="Skip the Quix Streams runner.")
+    ap.add_argument("--check", action="store_true",
+                    help="After the Quix run, recount its windows from the input (about 10 s per 100,000 events).")
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=30)
     asyncio.run(main(ap.parse_args()))
