@@ -13,18 +13,20 @@ The same job as the logtide worker, in Quix's own terms:
 - Map-side combining, the same as `streams.batch.BatchMapper`: the points of a raw partition's records
   are combined per (series, pane, event-time source) with the mapper's own cells (`_combine`,
   `_combine_n`, `_agg`), into the same `SeriesBatch` messages. The batch is what Quix handed on
-  between two checkpoints (commit_interval 0.5 s) instead of one getmany. It is a Sink because a
-  sink is the one place Quix lets a step hold records past their processing: its `flush()` runs at
-  every checkpoint before the producer flush and the offset commit (Checkpoint.commit steps 1, 3,
-  4), so nothing buffered can be committed unsent; a failed flush aborts the checkpoint and the
-  records are read again. Shutdown and revocation commit through the same path. With backpressure
-  the buffer is dropped and the consumer seeks back (on_paused).
+  between two checkpoints (commit_interval 0.5 s) instead of one getmany. The buffer is flushed by a
+  Sink because a sink is the one place Quix lets a step hold records past their processing: its
+  `flush()` runs at every checkpoint before the producer flush and the offset commit
+  (Checkpoint.commit steps 1, 3, 4), so nothing buffered can be committed unsent; a failed flush
+  aborts the checkpoint and the records are read again. Shutdown and revocation commit through the
+  same path. With backpressure the buffer is dropped and the consumer seeks back (on_paused).
 - Windows: Quix's tumbling window, the custom aggregator `PaneMerge` merging the partials' `Agg`
-  (count, sum, min, max and the same DDSketch `streams.windowing.Sketch`), so p50/p90/p99 are computed
-  as ours; closed per series (Quix's closing_strategy="key": a series' newest timestamp, with the
-  same grace as our lateness). Here each series has one source (its raw key is its service/host), so
-  that is our per-source watermark; "partition" would close on the newest time of any series in the
-  points partition, and the partials of the raw partitions read at different speeds came late there. Output: the same `WindowAggregate` record (schema, fields, id) our worker writes.
+  (count, sum, min, max and the same DDSketch `streams.windowing.Sketch`), so p50/p90/p99 are
+  computed as ours; closed per series (Quix's closing_strategy="key": a series' newest timestamp,
+  with the same grace as our lateness). Here each series has one source (its raw key is its
+  service/host), so that is our per-source watermark; "partition" would close on the newest time of
+  any series in the points partition, and the partials of raw partitions read at different speeds
+  came late there (196 of 342 windows short in a run). Output: the same `WindowAggregate` record
+  (schema, fields, id) our worker writes.
 - Detection: the same `Detection.observe` per series, its state in Quix state; anomalies as ours.
 
 What it cannot do the same way (said in the bench's docstring too):
@@ -238,8 +240,11 @@ def run(bootstrap: str, prefix: str, group: str, state_dir: str) -> None:
     anomalies = app.topic(names["anomalies"], value_serializer="bytes", key_serializer="str")
 
     class CombiningSink(BaseSink):
-        """Buffers each raw partition's points, combined; sends them at every checkpoint before the
-        offsets are committed (see the module docstring for why a sink)."""
+        """Each raw partition's points, combined (`combine`, a step of the record's own chain); sent at
+        every checkpoint before the offsets are committed (see the module docstring for why a sink).
+        It is also the chain's terminal step, whose `add` has nothing left to do: combining happens
+        before the enriched record is produced, in one chain, because a branch point would make Quix
+        copy (pickle) every record's outcome for the second branch."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -247,12 +252,16 @@ def run(bootstrap: str, prefix: str, group: str, state_dir: str) -> None:
             self.producer = app.get_producer()
             self.failed: list[str] = []
 
-        def add(self, value: Mapped | None, key: Any, timestamp: int, headers: Any, topic: str,  # noqa: PLR0917
-                partition: int, offset: int) -> None:  # (BaseSink.add's signature)
-            b = self.buffers.get((topic, partition))
+        def combine(self, m: Mapped | None) -> None:
+            ctx = message_context()
+            b = self.buffers.get((ctx.topic, ctx.partition))
             if b is None:
-                b = self.buffers[(topic, partition)] = PartitionCombiner(spec)
-            b.add(offset, value)
+                b = self.buffers[(ctx.topic, ctx.partition)] = PartitionCombiner(spec)
+            b.add(ctx.offset, m)
+
+        def add(self, value: Any, key: Any, timestamp: int, headers: Any, topic: str,  # noqa: PLR0917
+                partition: int, offset: int) -> None:  # (BaseSink.add's signature)
+            return None
 
         def flush(self) -> None:
             buffers, self.buffers = self.buffers, {}
@@ -291,10 +300,11 @@ def run(bootstrap: str, prefix: str, group: str, state_dir: str) -> None:
     def operators(v: bytes) -> Mapped | None:
         return map_record(fast, sl, v, datetime.now(UTC), message_context().partition)
 
-    sdf = app.dataframe(raw)
-    sdf = sdf.apply(operators)
-    sdf.filter(lambda m: m is not None).apply(lambda m: m[0]).to_topic(enriched)
-    sdf.sink(CombiningSink())  # every record, dead ones too: a batch's offset range as the mapper's
+    combiner = CombiningSink()
+    sdf = app.dataframe(raw).apply(operators)
+    sdf = sdf.update(combiner.combine)  # every record, dead ones too: a batch's offset range as the mapper's
+    sdf = sdf.filter(lambda m: m is not None).apply(lambda m: m[0]).to_topic(enriched)
+    sdf.sink(combiner)
 
     def panes(data: bytes) -> list[list[Any]]:
         sb = SeriesBatch.from_bytes(data)
