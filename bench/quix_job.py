@@ -208,7 +208,7 @@ def recount(raw: list[tuple[int, bytes]], windows: list[bytes], cfg: Any) -> tup
     return equal, len(windows) - equal, len(values.keys() - seen)
 
 
-def run(bootstrap: str, prefix: str, group: str, state_dir: str) -> None:
+def run(bootstrap: str, prefix: str, group: str, state_dir: str, lateness: str = "5.0") -> None:
     """The job under Quix Streams (runs until SIGTERM)."""
     from bench_streams import WINDOW_S, quix_topics, streams_section
     from logtide.streams.config import StreamsConfig
@@ -217,7 +217,7 @@ def run(bootstrap: str, prefix: str, group: str, state_dir: str) -> None:
     from quixstreams.dataframe.windows.aggregations import Aggregator
     from quixstreams.sinks import BaseSink
 
-    cfg = StreamsConfig.model_validate(streams_section(group))
+    cfg = StreamsConfig.model_validate(streams_section(group, lateness=float(lateness)))
     w = cfg.window
     spec = WindowSpec(w.size_ms, w.step_ms, w.lateness_ms, w.relative_accuracy)
     assert spec.size_ms == spec.step_ms == WINDOW_S * 1000, "the Quix side runs tumbling windows"
@@ -336,4 +336,4 @@ def run(bootstrap: str, prefix: str, group: str, state_dir: str) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT / "bench"))
-    run(*sys.argv[1:5])
+    run(*sys.argv[1:6])
