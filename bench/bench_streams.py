@@ -468,6 +468,9 @@ async def main(args: argparse.Namespace) -> None:
     print(f"  logtide / aiokafka  = {r['logtide'] / r['aiokafka']:.2f}")
     if "quix" in r:
         print(f"  quix    / aiokafka  = {r['quix'] / r['aiokafka']:.2f}")
+        cpu = {k: v["cpu_per_m"] for k, v in results.items()}
+        print(f"  CPU per event, quix / logtide = {cpu['quix'] / cpu['logtide']:.2f}"
+              f" (steadier than the rates on a shared box)")
     print(f"\n{'runner':<22}{'events/s':>12}{'CPU s / M events':>18}{'peak RSS MB':>13}")
     for name, label in (("logtide", "logtide worker"), ("quix", "quix streams"), ("aiokafka", "aiokafka bare loop")):
         if name in results:
