@@ -46,7 +46,10 @@ from pydantic import AwareDatetime, TypeAdapter
 _parse_dt = TypeAdapter(AwareDatetime).validate_python
 _TYPES = {t.value: t for t in MetricType}
 _MAX_BYTES = DEFAULT_LIMITS.max_bytes
-_CACHE_MAX = 100_000  # entries per cache (label values come from the data: bounded, cleared when full)
+# entries per cache (values come from the data: bounded, cleared when full): series as many as the
+# Deriver caches keys; time spellings fewer (a scrape's samples share one, a batch holds a few)
+_CACHE_MAX = 100_000
+_TIMES_MAX = 10_000
 _Int = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]  # beyond 64 bits: the model decides
 
 
@@ -129,7 +132,7 @@ class FastMetric:
         out = self._times.get(text)
         if out is None:
             ts = _parse_dt(text)  # the model's own validator: raises where it refuses
-            if len(self._times) >= _CACHE_MAX:
+            if len(self._times) >= _TIMES_MAX:
                 self._times.clear()
             out = self._times[text] = (ts, int(ts.timestamp() * 1000))  # `derive.ts_ms`
         return out
@@ -137,7 +140,7 @@ class FastMetric:
     def _ingested_ok(self, text: str) -> bool:
         if text not in self._ingested:
             _parse_dt(text)
-            if len(self._ingested) >= _CACHE_MAX:
+            if len(self._ingested) >= _TIMES_MAX:
                 self._ingested.clear()
             self._ingested.add(text)
         return True
@@ -150,7 +153,7 @@ class FastMetric:
             self._skews = (now, policy, cache)
         if text in cache:
             return cache[text]
-        if len(cache) >= _CACHE_MAX:
+        if len(cache) >= _TIMES_MAX:
             cache.clear()
         s = cache[text] = skew_of(ts, now, policy)
         return s

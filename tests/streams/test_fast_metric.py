@@ -319,3 +319,23 @@ def test_the_batch_mapper_hands_on_the_same_with_the_lane_as_without(data: st.Da
         want = mapped_view(ref.metrics(recs[lo:hi], "metrics.raw", lo % 2, NOW))
         got = mapped_view(lane.metrics(recs[lo:hi], "metrics.raw", lo % 2, NOW))
         assert got == want
+
+
+def test_a_sample_the_lane_raises_on_takes_the_reference_path() -> None:
+    """An exception inside the lane never loses or dead-letters a sample: the reference decides it,
+    with the same outcome, and its source clock moved once (the same marks)."""
+    cfg = StreamsConfig.model_validate(CONFIGS[0])
+    recs = [Rec(None, scraped(i, T0 + timedelta(seconds=15 * i)), 100 + i) for i in range(6)]
+    want = BatchMapper(cfg).metrics(recs, "metrics.raw", 2, NOW)
+    mapper = BatchMapper(cfg)
+    decide = mapper.fast_metric._decide
+
+    def broken(s, now, partition):
+        if s.event.id == orjson.loads(recs[3].value)["event"]["id"]:
+            raise RuntimeError("lane broke")
+        return decide(s, now, partition)
+
+    mapper.fast_metric._decide = broken
+    got = mapper.metrics(recs, "metrics.raw", 2, NOW)
+    assert mapped_view(got) == mapped_view(want) and not got.dead and got.errors == 0
+    assert len(want.marks) == 1 and sum(len(s.points) + len(s.panes) for s in got.series) == 6
