@@ -1,4 +1,4 @@
-"""Benchmark: CPU per metric sample through `BatchMapper.metrics`, pydantic reference vs the plain-dict lane.
+"""Benchmark: CPU per metric sample through `BatchMapper.metrics`, pydantic reference vs `streams.fast_metric`.
 
     .venv/bin/python bench/bench_metric_lane.py [--samples 200000] [--hosts 20] [--batch 1000] [--repeat 3]
 

@@ -3,8 +3,9 @@
 Why: under Faust, each raw record cost about ten asyncio callbacks, and a kill between producing a
 batch's points and committing its raw offsets replayed those records as *new* points (double counts).
 Here a batch of one raw partition's records (offsets `lo..hi`) is validated, enriched and derived in
-one pass (`BatchMapper`; log records and metric samples through the plain-dict lanes
-`streams.fast_log` and `streams.fast_metric` where they are sure, the pydantic reference otherwise), and its points are pre-aggregated into one `SeriesBatch` per series: every
+one pass (`BatchMapper`; log records through the plain-dict lane `streams.fast_log`, metric samples
+through `streams.fast_metric`, where they are sure, the pydantic reference otherwise), and its points
+are pre-aggregated into one `SeriesBatch` per series: every
 (pane, event-time source) of that series in the batch, plus counter samples one by one (a rate needs
 each sample). Each message is stamped with its raw partition (`topic:partition`) and offset range; each
 pane and point keeps its event-time source (Kafka partition + shipper host + file, see
@@ -195,7 +196,7 @@ class BatchMapper:
                         _combine(acc.panes, (pane, esrc), ts, latency)
                 continue
             m = fast_metric(raw, now, partition) if fast_metric is not None else None
-            if m is not None:  # the plain-dict lane for samples (`streams.fast_metric`): the same outcome
+            if m is not None:  # the samples' lane (`streams.fast_metric`): the same outcome, cheaper
                 p, skew, untimed, esrc, event_id = m
                 if resent(event_id):
                     out.resent += 1

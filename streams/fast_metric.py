@@ -111,7 +111,7 @@ class Unsure(Exception):
 
 
 class FastMetric:
-    """The plain-dict lane of `Stateless.metric` (same source clocks, same marks); see the module doc."""
+    """The fast lane of `Stateless.metric` (same source clocks, same marks); see the module doc."""
 
     def __init__(self, sl: Stateless) -> None:
         self.sl = sl

@@ -116,7 +116,7 @@ class PromAPI:
 
 class Logtide:
     """Scraped samples through the streams operators, exactly as `logtide streams` folds them (the
-    plain-dict metric lane, checked sample by sample against the pydantic reference)."""
+    metric lane `streams.fast_metric`, checked sample by sample against the pydantic reference)."""
 
     def __init__(self) -> None:
         self.cfg = StreamsConfig.model_validate({
