@@ -10,8 +10,9 @@ rate name and kind `Deriver.from_sample` gives) is cached per label combination.
 clock, skew and untimed outcome are those of `Stateless.metric`; the cardinality caps stay where they
 are (the aggregator's `CardinalityGuard`, on the very same points).
 
-Measured (bench/bench_metric_lane.py): decoding into the structs costs less than `orjson.loads` alone,
-and checking the same contract on orjson's dicts in Python made this lane about twice as slow.
+Measured on 100,000 node_exporter-like samples (bench/bench_metric_lane.py's): the reference costs
+10.8 us per sample, this lane 2.8 us; decoding into the structs costs less than `orjson.loads` alone
+(1.1 us), and the same contract checked on orjson's dicts in Python made the lane 6.2 us.
 
 A sample this lane is not sure about (a value of another type than the canonical one, which pydantic
 may coerce; a field's Python name instead of its alias; anything invalid; anything raising) gets None
