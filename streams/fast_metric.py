@@ -3,9 +3,9 @@
 Why: a sample's own work is small (one point), so building a pydantic `MetricSample` per sample, then
 its labels, series key and timestamp again, was most of what it cost the worker. Here msgspec decodes
 the bytes straight into strict structs that mirror the contract (exact JSON types, required fields,
-no unknown keys, numbers a double holds); its timestamp is parsed once per distinct spelling (a
-scrape's samples share one) by pydantic's own datetime validator, its wall-clock skew is decided once
-per spelling and batch clock, and its series (the labels `derive.sample_labels` makes, the key, the
+no unknown keys, numbers a double holds); its timestamp is parsed by pydantic's own datetime
+validator, and its wall-clock skew decided, once per distinct spelling and batch (a scrape's samples
+share one), and its series (the labels `derive.sample_labels` makes, the key, the
 rate name and kind `Deriver.from_sample` gives) is cached per label combination. The point, source
 clock, skew and untimed outcome are those of `Stateless.metric`; the cardinality caps stay where they
 are (the aggregator's `CardinalityGuard`, on the very same points).
@@ -117,10 +117,11 @@ class FastMetric:
     def __init__(self, sl: Stateless) -> None:
         self.sl = sl
         self.enabled = True  # the caller's switch
-        self._times: dict[str, tuple[datetime, int]] = {}  # @timestamp spelling -> (instant, ms)
+        # @timestamp spelling -> (ms, wall-clock skew), for one (batch clock, skew policy)
+        self._stamps: dict[str, tuple[int, str | None]] = {}
+        self._clock: tuple[datetime | None, SkewPolicy | None] = (None, None)
         self._ingested: set[str] = set()  # event.ingested spellings the model accepts
-        # wall-clock skew per @timestamp spelling, for one (batch clock, policy): (now, policy, {text: skew})
-        self._skews: tuple[datetime | None, SkewPolicy | None, dict[str, str | None]] = (None, None, {})
+        self._sources: dict[tuple[int | None, str | None], str] = {}  # (partition, host) -> `source_id`
         # (name, type, labels, host, service) -> (key, metric, labels, kind), for one Deriver (its window)
         self._series: dict[tuple[Any, ...], tuple[str, str, dict[str, str], int]] = {}
         self._derive: Deriver | None = None
@@ -129,13 +130,18 @@ class FastMetric:
     def usable(self) -> bool:
         return self.enabled
 
-    def _time(self, text: str) -> tuple[datetime, int]:
-        out = self._times.get(text)
+    def _stamp(self, text: str, now: datetime) -> tuple[int, str | None]:
+        """(event time in ms as `derive.ts_ms`, skew as `validate.skew_of`) of an @timestamp spelling."""
+        policy = self.sl.policy  # replaced by a configuration reload
+        if self._clock[0] is not now or self._clock[1] is not policy:
+            self._stamps = {}
+            self._clock = (now, policy)
+        out = self._stamps.get(text)
         if out is None:
             ts = _parse_dt(text)  # the model's own validator: raises where it refuses
-            if len(self._times) >= _TIMES_MAX:
-                self._times.clear()
-            out = self._times[text] = (ts, int(ts.timestamp() * 1000))  # `derive.ts_ms`
+            if len(self._stamps) >= _TIMES_MAX:
+                self._stamps.clear()
+            out = self._stamps[text] = (int(ts.timestamp() * 1000), skew_of(ts, now, policy))
         return out
 
     def _ingested_ok(self, text: str) -> bool:
@@ -145,19 +151,6 @@ class FastMetric:
                 self._ingested.clear()
             self._ingested.add(text)
         return True
-
-    def _skew(self, text: str, ts: datetime, now: datetime) -> str | None:
-        t_now, pol, cache = self._skews
-        policy = self.sl.policy  # replaced by a configuration reload
-        if t_now is not now or pol is not policy:
-            cache = {}
-            self._skews = (now, policy, cache)
-        if text in cache:
-            return cache[text]
-        if len(cache) >= _TIMES_MAX:
-            cache.clear()
-        s = cache[text] = skew_of(ts, now, policy)
-        return s
 
     def series(self, name: str, mtype: str, labels: dict[str, str], host: str | None,
                service: str | None) -> tuple[str, str, dict[str, str], int]:
@@ -196,8 +189,7 @@ class FastMetric:
 
     def _decide(self, s: _Sample, now: datetime, partition: int | None) -> tuple[Any, ...]:
         # --- validate: what the structs leave (times as the model reads them) ---
-        ts_text = s.timestamp
-        ts, t_ms = self._time(ts_text)
+        t_ms, skew = self._stamp(s.timestamp, now)
         ev = s.event
         if ev.ingested is not None:
             self._ingested_ok(ev.ingested)
@@ -209,7 +201,6 @@ class FastMetric:
         service = s.service.name if s.service is not None else None
         flags = list(s.logtide.flags)
         # --- skew and event time (as `validate` and `Stateless.metric`) ---
-        skew = self._skew(ts_text, ts, now)
         if skew is not None and SKEW_FLAG not in flags:
             flags.append(SKEW_FLAG)
         untimed = False
@@ -217,7 +208,11 @@ class FastMetric:
             if f in UNTIMED_FLAGS:
                 untimed = True
                 break
-        src = source_id(partition, host, "metrics")
+        src = self._sources.get((partition, host))
+        if src is None:
+            if len(self._sources) >= _TIMES_MAX:
+                self._sources.clear()
+            src = self._sources[partition, host] = source_id(partition, host, "metrics")
         if untimed or SKEW_FLAG in flags:
             return None, skew, untimed, src, ev.id
         key, metric, full, kind = self.series(m.name, m.type, s.labels, host, service)

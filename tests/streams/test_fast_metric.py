@@ -339,3 +339,17 @@ def test_a_sample_the_lane_raises_on_takes_the_reference_path() -> None:
     got = mapper.metrics(recs, "metrics.raw", 2, NOW)
     assert mapped_view(got) == mapped_view(want) and not got.dead and got.errors == 0
     assert len(want.marks) == 1 and sum(len(s.points) + len(s.panes) for s in got.series) == 6
+
+
+def test_the_lane_decides_skew_against_each_batchs_clock() -> None:
+    """Skew is cached per timestamp spelling for one batch clock only: the same spelling read again
+    under a later clock is decided again, as the reference does."""
+    cfg = StreamsConfig.model_validate({})
+    ref, lane = Stateless(cfg), Stateless(cfg)
+    fast = FastMetric(lane)
+    raw = scraped(1, NOW + timedelta(seconds=400))
+    for now in (NOW, NOW + timedelta(seconds=200), NOW):  # 400 s ahead (> 300 s: future), then 200 s
+        want = ref.metric(raw, now, None, 0)
+        got = fast(raw, now, 0)
+        assert got is not None and (got[1], got[0]) == (want.skew, want.point)
+    assert [fast(raw, n, 0)[1] for n in (NOW, NOW + timedelta(seconds=200))] == ["future", None]
