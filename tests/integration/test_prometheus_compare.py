@@ -35,6 +35,7 @@ import pytest
 from logtide.shippers.config import PrometheusScrapeConfig
 from logtide.shippers.prometheus_scrape import Sample, ScrapeSchedule, encode, run_scrapes
 from logtide.streams.config import StreamsConfig
+from logtide.streams.fast_metric import FastMetric
 from logtide.streams.histogram import bucket_index, parse_le
 from logtide.streams.pipeline import Stateful, Stateless
 
@@ -114,7 +115,8 @@ class PromAPI:
 
 
 class Logtide:
-    """Scraped samples through the streams operators, exactly as `logtide streams` folds them."""
+    """Scraped samples through the streams operators, exactly as `logtide streams` folds them (the
+    metric lane `streams.fast_metric`, checked sample by sample against the pydantic reference)."""
 
     def __init__(self) -> None:
         self.cfg = StreamsConfig.model_validate({
@@ -124,6 +126,9 @@ class Logtide:
             "detect": {"enabled": False},
         })
         self.stateless, self.stateful = Stateless(self.cfg), Stateful(self.cfg)
+        # the worker's metric lane (`streams.fast_metric`) decides; the pydantic reference runs alongside
+        self.lane, self.reference = FastMetric(self.stateless), Stateless(self.cfg)
+        self.lane_points = 0
         self.aggs: list = []
         self.samples: list[Sample] = []
         self.ups: dict[str, list[tuple[int, float]]] = {}
@@ -137,10 +142,16 @@ class Logtide:
             if s.name == "up":
                 self.ups.setdefault(s.labels["job"], []).append((s.ts_ms, s.value))
         for _key, rec in encode(HOST, samples):
-            res = self.stateless.metric(rec, now)
-            assert res.dead is None, res.dead
-            if res.point is not None:
-                self.stateful.add(res.point)
+            ref = self.reference.metric(rec, now)
+            assert ref.dead is None, ref.dead
+            got = self.lane(rec, now, None)
+            assert got is not None, rec  # every scraped sample takes the lane, with the reference's outcome
+            point, skew, untimed, src, event_id = got
+            assert (point, skew, untimed, src, event_id) == (ref.point, ref.skew, ref.untimed, ref.src,
+                                                             ref.sample.event.id)
+            if point is not None:
+                self.lane_points += 1
+                self.stateful.add(point)
         self.aggs += self.stateful.advance()[0]
 
     def at(self, end_s: float, metric: str, job: str) -> dict[tuple, float]:
