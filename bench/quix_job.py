@@ -57,8 +57,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 
 from logtide.schemas import EventInfo, Series, Stats, Topics, Window, WindowAggregate, encode, stable_id  # noqa: E402
-from logtide.streams.batch import SeriesBatch, _agg, _combine, _combine_n  # noqa: E402  (the mapper's own cells)
-from logtide.streams.derive import GAUGE, Point  # noqa: E402
+from logtide.streams.batch import SeriesBatch, _Acc, _add_point, _agg, _combine, _combine_n  # noqa: E402  (the mapper's own cells)
+from logtide.streams.derive import Point  # noqa: E402
 from logtide.streams.fast_log import FastLog  # noqa: E402
 from logtide.streams.pipeline import Stateless  # noqa: E402
 from logtide.streams.windowing import Agg, WindowSpec  # noqa: E402
@@ -81,15 +81,6 @@ def map_record(fast: FastLog, sl: Stateless, raw: bytes, now: datetime, partitio
         return r.event.model_dump_json(by_alias=True, exclude_none=True).encode(), r.src, 0, None, None, r.points
     except Exception:  # an operator raising on one record: out, never a crash loop (the worker dead-letters it)
         return None
-
-
-class _Acc:
-    __slots__ = ("labels", "metric", "panes", "points")
-
-    def __init__(self, metric: str, labels: dict[str, str]) -> None:
-        self.metric, self.labels = metric, labels
-        self.panes: dict[tuple[int, str], list[Any]] = {}
-        self.points: list[tuple[Point, str]] = []
 
 
 @dataclass(slots=True)
@@ -134,14 +125,7 @@ class PartitionCombiner:
                 _combine(acc.panes, (pane, esrc), ts, latency)
             return
         for p in points or ():
-            acc = accs.get(p.key)
-            if acc is None:
-                acc = accs[p.key] = _Acc(p.metric, p.labels)
-            if p.kind != GAUGE:
-                acc.points.append((p, esrc))
-                continue
-            t = p.ts_ms
-            _combine(acc.panes, (t - t % step, esrc), t, p.value)
+            _add_point(accs, p, esrc, step)
 
     def drain(self, src: str) -> list[SeriesBatch]:
         """The combined messages (`src`: "topic:partition"); the combiner is empty afterwards."""
