@@ -44,10 +44,13 @@ from logtide.streams.config import StreamsConfig
 from logtide.streams.faust_compat import (
     as_event,
     commit_only_acknowledged,
+    committed_offset,
     fetched_before_rebalance,
     leave_uncommitted,
+    read_again_from,
     widen_producer_buffer,
 )
+from logtide.streams.in_order import InOrder
 from logtide.streams.metrics import StreamsMetrics
 from logtide.streams.pipeline import TICK, Stateful, Stateless, late_dead_letter
 from logtide.streams.raw_reader import RawReader
@@ -135,6 +138,8 @@ class StreamsApp:
         self.partitions = cfg.partitions or partitions or 6
         self.folders: dict[int, BatchFolder] = {}
         self.owned: set[int] = set()  # points partitions assigned to this worker now (folders exist only for these)
+        self.order = InOrder()  # each points partition folded in offset order, without a hole
+        self._read_again_at: dict[int, float] = {}
         heartbeat = min(3.0, cfg.session_timeout_seconds / 4)
         self.fence = StallFence(cfg.session_timeout_seconds / 2, max(2.0, 3 * heartbeat))
         self._evicted_at: dict[int, float] = {}
@@ -277,6 +282,9 @@ class StreamsApp:
                              partition, len(got) - len(evs))
                     if not evs:
                         continue
+                evs = await self._in_order(partition, evs)
+                if not evs:
+                    continue
                 f = self._folder(partition)
                 sf = f.sf
                 dups, overflow = f.duplicates + sf.duplicates, dict(sf.guard.overflowed)
@@ -339,6 +347,25 @@ class StreamsApp:
             m.events_in.labels(self.t_points.get_topic_name()).inc(len(events))
             m.processing.labels("aggregate").observe(time.perf_counter() - t0)
 
+    async def _in_order(self, partition: int, evs: list[Any]) -> list[Any]:
+        """The events that continue the partition in offset order; those after a hole are left
+        uncommitted and the partition is read again from the hole (at most once a second)."""
+        tp = evs[0].message.tp
+        if not self.order.started(partition):
+            self.order.start(partition, committed_offset(self.app, tp))
+        n = self.order.admit(partition, [ev.message.offset for ev in evs])
+        if n == len(evs):
+            return evs
+        leave_uncommitted(evs[n:])
+        hole = self.order.next[partition]
+        now = time.monotonic()
+        if now - self._read_again_at.get(partition, -1e9) >= 1.0:
+            self._read_again_at[partition] = now
+            log.info("partition %d: offset %d delivered while %d was due: %d message(s) left uncommitted, read "
+                     "again from %d", partition, evs[n].message.offset, hole, len(evs) - n, hole)
+            await read_again_from(self.app, tp, hole)
+        return evs[:n]
+
     @staticmethod
     def _refused(sf: Stateful, data: bytes, n: int, src: DeadLetterSource) -> DeadLetter:
         """The dead letter of a points message whose events the cardinality guard refused."""
@@ -389,6 +416,9 @@ class StreamsApp:
         now = {tp.partition for tp in assigned if tp.topic == points}
         for p in [p for p in self.folders if p not in now or p not in self.owned]:
             del self.folders[p]
+        for p in range(self.partitions):
+            if p not in now or p not in self.owned:
+                self.order.forget(p)
         self.owned = now
 
     async def _on_ready(self, app: faust.App, **kwargs: Any) -> None:
@@ -407,6 +437,7 @@ class StreamsApp:
             if tp.topic == points:
                 self.folders.pop(tp.partition, None)
                 self.owned.discard(tp.partition)
+                self.order.forget(tp.partition)
 
     async def _update_lag(self) -> None:
         consumer = self.app.consumer

@@ -1,6 +1,6 @@
 """Every use of faust-streaming internals, in one place, for the versions it was written against.
 
-The worker relies on four things Faust does not offer as public API:
+The worker relies on five things Faust does not offer as public API:
 - the context variable Faust tables read a key's partition from (`faust.streams._current_event`):
   the aggregate agent writes each partition's state under one of that partition's own events;
 - the producer buffer's `max_messages` (100 by default), which makes a stream wait, with a warning,
@@ -8,7 +8,9 @@ The worker relies on four things Faust does not offer as public API:
 - a message's `acked` flag, to leave the offsets of messages it did not fold uncommitted, and its
   `generation_id` (the group generation it was fetched in), to tell messages fetched before a rebalance;
 - `Consumer._new_offset`, replaced by `commit_only_acknowledged`: Faust's own commits past one
-  unacknowledged message sitting exactly at the committed offset.
+  unacknowledged message sitting exactly at the committed offset, and past offsets it skipped reading;
+- `Consumer._committed_offset` and `Consumer.seek_wait`, to fold a partition's messages in offset order
+  (`committed_offset`, `read_again_from`).
 
 A faust-streaming outside `SUPPORTED` fails at import with the reason, instead of misbehaving later.
 """
@@ -88,26 +90,22 @@ def fetched_before_rebalance(app: faust.App, event: Any) -> bool:
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
-    """Faust 0.15.3's `Consumer._new_offset` with its head check made exact.
+    """Faust 0.15.3's `Consumer._new_offset` with its head check made exact and without its gaps.
 
     Faust returns None (nothing to commit) only when the smallest acknowledged offset is more than one
     past the committed offset (`min(acked) - committed > 1`), so a single message at the committed offset
     that was left unacknowledged (not folded: `leave_uncommitted`) is committed past as soon as the
-    message after it is acknowledged, and lost to whoever reads the partition next. The topics the
-    worker's agents read are its own points topics: neither compacted nor transactional, so every offset
-    is a message and the head check can be exact.
+    message after it is acknowledged, and lost to whoever reads the partition next. And it counts the
+    offsets it saw missing between two messages it read (`_gap`, meant for compacted or transactional
+    topics) as acknowledged; on the points topic such offsets are messages it skipped (a worker woken
+    after SIGSTOP committed past one it never folded). The topics the worker's agents read are its own
+    points topics: neither compacted nor transactional, so every offset is a message, the head check can
+    be exact and only acknowledged offsets are committed.
     """
     acked = self._acked[tp]
+    self._gap[tp].clear()  # offsets Faust skipped while reading are messages not folded, not acknowledged
     if not acked:
         return None
-    max_offset = max(acked)
-    gap_for_tp = self._gap[tp]
-    if gap_for_tp:  # offsets Faust saw missing while reading: as good as acknowledged (as Faust does)
-        candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
-        if candidates:
-            filled = [o for entry in candidates for o in range(entry.begin, entry.end)]
-            acked.extend(filled)
-            gap_for_tp.chop(0, max(filled[-1], max_offset + 1))
     acked.sort()
     committed = self._committed_offset[tp]
     if committed is not None and acked[0] > committed:
@@ -123,3 +121,19 @@ def commit_only_acknowledged() -> None:
     if not callable(getattr(Consumer, "_new_offset", None)):
         raise RuntimeError("faust Consumer has no _new_offset: faust_compat needs updating")
     Consumer._new_offset = _new_offset
+
+
+def committed_offset(app: faust.App, tp: Any) -> int | None:
+    """The offset Faust's consumer holds as committed for `tp` (None: unknown, or 0)."""
+    offsets = getattr(app.consumer, "_committed_offset", None)
+    if offsets is None:
+        raise RuntimeError("faust consumer has no _committed_offset: faust_compat needs updating")
+    return offsets.get(tp)
+
+
+async def read_again_from(app: faust.App, tp: Any, offset: int) -> None:
+    """Make Faust deliver `tp` again from `offset`: its consumer thread's position and its read offset
+    (below which it drops messages as read already)."""
+    if not callable(getattr(app.consumer, "seek_wait", None)):
+        raise RuntimeError("faust consumer has no seek_wait: faust_compat needs updating")
+    await app.consumer.seek_wait({tp: offset})

@@ -15,7 +15,9 @@ leaves the intent behind; whoever reads the partition next (the same
 worker restarted or another after a rebalance) cuts its first batch at exactly that offset, so the
 replayed batch gives the same per-series messages with the same offset range, and the aggregator skips
 them (`BatchFolder`). Raw offsets are therefore never committed before their outputs are acknowledged,
-and a replay is never counted twice.
+and a replay is never counted twice. Around a rebalance nothing is cut from records fetched before
+it: the partitions' new owners read the committed offsets as they stand when the group settles, and
+a batch this reader announced after that would be cut differently by them (see `run`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,12 @@ class RawReader:
         self._progress_at = 0.0
         self._unsent: set[TopicPartition] = set()  # a batch of these was dropped unsent: never say "read"
         self.lookback: dict[TopicPartition, int] = {}  # read back up to this offset only to learn record ids
+        # Bumped when partitions are revoked and when an assignment is complete: records fetched in an
+        # older epoch are dropped unprocessed (`run`), and nothing is cut between a revocation and the
+        # next assignment (`rebalancing`); the assignment seeks every partition, so they are read again.
+        self.epoch = 0
+        self.rebalancing = False  # partitions revoked, the next assignment not complete yet
+        self.starts: dict[TopicPartition, int] = {}  # where the latest assignment started each partition
         self._partition_memo: dict[str, tuple[list[int], dict[bytes, int]]] = {}
         self._rr = 0  # round robin for records without a key
         self.consumer: AIOKafkaConsumer | None = None
@@ -123,9 +131,20 @@ class RawReader:
             await self._start()
             while True:
                 t_cycle = time.monotonic()
+                epoch = self.epoch
                 data = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=self.max_records)
                 n = sum(len(v) for v in data.values())
                 async with self.lock:
+                    if epoch != self.epoch or self.rebalancing:
+                        # Fetched across a change of the group: a partition revoked meanwhile may be
+                        # another reader's already, which read the committed offset before this batch's
+                        # intent would be committed, and cuts differently (double counts). Set aside:
+                        # the assignment (done, or to come) places every partition again.
+                        if not self.rebalancing:
+                            self._seek_starts()
+                        if n:
+                            log.info("%d record(s) fetched across a rebalance set aside (read again)", n)
+                        continue
                     assigned = self.consumer.assignment()
                     for tp, fetched in data.items():
                         if tp in assigned and fetched:
@@ -186,6 +205,8 @@ class RawReader:
     # --- rebalance ------------------------------------------------------------------------------
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:  # let the batch in flight finish (and commit) first
+            self.epoch += 1
+            self.rebalancing = True
             try:
                 await self._finish()
             except Exception as exc:  # its partitions moved already: the new owner replays the announced batch
@@ -201,36 +222,57 @@ class RawReader:
         from logtide.streams.faust_app import describe_assignment
 
         log.info("assigned (raw group %s): %s", self.group_id, describe_assignment(assigned))
-        self._unsent -= assigned  # read again from the committed offset
-        if not assigned:
-            return
+        async with self.lock:
+            self._unsent -= assigned  # read again from the committed offset
+            self.starts = {}
+            if assigned:
+                await self._seek_assigned(assigned)
+            # records fetched until now (before these seeks) are set aside by `run`
+            self.epoch += 1
+            self.rebalancing = False
+
+    async def _seek_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Every assigned partition explicitly to where this reader starts it (so that whatever was
+        fetched before is fetched again): a little before the committed offset (the look-back for
+        resent ids), where the legacy group stopped, or the beginning."""
         offs = await self.admin.list_consumer_group_offsets(self.group_id, partitions=list(assigned))
         fresh = [tp for tp in assigned if tp not in offs or offs[tp].offset < 0]
-        if fresh and self.legacy_group:
-            await self._resume_from_legacy(fresh)
+        legacy = await self._resume_from_legacy(fresh) if fresh and self.legacy_group else {}
         for tp in assigned:
             om = offs.get(tp)
             self.mapper.forget(tp.topic, tp.partition)
             if om is not None and om.offset > 0:
                 # read back what was just before (only its ids): a shipper's resend of it is not new
                 self.lookback[tp] = om.offset
-                self.consumer.seek(tp, max(0, om.offset - LOOKBACK))
+                self.starts[tp] = max(0, om.offset - LOOKBACK)
+            else:  # 0 below the log start: auto_offset_reset (earliest) applies
+                self.starts[tp] = legacy.get(tp, 0)
             hi = parse_intent(om.metadata if om is not None else None)
             if hi is not None:
                 self.intents[tp] = hi
                 log.info("%s:%d resumes an announced batch %d..%d", tp.topic, tp.partition, om.offset, hi)
+        self._seek_starts()
 
-    async def _resume_from_legacy(self, tps: list[TopicPartition]) -> None:
+    def _seek_starts(self) -> None:
+        """Every assigned partition to where the assignment starts it (nothing of it processed since)."""
+        assigned = self.consumer.assignment()
+        for tp, offset in self.starts.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
+
+    async def _resume_from_legacy(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """A partition this group never committed starts where the group that read the raw topics
         before the batch reader (the Faust group) stopped, not from the beginning (an upgrade must
-        not replay the whole topic)."""
+        not replay the whole topic). Returns their start offsets."""
         old = await self.admin.list_consumer_group_offsets(self.legacy_group, partitions=tps)
+        placed = {}
         for tp in tps:
             om = old.get(tp)
             if om is not None and om.offset >= 0:
-                self.consumer.seek(tp, om.offset)
+                placed[tp] = om.offset
                 log.info("%s:%d starts at %d, where group %s stopped", tp.topic, tp.partition, om.offset,
                          self.legacy_group)
+        return placed
 
     def _past_lookback(self, tp: TopicPartition, recs: list[Any]) -> list[Any]:
         """The records to process; those read back before the committed offset only teach the mapper

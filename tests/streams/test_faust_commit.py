@@ -1,4 +1,5 @@
-"""Faust's commit offset: never past a message at the committed offset that was not acknowledged."""
+"""Faust's commit offset: never past a message that was not acknowledged (at the committed offset, or
+one it skipped reading)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,10 @@ def test_first_commit_and_offset_zero() -> None:
     assert _new_offset(consumer(0, []), TP) is None
 
 
-def test_offsets_faust_saw_missing_count_as_acknowledged() -> None:
+def test_offsets_faust_skipped_reading_are_not_acknowledged() -> None:
+    # Faust 0.15.3 fills its read gaps in as acknowledged (it returns 10 here): on the points topic
+    # every offset is a message, and one it skipped was never folded
     c = consumer(5, [5, 6, 9], gaps=[(7, 9)])
-    assert _new_offset(c, TP) == 10
+    assert _new_offset(c, TP) == 7
+    assert not c._gap[TP]
+    assert _new_offset(c, TP) is None  # 7 and 8 still to come
