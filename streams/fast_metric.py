@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from logtide.schemas.codec import DEFAULT_LIMITS
 from logtide.schemas.models import MetricSample, MetricType
+from logtide.schemas.strict_structs import EventInfoStruct, Int64
 from logtide.streams.derive import (
     COUNTER,
     GAUGE,
@@ -51,25 +52,15 @@ _MAX_BYTES = DEFAULT_LIMITS.max_bytes
 # Deriver caches keys; time spellings fewer (a scrape's samples share one, a batch holds a few)
 _CACHE_MAX = 100_000
 _TIMES_MAX = 10_000
-_Int = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]  # beyond 64 bits: the model decides
 
 
 # MetricSample's contract as msgspec structs, strict: exact JSON types (no coercion: a number given as
 # a string, a bool for a number, a float for an int all fail here and go to the model), no unknown keys
 # (a field's Python name, `timestamp` or `schema_`, is unknown here), times as strings (parsed by the
 # model's own validator below). The model accepts everything these accept, with the same values.
-class _EventInfo(Struct, forbid_unknown_fields=True):
-    id: str
-    original: str | None = None
-    ingested: str | None = None
-    dataset: str | None = None
-    kind: Literal["event", "metric", "alert", "pipeline_error"] = "event"
-    duration: _Int | None = None
-
-
 class _Meta(Struct, forbid_unknown_fields=True):
     schema: Literal["metric_sample"]
-    version: _Int = 1
+    version: Int64 = 1
     flags: list[str] = []
     parse_error: str | None = None
 
@@ -95,7 +86,7 @@ class _Service(Struct, forbid_unknown_fields=True):
 
 class _Sample(Struct, forbid_unknown_fields=True, kw_only=True):
     timestamp: str = field(name="@timestamp")
-    event: _EventInfo
+    event: EventInfoStruct
     logtide: _Meta
     labels: dict[str, str] = {}
     metric: _Metric

@@ -19,28 +19,19 @@ from typing import Annotated, Literal
 
 import msgspec
 from logtide.schemas import DEFAULT_LIMITS, Anomaly, DeadLetter, DeadLetterSource, decode
+from logtide.schemas.strict_structs import EventInfoStruct, Int64
 from msgspec import Meta, Struct, field
 
 _TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 _Positive = Annotated[float, Meta(gt=0)]
 _Unit = Annotated[float, Meta(ge=0, le=1)]
-_Int = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]  # beyond 64 bits: the model decides
 
 
 # The Anomaly contract as msgspec structs, strict (no coercion, no unknown keys). Times stay strings:
 # `_ts` parses them (RFC 3339 with an offset, or the model decides).
-class _EventInfo(Struct, forbid_unknown_fields=True):
-    id: str
-    original: str | None = None
-    ingested: str | None = None
-    dataset: str | None = None
-    kind: Literal["event", "metric", "alert", "pipeline_error"] = "event"
-    duration: _Int | None = None
-
-
 class _Meta(Struct, forbid_unknown_fields=True):
     schema: Literal["anomaly"]
-    version: _Int = 1
+    version: Int64 = 1
     flags: list[str] = []
     parse_error: str | None = None
 
@@ -93,7 +84,7 @@ class _Episode(Struct, forbid_unknown_fields=True):
 
 class _Anomaly(Struct, forbid_unknown_fields=True, kw_only=True):
     timestamp: str = field(name="@timestamp")
-    event: _EventInfo
+    event: EventInfoStruct
     logtide: _Meta
     labels: dict[str, str] = {}
     message: str
